@@ -1,0 +1,259 @@
+//! Engine.IO v4 packets: the transport session underneath Socket.IO.
+//!
+//! A packet is one type character (`0` open … `6` noop) and an optional payload.
+//! Over WebSocket each packet is one frame ([`Frame`]); a binary frame is a message
+//! carrying raw bytes. Over HTTP long-polling several packets travel in one body,
+//! joined by the record separator `\x1e`, binary ones as `b` + base64
+//! ([`encode_payload`], [`decode_payload`]).
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::base64;
+
+/// The record separator joining packets in a long-polling payload.
+pub const RECORD_SEPARATOR: char = '\x1e';
+
+/// One WebSocket message: text or binary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    Text(String),
+    Binary(Vec<u8>),
+}
+
+impl Frame {
+    /// Length in bytes of the frame's payload (what `maxPayload` limits).
+    pub fn len(&self) -> usize {
+        match self {
+            Frame::Text(t) => t.len(),
+            Frame::Binary(b) => b.len(),
+        }
+    }
+
+    /// Whether the payload is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The handshake the server sends first: `0{"sid":...}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OpenPacket {
+    pub sid: String,
+    pub upgrades: Vec<String>,
+    /// Milliseconds between the server's pings.
+    pub ping_interval: u64,
+    /// Milliseconds the client has to answer a ping.
+    pub ping_timeout: u64,
+    /// Largest payload, in bytes, the server accepts.
+    pub max_payload: u64,
+}
+
+/// An Engine.IO packet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Packet {
+    Open(OpenPacket),
+    Close,
+    /// `2`, with an optional payload (`probe` during an upgrade).
+    Ping(String),
+    /// `3`, echoing the ping's payload.
+    Pong(String),
+    /// `4` + text: a message (a Socket.IO packet, for Socket.IO).
+    Message(String),
+    /// A binary message: a raw binary frame, or `b<base64>` when polling.
+    Binary(Vec<u8>),
+    Upgrade,
+    Noop,
+}
+
+/// Why bytes received from a peer are not an Engine.IO packet.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum DecodeError {
+    #[error("empty packet")]
+    Empty,
+    #[error("unknown engine.io packet type {0:?}")]
+    UnknownType(char),
+    #[error("invalid open packet: {0}")]
+    InvalidOpen(String),
+    #[error("packet type {0:?} takes no payload")]
+    UnexpectedPayload(char),
+    #[error("invalid base64 binary packet: {0}")]
+    InvalidBase64(#[from] base64::Base64Error),
+}
+
+impl Packet {
+    /// The packet as a WebSocket frame.
+    pub fn encode(&self) -> Frame {
+        match self {
+            Packet::Binary(bytes) => Frame::Binary(bytes.clone()),
+            other => Frame::Text(other.encode_text()),
+        }
+    }
+
+    /// Consumes the packet into a WebSocket frame without copying its payload.
+    pub fn into_frame(self) -> Frame {
+        match self {
+            Packet::Binary(bytes) => Frame::Binary(bytes),
+            Packet::Message(text) => {
+                let mut s = String::with_capacity(text.len() + 1);
+                s.push('4');
+                s.push_str(&text);
+                Frame::Text(s)
+            }
+            other => Frame::Text(other.encode_text()),
+        }
+    }
+
+    /// The text form of the packet (binary as `b<base64>`, the polling form).
+    pub fn encode_text(&self) -> String {
+        match self {
+            Packet::Open(open) => {
+                let json = serde_json::to_string(open).expect("an open packet always serializes");
+                format!("0{json}")
+            }
+            Packet::Close => "1".to_owned(),
+            Packet::Ping(data) => format!("2{data}"),
+            Packet::Pong(data) => format!("3{data}"),
+            Packet::Message(text) => format!("4{text}"),
+            Packet::Binary(bytes) => format!("b{}", base64::encode(bytes)),
+            Packet::Upgrade => "5".to_owned(),
+            Packet::Noop => "6".to_owned(),
+        }
+    }
+
+    /// Decodes a WebSocket frame. A binary frame is always a binary message.
+    pub fn decode(frame: Frame) -> Result<Packet, DecodeError> {
+        match frame {
+            Frame::Binary(bytes) => Ok(Packet::Binary(bytes)),
+            Frame::Text(text) => Packet::decode_text(&text),
+        }
+    }
+
+    /// Decodes one packet in text form (a WebSocket text frame or one record of a
+    /// long-polling payload, where `b` introduces base64 binary).
+    pub fn decode_text(text: &str) -> Result<Packet, DecodeError> {
+        let mut chars = text.chars();
+        let kind = chars.next().ok_or(DecodeError::Empty)?;
+        let rest = chars.as_str();
+        let no_payload = |packet: Packet| {
+            if rest.is_empty() {
+                Ok(packet)
+            } else {
+                Err(DecodeError::UnexpectedPayload(kind))
+            }
+        };
+        match kind {
+            '0' => serde_json::from_str(rest)
+                .map(Packet::Open)
+                .map_err(|e| DecodeError::InvalidOpen(e.to_string())),
+            '1' => no_payload(Packet::Close),
+            '2' => Ok(Packet::Ping(rest.to_owned())),
+            '3' => Ok(Packet::Pong(rest.to_owned())),
+            '4' => Ok(Packet::Message(rest.to_owned())),
+            '5' => no_payload(Packet::Upgrade),
+            '6' => no_payload(Packet::Noop),
+            'b' => Ok(Packet::Binary(base64::decode(rest)?)),
+            other => Err(DecodeError::UnknownType(other)),
+        }
+    }
+}
+
+/// Joins packets into one long-polling body: `4hello\x1ebAQIDBA==`.
+pub fn encode_payload(packets: &[Packet]) -> String {
+    let mut out = String::new();
+    for (i, packet) in packets.iter().enumerate() {
+        if i > 0 {
+            out.push(RECORD_SEPARATOR);
+        }
+        out.push_str(&packet.encode_text());
+    }
+    out
+}
+
+/// Splits a long-polling body into its packets. Any invalid record fails the whole
+/// body: the protocol has no way to say "some of this was wrong".
+pub fn decode_payload(body: &str) -> Result<Vec<Packet>, DecodeError> {
+    body.split(RECORD_SEPARATOR)
+        .map(Packet::decode_text)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open() -> OpenPacket {
+        OpenPacket {
+            sid: "lv_VI97HAXpY6yYWAAAC".into(),
+            upgrades: vec!["websocket".into()],
+            ping_interval: 25000,
+            ping_timeout: 20000,
+            max_payload: 1_000_000,
+        }
+    }
+
+    #[test]
+    fn open_packet_matches_spec() {
+        assert_eq!(
+            Packet::Open(open()).encode_text(),
+            r#"0{"sid":"lv_VI97HAXpY6yYWAAAC","upgrades":["websocket"],"pingInterval":25000,"pingTimeout":20000,"maxPayload":1000000}"#
+        );
+        let decoded = Packet::decode_text(&Packet::Open(open()).encode_text());
+        assert_eq!(decoded, Ok(Packet::Open(open())));
+    }
+
+    #[test]
+    fn simple_packets_from_spec() {
+        for (packet, wire) in [
+            (Packet::Close, "1"),
+            (Packet::Ping(String::new()), "2"),
+            (Packet::Pong(String::new()), "3"),
+            (Packet::Ping("probe".into()), "2probe"),
+            (Packet::Pong("probe".into()), "3probe"),
+            (Packet::Message("hello".into()), "4hello"),
+            (Packet::Upgrade, "5"),
+            (Packet::Noop, "6"),
+        ] {
+            assert_eq!(packet.encode(), Frame::Text(wire.into()));
+            assert_eq!(packet.clone().into_frame(), Frame::Text(wire.into()));
+            assert_eq!(Packet::decode(Frame::Text(wire.into())), Ok(packet));
+        }
+    }
+
+    #[test]
+    fn binary_frames_have_no_prefix() {
+        let packet = Packet::Binary(vec![1, 2, 3, 4]);
+        assert_eq!(packet.encode(), Frame::Binary(vec![1, 2, 3, 4]));
+        assert_eq!(Packet::decode(Frame::Binary(vec![1, 2, 3, 4])), Ok(packet));
+    }
+
+    #[test]
+    fn polling_payload_from_spec() {
+        let packets = vec![
+            Packet::Message("hello".into()),
+            Packet::Binary(vec![1, 2, 3, 4]),
+        ];
+        assert_eq!(encode_payload(&packets), "4hello\x1ebAQIDBA==");
+        assert_eq!(decode_payload("4hello\x1ebAQIDBA=="), Ok(packets));
+        assert_eq!(
+            decode_payload("4hello\x1e4€uro\x1e2"),
+            Ok(vec![
+                Packet::Message("hello".into()),
+                Packet::Message("€uro".into()),
+                Packet::Ping(String::new())
+            ])
+        );
+    }
+
+    #[test]
+    fn invalid_input_is_an_error_not_a_panic() {
+        assert_eq!(Packet::decode_text(""), Err(DecodeError::Empty));
+        assert_eq!(Packet::decode_text("9"), Err(DecodeError::UnknownType('9')));
+        assert_eq!(Packet::decode_text("é"), Err(DecodeError::UnknownType('é')));
+        assert_eq!(Packet::decode_text("1x"), Err(DecodeError::UnexpectedPayload('1')));
+        assert!(matches!(Packet::decode_text("0{"), Err(DecodeError::InvalidOpen(_))));
+        assert!(matches!(Packet::decode_text("b!!"), Err(DecodeError::InvalidBase64(_))));
+        assert_eq!(decode_payload("4a\x1e"), Err(DecodeError::Empty));
+    }
+}

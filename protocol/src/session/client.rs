@@ -1,0 +1,604 @@
+//! The client side of one Engine.IO session, joined to one Socket.IO namespace.
+//!
+//! After the open packet the client sends CONNECT (with its auth) for its
+//! namespace, answers every ping with a pong, and declares the server dead when
+//! neither the open packet nor a ping has been seen for `pingInterval + pingTimeout`.
+//! Emits made before the namespace is connected wait in a bounded buffer and go out,
+//! in order, once it is. Acks are matched to their [`AckId`] or time out.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::Value;
+use thiserror::Error;
+
+use super::{AckId, CloseReason, ProtocolError};
+use crate::engineio::{self, Frame, OpenPacket};
+use crate::event::{self, Event, EventError};
+use crate::socketio::{self, Decoder, Limits};
+use crate::Time;
+
+/// Client settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientConfig {
+    /// The namespace to join, `/` by default.
+    pub namespace: String,
+    /// The CONNECT auth payload.
+    pub auth: Option<Value>,
+    /// How long an emit waits for its ack by default.
+    pub ack_timeout: Duration,
+    /// Most emits kept while not connected; more are refused with
+    /// [`EmitError::BufferFull`] (the caller sees it at once, nothing is dropped silently).
+    pub max_buffered: usize,
+    pub limits: Limits,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            namespace: socketio::MAIN_NAMESPACE.to_owned(),
+            auth: None,
+            ack_timeout: Duration::from_secs(10),
+            max_buffered: 1024,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// Where the session stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientState {
+    /// Waiting for the server's open packet.
+    Opening,
+    /// Engine.IO open; CONNECT sent, waiting for the answer.
+    Connecting,
+    /// Joined the namespace under this Socket.IO id.
+    Connected { sid: String },
+    Closed,
+}
+
+/// What the application learns from the session.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClientEvent {
+    /// The Engine.IO handshake: session id and heartbeat settings.
+    Open(OpenPacket),
+    /// The namespace accepted us.
+    Connected { sid: String },
+    /// The namespace refused us (for example, bad auth).
+    ConnectError { message: String, data: Value },
+    /// An event from the server; `id` is set when it wants an ack ([`ClientSession::ack`]).
+    Event {
+        id: Option<AckId>,
+        name: String,
+        args: Vec<Value>,
+        attachments: Vec<Vec<u8>>,
+    },
+    /// The reply to one of our emits.
+    Ack {
+        id: AckId,
+        args: Vec<Value>,
+        attachments: Vec<Vec<u8>>,
+    },
+    /// No reply in time for ack `id`.
+    AckTimeout { id: AckId },
+    /// The server removed us from the namespace.
+    Disconnected,
+    /// The session ended.
+    Closed(CloseReason),
+}
+
+/// Why an emit was refused.
+#[derive(Debug, Error)]
+pub enum EmitError {
+    #[error("the session is closed")]
+    Closed,
+    #[error("{0} emits already wait for the connection; emit refused")]
+    BufferFull(usize),
+    #[error(transparent)]
+    Event(#[from] EventError),
+}
+
+/// One connection to a server, seen from the client.
+#[derive(Debug)]
+pub struct ClientSession {
+    config: ClientConfig,
+    state: ClientState,
+    decoder: Decoder,
+    open: Option<OpenPacket>,
+    server_deadline: Option<Time>,
+    next_ack_id: AckId,
+    acks: BTreeMap<AckId, Time>,
+    ack_deadlines: BTreeSet<(Time, AckId)>,
+    buffered: VecDeque<socketio::Packet>,
+    outbox: VecDeque<Frame>,
+    events: VecDeque<ClientEvent>,
+}
+
+impl ClientSession {
+    /// A session waiting for the server's open packet (the transport is opening).
+    pub fn new(config: ClientConfig) -> Self {
+        ClientSession {
+            decoder: Decoder::new(config.limits),
+            config,
+            state: ClientState::Opening,
+            open: None,
+            server_deadline: None,
+            next_ack_id: 0,
+            acks: BTreeMap::new(),
+            ack_deadlines: BTreeSet::new(),
+            buffered: VecDeque::new(),
+            outbox: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    pub fn state(&self) -> &ClientState {
+        &self.state
+    }
+
+    /// The server's open packet, once received.
+    pub fn handshake(&self) -> Option<&OpenPacket> {
+        self.open.as_ref()
+    }
+
+    pub fn is_connected(&self) -> bool {
+        matches!(self.state, ClientState::Connected { .. })
+    }
+
+    /// A frame arrived from the server at `now`. A protocol violation closes the
+    /// session and is returned.
+    pub fn handle_frame(&mut self, frame: Frame, now: Time) -> Result<(), ProtocolError> {
+        if self.state == ClientState::Closed {
+            return Ok(());
+        }
+        match self.process_frame(frame, now) {
+            Ok(()) => Ok(()),
+            Err(err) => {
+                self.finish(CloseReason::Protocol(err.clone()));
+                Err(err)
+            }
+        }
+    }
+
+    fn process_frame(&mut self, frame: Frame, now: Time) -> Result<(), ProtocolError> {
+        match engineio::Packet::decode(frame)? {
+            engineio::Packet::Open(open) => {
+                if self.state != ClientState::Opening {
+                    return Err(ProtocolError::Unexpected("second open packet"));
+                }
+                self.server_deadline = Some(now + heartbeat_window(&open));
+                self.open = Some(open.clone());
+                self.state = ClientState::Connecting;
+                self.events.push_back(ClientEvent::Open(open));
+                let connect = socketio::Packet::Connect {
+                    nsp: self.config.namespace.clone(),
+                    data: self.config.auth.clone(),
+                };
+                self.push_packet(&connect);
+                Ok(())
+            }
+            engineio::Packet::Ping(data) => {
+                if let Some(open) = &self.open {
+                    self.server_deadline = Some(now + heartbeat_window(open));
+                }
+                self.outbox
+                    .push_back(engineio::Packet::Pong(data).into_frame());
+                Ok(())
+            }
+            engineio::Packet::Close => {
+                self.finish(CloseReason::PeerClosed);
+                Ok(())
+            }
+            engineio::Packet::Message(text) => {
+                if let Some(packet) = self.decoder.feed_text(&text)? {
+                    self.handle_packet(packet);
+                }
+                Ok(())
+            }
+            engineio::Packet::Binary(bytes) => {
+                if let Some(packet) = self.decoder.feed_binary(bytes)? {
+                    self.handle_packet(packet);
+                }
+                Ok(())
+            }
+            engineio::Packet::Pong(_) | engineio::Packet::Noop | engineio::Packet::Upgrade => {
+                Ok(())
+            }
+        }
+    }
+
+    fn handle_packet(&mut self, packet: socketio::Packet) {
+        use socketio::Packet as P;
+        if packet.nsp() != self.config.namespace {
+            return;
+        }
+        match packet {
+            P::Connect { data, .. } => {
+                let sid = data
+                    .as_ref()
+                    .and_then(|d| d.get("sid"))
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned();
+                self.state = ClientState::Connected { sid: sid.clone() };
+                self.events.push_back(ClientEvent::Connected { sid });
+                while let Some(p) = self.buffered.pop_front() {
+                    self.push_packet(&p);
+                }
+            }
+            P::ConnectError { data, .. } => {
+                let message = match &data {
+                    Value::String(s) => s.clone(),
+                    other => other
+                        .get("message")
+                        .and_then(Value::as_str)
+                        .unwrap_or("connection refused")
+                        .to_owned(),
+                };
+                self.events.push_back(ClientEvent::ConnectError { message, data });
+            }
+            P::Disconnect { .. } => {
+                self.state = ClientState::Connecting;
+                self.events.push_back(ClientEvent::Disconnected);
+            }
+            P::Event {
+                id,
+                name,
+                args,
+                attachments,
+                ..
+            } => self.events.push_back(ClientEvent::Event {
+                id,
+                name,
+                args,
+                attachments,
+            }),
+            P::Ack {
+                id,
+                args,
+                attachments,
+                ..
+            } => {
+                if let Some(deadline) = self.acks.remove(&id) {
+                    self.ack_deadlines.remove(&(deadline, id));
+                    self.events.push_back(ClientEvent::Ack {
+                        id,
+                        args,
+                        attachments,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Emits `name` with `args`; buffered until connected.
+    pub fn emit(&mut self, name: &str, args: Vec<Value>) -> Result<(), EmitError> {
+        let packet = socketio::Packet::event(&self.config.namespace, name, args);
+        self.send_or_buffer(packet)
+    }
+
+    /// Emits typed event `E`.
+    pub fn emit_event<E: Event>(&mut self, payload: &E::Payload) -> Result<(), EmitError> {
+        self.emit(E::NAME, event::encode::<E>(payload)?)
+    }
+
+    /// Emits `name` asking for an ack: the reply comes as [`ClientEvent::Ack`] with
+    /// the returned id, or [`ClientEvent::AckTimeout`] after the ack timeout
+    /// (counted from now, buffered time included).
+    pub fn emit_with_ack(
+        &mut self,
+        name: &str,
+        args: Vec<Value>,
+        now: Time,
+    ) -> Result<AckId, EmitError> {
+        let id = self.next_ack_id;
+        let packet = socketio::Packet::Event {
+            nsp: self.config.namespace.clone(),
+            id: Some(id),
+            name: name.to_owned(),
+            args,
+            attachments: Vec::new(),
+        };
+        self.send_or_buffer(packet)?;
+        self.next_ack_id += 1;
+        let deadline = now + self.config.ack_timeout;
+        self.acks.insert(id, deadline);
+        self.ack_deadlines.insert((deadline, id));
+        Ok(id)
+    }
+
+    /// Answers the server's event `id`.
+    pub fn ack(&mut self, id: AckId, args: Vec<Value>) -> Result<(), EmitError> {
+        let packet = socketio::Packet::Ack {
+            nsp: self.config.namespace.clone(),
+            id,
+            args,
+            attachments: Vec::new(),
+        };
+        self.send_or_buffer(packet)
+    }
+
+    fn send_or_buffer(&mut self, packet: socketio::Packet) -> Result<(), EmitError> {
+        match self.state {
+            ClientState::Closed => Err(EmitError::Closed),
+            ClientState::Connected { .. } => {
+                self.push_packet(&packet);
+                Ok(())
+            }
+            _ if self.buffered.len() >= self.config.max_buffered => {
+                Err(EmitError::BufferFull(self.buffered.len()))
+            }
+            _ => {
+                self.buffered.push_back(packet);
+                Ok(())
+            }
+        }
+    }
+
+    /// Leaves the namespace and closes the session.
+    pub fn disconnect(&mut self) {
+        if self.is_connected() {
+            self.push_packet(&socketio::Packet::Disconnect {
+                nsp: self.config.namespace.clone(),
+            });
+        }
+        if self.state != ClientState::Closed && self.state != ClientState::Opening {
+            self.outbox
+                .push_back(engineio::Packet::Close.into_frame());
+        }
+        self.finish(CloseReason::LocalClose);
+    }
+
+    /// The transport closed or failed.
+    pub fn transport_closed(&mut self, reason: CloseReason) {
+        self.finish(reason);
+    }
+
+    /// Time `now` was reached: checks the server's liveness and ack deadlines.
+    pub fn handle_timeout(&mut self, now: Time) {
+        if self.state == ClientState::Closed {
+            return;
+        }
+        while let Some(&(deadline, id)) = self.ack_deadlines.first() {
+            if deadline > now {
+                break;
+            }
+            self.ack_deadlines.pop_first();
+            self.acks.remove(&id);
+            self.events.push_back(ClientEvent::AckTimeout { id });
+        }
+        if self.server_deadline.is_some_and(|d| now >= d) {
+            self.finish(CloseReason::ServerSilent);
+        }
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) should next be called.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        if self.state == ClientState::Closed {
+            return None;
+        }
+        [
+            self.server_deadline,
+            self.ack_deadlines.first().map(|&(d, _)| d),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Frame> {
+        self.outbox.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<ClientEvent> {
+        self.events.pop_front()
+    }
+
+    fn push_packet(&mut self, packet: &socketio::Packet) {
+        let (text, attachments) = packet.encode();
+        self.outbox
+            .push_back(engineio::Packet::Message(text).into_frame());
+        for a in attachments {
+            self.outbox.push_back(Frame::Binary(a.clone()));
+        }
+    }
+
+    fn finish(&mut self, reason: CloseReason) {
+        if self.state == ClientState::Closed {
+            return;
+        }
+        self.state = ClientState::Closed;
+        self.server_deadline = None;
+        // Acks that can no longer complete fail now rather than at their deadline.
+        for id in std::mem::take(&mut self.acks).into_keys() {
+            self.events.push_back(ClientEvent::AckTimeout { id });
+        }
+        self.ack_deadlines.clear();
+        self.events.push_back(ClientEvent::Closed(reason));
+    }
+}
+
+fn heartbeat_window(open: &OpenPacket) -> Duration {
+    Duration::from_millis(open.ping_interval.saturating_add(open.ping_timeout))
+}
+
+/// Serializes any value as a single-argument list, for untyped emits.
+pub fn args_of<T: Serialize>(value: &T) -> Result<Vec<Value>, serde_json::Error> {
+    serde_json::to_value(value).map(|v| vec![v])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::{MyData, MyOtherEvent};
+    use serde_json::json;
+
+    const MS: Duration = Duration::from_millis(1);
+    const OPEN: &str =
+        r#"0{"sid":"s1","upgrades":[],"pingInterval":300,"pingTimeout":200,"maxPayload":1000000}"#;
+
+    fn text(s: &str) -> Frame {
+        Frame::Text(s.to_owned())
+    }
+
+    fn drain(s: &mut ClientSession) -> Vec<Frame> {
+        std::iter::from_fn(|| s.poll_transmit()).collect()
+    }
+
+    fn events(s: &mut ClientSession) -> Vec<ClientEvent> {
+        std::iter::from_fn(|| s.poll_event()).collect()
+    }
+
+    fn connected() -> ClientSession {
+        let mut s = ClientSession::new(ClientConfig::default());
+        s.handle_frame(text(OPEN), Time::ZERO).expect("valid");
+        s.handle_frame(text(r#"40{"sid":"sock"}"#), Time::ZERO).expect("valid");
+        drain(&mut s);
+        events(&mut s);
+        s
+    }
+
+    #[test]
+    fn handshake_sends_connect_with_auth() {
+        let mut s = ClientSession::new(ClientConfig {
+            auth: Some(json!({"token": "123"})),
+            ..ClientConfig::default()
+        });
+        s.handle_frame(text(OPEN), Time::ZERO).expect("valid");
+        assert_eq!(drain(&mut s), vec![text(r#"40{"token":"123"}"#)]);
+        assert!(matches!(&events(&mut s)[..], [ClientEvent::Open(o)] if o.sid == "s1"));
+        s.handle_frame(text(r#"40{"sid":"abc"}"#), MS).expect("valid");
+        assert_eq!(events(&mut s), vec![ClientEvent::Connected { sid: "abc".into() }]);
+        assert_eq!(s.state(), &ClientState::Connected { sid: "abc".into() });
+    }
+
+    #[test]
+    fn custom_namespace() {
+        let mut s = ClientSession::new(ClientConfig {
+            namespace: "/admin".into(),
+            ..ClientConfig::default()
+        });
+        s.handle_frame(text(OPEN), Time::ZERO).expect("valid");
+        assert_eq!(drain(&mut s), vec![text("40/admin,")]);
+        s.handle_frame(text(r#"44/admin,{"message":"nope"}"#), MS).expect("valid");
+        assert!(matches!(
+            &events(&mut s)[..],
+            [ClientEvent::Open(_), ClientEvent::ConnectError { message, .. }] if message == "nope"
+        ));
+    }
+
+    #[test]
+    fn answers_pings_and_detects_silent_server() {
+        let mut s = connected();
+        assert_eq!(s.poll_timeout(), Some(500 * MS));
+        s.handle_frame(text("2"), 300 * MS).expect("valid");
+        assert_eq!(drain(&mut s), vec![text("3")]);
+        assert_eq!(s.poll_timeout(), Some(800 * MS));
+        s.handle_timeout(799 * MS);
+        assert!(s.is_connected());
+        s.handle_timeout(800 * MS);
+        assert_eq!(s.state(), &ClientState::Closed);
+        assert_eq!(
+            events(&mut s),
+            vec![ClientEvent::Closed(CloseReason::ServerSilent)]
+        );
+    }
+
+    #[test]
+    fn emits_before_connect_are_buffered_in_order() {
+        let mut s = ClientSession::new(ClientConfig {
+            max_buffered: 2,
+            ..ClientConfig::default()
+        });
+        s.emit("a", vec![]).expect("buffered");
+        s.emit_event::<MyOtherEvent>(&MyData { my: "data".into() })
+            .expect("buffered");
+        assert!(matches!(s.emit("c", vec![]), Err(EmitError::BufferFull(2))));
+        assert!(drain(&mut s).is_empty());
+        s.handle_frame(text(OPEN), Time::ZERO).expect("valid");
+        assert_eq!(drain(&mut s), vec![text("40")]);
+        s.handle_frame(text(r#"40{"sid":"x"}"#), MS).expect("valid");
+        assert_eq!(
+            drain(&mut s),
+            vec![
+                text(r#"42["a"]"#),
+                text(r#"42["my other event",{"my":"data"}]"#)
+            ]
+        );
+    }
+
+    #[test]
+    fn acks_match_their_caller_or_time_out() {
+        let mut s = connected();
+        let a = s.emit_with_ack("q", vec![json!(1)], Time::ZERO).expect("sent");
+        let b = s.emit_with_ack("q", vec![json!(2)], 5 * MS).expect("sent");
+        assert_eq!(
+            drain(&mut s),
+            vec![text(r#"420["q",1]"#), text(r#"421["q",2]"#)]
+        );
+        s.handle_frame(text(r#"431["two"]"#), 10 * MS).expect("valid");
+        assert_eq!(
+            events(&mut s),
+            vec![ClientEvent::Ack {
+                id: b,
+                args: vec![json!("two")],
+                attachments: vec![]
+            }]
+        );
+        // Keep the server alive past the ack timeout.
+        s.handle_frame(text("2"), 9_000 * MS).expect("valid");
+        s.handle_timeout(10_000 * MS);
+        assert!(events(&mut s).contains(&ClientEvent::AckTimeout { id: a }));
+    }
+
+    #[test]
+    fn close_fails_pending_acks() {
+        let mut s = connected();
+        let a = s.emit_with_ack("q", vec![], Time::ZERO).expect("sent");
+        s.transport_closed(CloseReason::Transport("reset".into()));
+        assert_eq!(
+            events(&mut s),
+            vec![
+                ClientEvent::AckTimeout { id: a },
+                ClientEvent::Closed(CloseReason::Transport("reset".into()))
+            ]
+        );
+        assert!(matches!(s.emit("x", vec![]), Err(EmitError::Closed)));
+    }
+
+    #[test]
+    fn server_events_and_ack_requests() {
+        let mut s = connected();
+        s.handle_frame(text(r#"42["news",{"hello":"world"}]"#), MS).expect("valid");
+        s.handle_frame(text(r#"427["question"]"#), MS).expect("valid");
+        let evs = events(&mut s);
+        assert_eq!(
+            evs[0],
+            ClientEvent::Event {
+                id: None,
+                name: "news".into(),
+                args: vec![json!({"hello": "world"})],
+                attachments: vec![]
+            }
+        );
+        assert!(matches!(&evs[1], ClientEvent::Event { id: Some(7), .. }));
+        s.ack(7, vec![json!("answer")]).expect("sent");
+        assert_eq!(drain(&mut s), vec![text(r#"437["answer"]"#)]);
+    }
+
+    #[test]
+    fn disconnect_sends_namespace_disconnect_and_close() {
+        let mut s = connected();
+        s.disconnect();
+        assert_eq!(drain(&mut s), vec![text("41"), text("1")]);
+        assert_eq!(s.state(), &ClientState::Closed);
+    }
+
+    #[test]
+    fn garbage_from_server_closes() {
+        let mut s = connected();
+        assert!(s.handle_frame(text("4zzz"), MS).is_err());
+        assert_eq!(s.state(), &ClientState::Closed);
+    }
+}

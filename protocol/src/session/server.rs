@@ -1,0 +1,694 @@
+//! The server side of one Engine.IO session and the Socket.IO namespaces on it.
+//!
+//! Heartbeat (Engine.IO v4): the server pings `pingInterval` after the open packet
+//! (not at once), then `pingInterval` after each pong; a pong must arrive within
+//! `pingTimeout` of the ping or the session closes. A client-sent ping is a protocol
+//! error. A client that connects to no namespace within `connectTimeout` is closed.
+//!
+//! Namespaces: a CONNECT becomes [`ServerEvent::Connect`]; the application decides
+//! with [`ServerSession::accept_connect`] or [`ServerSession::reject_connect`].
+
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::{AckId, CloseReason, ProtocolError, millis};
+use crate::engineio::{self, Frame, OpenPacket};
+use crate::socketio::{self, Decoder, Limits};
+use crate::Time;
+
+/// The session's settings, announced to the client in the open packet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    pub ping_interval: Duration,
+    pub ping_timeout: Duration,
+    pub connect_timeout: Duration,
+    /// Largest message (bytes) accepted from the client.
+    pub max_payload: usize,
+    pub limits: Limits,
+}
+
+impl Default for ServerConfig {
+    /// Socket.IO's defaults.
+    fn default() -> Self {
+        ServerConfig {
+            ping_interval: Duration::from_millis(25_000),
+            ping_timeout: Duration::from_millis(20_000),
+            connect_timeout: Duration::from_millis(45_000),
+            max_payload: 1_000_000,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// What the application learns from a session.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ServerEvent {
+    /// The client asks to join `nsp`, with its auth payload, if any.
+    Connect { nsp: String, auth: Option<Value> },
+    /// An event from the client; `id` is set when it wants an ack.
+    Event {
+        nsp: String,
+        id: Option<AckId>,
+        name: String,
+        args: Vec<Value>,
+        attachments: Vec<Vec<u8>>,
+    },
+    /// The client's reply to an event we sent with [`ServerSession::emit_with_ack`].
+    Ack {
+        nsp: String,
+        id: AckId,
+        args: Vec<Value>,
+        attachments: Vec<Vec<u8>>,
+    },
+    /// No reply arrived in time for ack `id`.
+    AckTimeout { nsp: String, id: AckId },
+    /// The client left `nsp`; the session stays open.
+    Disconnect { nsp: String },
+    /// The session ended; nothing more will happen.
+    Closed(CloseReason),
+}
+
+/// One client's session, seen from the server.
+#[derive(Debug)]
+pub struct ServerSession {
+    sid: String,
+    config: ServerConfig,
+    decoder: Decoder,
+    /// Namespaces the client is connected to.
+    connected: HashSet<String>,
+    /// Namespaces whose CONNECT awaits the application's decision.
+    pending_connect: HashSet<String>,
+    next_ping: Option<Time>,
+    pong_deadline: Option<Time>,
+    connect_deadline: Option<Time>,
+    next_ack_id: AckId,
+    acks: BTreeMap<AckId, (String, Time)>,
+    ack_deadlines: BTreeSet<(Time, AckId)>,
+    outbox: VecDeque<Frame>,
+    events: VecDeque<ServerEvent>,
+    closed: Option<CloseReason>,
+}
+
+impl ServerSession {
+    /// Opens a session: the open packet is the first frame to send. `upgrades` lists
+    /// the transports the client may upgrade to (none when already on WebSocket).
+    pub fn new(sid: String, config: ServerConfig, upgrades: Vec<String>, now: Time) -> Self {
+        let open = OpenPacket {
+            sid: sid.clone(),
+            upgrades,
+            ping_interval: millis(config.ping_interval),
+            ping_timeout: millis(config.ping_timeout),
+            max_payload: config.max_payload as u64,
+        };
+        let mut outbox = VecDeque::new();
+        outbox.push_back(engineio::Packet::Open(open).into_frame());
+        ServerSession {
+            sid,
+            decoder: Decoder::new(config.limits),
+            connected: HashSet::new(),
+            pending_connect: HashSet::new(),
+            next_ping: Some(now + config.ping_interval),
+            pong_deadline: None,
+            connect_deadline: Some(now + config.connect_timeout),
+            next_ack_id: 0,
+            acks: BTreeMap::new(),
+            ack_deadlines: BTreeSet::new(),
+            outbox,
+            events: VecDeque::new(),
+            closed: None,
+            config,
+        }
+    }
+
+    /// The Engine.IO session id.
+    pub fn sid(&self) -> &str {
+        &self.sid
+    }
+
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
+    }
+
+    /// Whether the client is connected to `nsp`.
+    pub fn is_connected(&self, nsp: &str) -> bool {
+        self.connected.contains(nsp)
+    }
+
+    /// Why the session closed, once it has.
+    pub fn close_reason(&self) -> Option<&CloseReason> {
+        self.closed.as_ref()
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.is_some()
+    }
+
+    /// A frame arrived from the client at `now`. A protocol violation closes the
+    /// session (a [`ServerEvent::Closed`] follows) and is returned.
+    pub fn handle_frame(&mut self, frame: Frame, now: Time) -> Result<(), ProtocolError> {
+        if self.closed.is_some() {
+            return Ok(());
+        }
+        match self.process_frame(frame, now) {
+            Ok(()) => Ok(()),
+            Err(err) => {
+                self.finish(CloseReason::Protocol(err.clone()));
+                Err(err)
+            }
+        }
+    }
+
+    fn process_frame(&mut self, frame: Frame, now: Time) -> Result<(), ProtocolError> {
+        if frame.len() > self.config.max_payload {
+            return Err(ProtocolError::PayloadTooLarge {
+                size: frame.len(),
+                max: self.config.max_payload,
+            });
+        }
+        match engineio::Packet::decode(frame)? {
+            engineio::Packet::Pong(_) => {
+                if self.pong_deadline.take().is_some() {
+                    self.next_ping = Some(now + self.config.ping_interval);
+                }
+                Ok(())
+            }
+            engineio::Packet::Ping(data) if data == "probe" => {
+                // Upgrade probe on a new transport: answered here so the transport
+                // only has to switch over.
+                self.outbox
+                    .push_back(engineio::Packet::Pong(data).into_frame());
+                Ok(())
+            }
+            engineio::Packet::Ping(_) => Err(ProtocolError::Unexpected(
+                "ping from the client (in v4 only the server pings)",
+            )),
+            engineio::Packet::Close => {
+                self.finish(CloseReason::PeerClosed);
+                Ok(())
+            }
+            engineio::Packet::Message(text) => {
+                if let Some(packet) = self.decoder.feed_text(&text)? {
+                    self.handle_packet(packet, now);
+                }
+                Ok(())
+            }
+            engineio::Packet::Binary(bytes) => {
+                if let Some(packet) = self.decoder.feed_binary(bytes)? {
+                    self.handle_packet(packet, now);
+                }
+                Ok(())
+            }
+            engineio::Packet::Upgrade | engineio::Packet::Noop => Ok(()),
+            engineio::Packet::Open(_) => Err(ProtocolError::Unexpected("open from the client")),
+        }
+    }
+
+    fn handle_packet(&mut self, packet: socketio::Packet, _now: Time) {
+        use socketio::Packet as P;
+        match packet {
+            P::Connect { nsp, data } => {
+                if self.connected.contains(&nsp) || !self.pending_connect.insert(nsp.clone()) {
+                    // A duplicate CONNECT is ignored, as the reference server does.
+                    return;
+                }
+                self.events.push_back(ServerEvent::Connect { nsp, auth: data });
+            }
+            P::Disconnect { nsp } => {
+                if self.connected.remove(&nsp) {
+                    self.events.push_back(ServerEvent::Disconnect { nsp });
+                }
+            }
+            P::Event {
+                nsp,
+                id,
+                name,
+                args,
+                attachments,
+            } => {
+                // Events for a namespace the client has not joined (or just left)
+                // have no socket to go to; like the reference server, drop them.
+                if self.connected.contains(&nsp) {
+                    self.events.push_back(ServerEvent::Event {
+                        nsp,
+                        id,
+                        name,
+                        args,
+                        attachments,
+                    });
+                }
+            }
+            P::Ack {
+                nsp,
+                id,
+                args,
+                attachments,
+            } => {
+                if let Some((_, deadline)) = self.acks.remove(&id) {
+                    self.ack_deadlines.remove(&(deadline, id));
+                    self.events.push_back(ServerEvent::Ack {
+                        nsp,
+                        id,
+                        args,
+                        attachments,
+                    });
+                }
+            }
+            // Only a server sends these; a client that does is ignored, not trusted.
+            P::ConnectError { .. } => {}
+        }
+    }
+
+    /// Admits the client to `nsp` under the Socket.IO id `socket_id`.
+    pub fn accept_connect(&mut self, nsp: &str, socket_id: &str) {
+        if self.closed.is_some() || !self.pending_connect.remove(nsp) {
+            return;
+        }
+        self.connected.insert(nsp.to_owned());
+        self.connect_deadline = None;
+        self.push_packet(&socketio::Packet::Connect {
+            nsp: nsp.to_owned(),
+            data: Some(json!({ "sid": socket_id })),
+        });
+    }
+
+    /// Refuses the client's CONNECT to `nsp` with CONNECT_ERROR `{"message": ...}`.
+    pub fn reject_connect(&mut self, nsp: &str, message: &str) {
+        self.reject_connect_with(nsp, json!({ "message": message }));
+    }
+
+    /// Refuses with arbitrary CONNECT_ERROR data.
+    pub fn reject_connect_with(&mut self, nsp: &str, data: Value) {
+        if self.closed.is_some() || !self.pending_connect.remove(nsp) {
+            return;
+        }
+        self.push_packet(&socketio::Packet::ConnectError {
+            nsp: nsp.to_owned(),
+            data,
+        });
+    }
+
+    /// Sends a Socket.IO packet (and its attachments).
+    pub fn send(&mut self, packet: &socketio::Packet) {
+        if self.closed.is_none() {
+            self.push_packet(packet);
+        }
+    }
+
+    /// Sends an already encoded Engine.IO frame (a broadcast encoded once for all
+    /// recipients).
+    pub fn send_frame(&mut self, frame: Frame) {
+        if self.closed.is_none() {
+            self.outbox.push_back(frame);
+        }
+    }
+
+    /// Emits `name` with `args` in `nsp`.
+    pub fn emit(&mut self, nsp: &str, name: &str, args: Vec<Value>) {
+        self.send(&socketio::Packet::event(nsp, name, args));
+    }
+
+    /// Emits an event asking for an ack; its reply arrives as [`ServerEvent::Ack`]
+    /// with the returned id, or [`ServerEvent::AckTimeout`] after `timeout`.
+    pub fn emit_with_ack(
+        &mut self,
+        nsp: &str,
+        name: &str,
+        args: Vec<Value>,
+        attachments: Vec<Vec<u8>>,
+        timeout: Duration,
+        now: Time,
+    ) -> AckId {
+        let id = self.next_ack_id;
+        self.next_ack_id += 1;
+        let deadline = now + timeout;
+        self.acks.insert(id, (nsp.to_owned(), deadline));
+        self.ack_deadlines.insert((deadline, id));
+        self.send(&socketio::Packet::Event {
+            nsp: nsp.to_owned(),
+            id: Some(id),
+            name: name.to_owned(),
+            args,
+            attachments,
+        });
+        id
+    }
+
+    /// Answers the client's event `id` in `nsp`.
+    pub fn ack(&mut self, nsp: &str, id: AckId, args: Vec<Value>, attachments: Vec<Vec<u8>>) {
+        self.send(&socketio::Packet::Ack {
+            nsp: nsp.to_owned(),
+            id,
+            args,
+            attachments,
+        });
+    }
+
+    /// Removes the client from `nsp` (sends DISCONNECT); the session stays open.
+    pub fn disconnect_namespace(&mut self, nsp: &str) {
+        if self.connected.remove(nsp) {
+            self.push_packet(&socketio::Packet::Disconnect {
+                nsp: nsp.to_owned(),
+            });
+        }
+    }
+
+    /// Closes the session from our side: an Engine.IO close packet is the last frame.
+    pub fn close(&mut self) {
+        if self.closed.is_none() {
+            self.outbox
+                .push_back(engineio::Packet::Close.into_frame());
+            self.finish(CloseReason::LocalClose);
+        }
+    }
+
+    /// The transport failed or went away: the session ends with that reason.
+    pub fn transport_closed(&mut self, reason: CloseReason) {
+        self.finish(reason);
+    }
+
+    /// Time `now` was reached: sends a due ping, enforces pong, connect and ack
+    /// deadlines.
+    pub fn handle_timeout(&mut self, now: Time) {
+        if self.closed.is_some() {
+            return;
+        }
+        if self.pong_deadline.is_some_and(|d| now >= d) {
+            self.finish(CloseReason::PingTimeout);
+            return;
+        }
+        if self.connect_deadline.is_some_and(|d| now >= d) && self.connected.is_empty() {
+            self.outbox
+                .push_back(engineio::Packet::Close.into_frame());
+            self.finish(CloseReason::ConnectTimeout);
+            return;
+        }
+        if self.next_ping.is_some_and(|t| now >= t) {
+            self.next_ping = None;
+            self.pong_deadline = Some(now + self.config.ping_timeout);
+            self.outbox
+                .push_back(engineio::Packet::Ping(String::new()).into_frame());
+        }
+        while let Some(&(deadline, id)) = self.ack_deadlines.first() {
+            if deadline > now {
+                break;
+            }
+            self.ack_deadlines.pop_first();
+            if let Some((nsp, _)) = self.acks.remove(&id) {
+                self.events.push_back(ServerEvent::AckTimeout { nsp, id });
+            }
+        }
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) should next be called.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        if self.closed.is_some() {
+            return None;
+        }
+        [
+            self.next_ping,
+            self.pong_deadline,
+            self.connect_deadline,
+            self.ack_deadlines.first().map(|&(d, _)| d),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// The next frame to send, in order.
+    pub fn poll_transmit(&mut self) -> Option<Frame> {
+        self.outbox.pop_front()
+    }
+
+    /// How many frames wait to be sent.
+    pub fn pending_transmits(&self) -> usize {
+        self.outbox.len()
+    }
+
+    /// The next event for the application.
+    pub fn poll_event(&mut self) -> Option<ServerEvent> {
+        self.events.pop_front()
+    }
+
+    fn push_packet(&mut self, packet: &socketio::Packet) {
+        let (text, attachments) = packet.encode();
+        self.outbox
+            .push_back(engineio::Packet::Message(text).into_frame());
+        for a in attachments {
+            self.outbox.push_back(Frame::Binary(a.clone()));
+        }
+    }
+
+    fn finish(&mut self, reason: CloseReason) {
+        if self.closed.is_none() {
+            self.closed = Some(reason.clone());
+            self.next_ping = None;
+            self.pong_deadline = None;
+            self.connect_deadline = None;
+            self.events.push_back(ServerEvent::Closed(reason));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    fn text(s: &str) -> Frame {
+        Frame::Text(s.to_owned())
+    }
+
+    fn config() -> ServerConfig {
+        ServerConfig {
+            ping_interval: 300 * MS,
+            ping_timeout: 200 * MS,
+            connect_timeout: 1000 * MS,
+            ..ServerConfig::default()
+        }
+    }
+
+    fn drain(s: &mut ServerSession) -> Vec<Frame> {
+        std::iter::from_fn(|| s.poll_transmit()).collect()
+    }
+
+    fn events(s: &mut ServerSession) -> Vec<ServerEvent> {
+        std::iter::from_fn(|| s.poll_event()).collect()
+    }
+
+    /// A session whose client has joined "/".
+    fn connected() -> ServerSession {
+        let mut s = ServerSession::new("abc".into(), config(), vec![], Time::ZERO);
+        drain(&mut s);
+        s.handle_frame(text("40"), Time::ZERO).expect("valid");
+        assert!(matches!(events(&mut s)[..], [ServerEvent::Connect { .. }]));
+        s.accept_connect("/", "sock1");
+        drain(&mut s);
+        s
+    }
+
+    #[test]
+    fn open_packet_first() {
+        let mut s = ServerSession::new("abc".into(), config(), vec![], Time::ZERO);
+        assert_eq!(
+            drain(&mut s),
+            vec![text(
+                r#"0{"sid":"abc","upgrades":[],"pingInterval":300,"pingTimeout":200,"maxPayload":1000000}"#
+            )]
+        );
+    }
+
+    #[test]
+    fn connect_and_accept() {
+        let mut s = ServerSession::new("abc".into(), config(), vec![], Time::ZERO);
+        drain(&mut s);
+        s.handle_frame(text(r#"40{"token":"123"}"#), 5 * MS).expect("valid");
+        assert_eq!(
+            events(&mut s),
+            vec![ServerEvent::Connect {
+                nsp: "/".into(),
+                auth: Some(json!({"token": "123"}))
+            }]
+        );
+        s.accept_connect("/", "xyz");
+        assert_eq!(drain(&mut s), vec![text(r#"40{"sid":"xyz"}"#)]);
+        assert!(s.is_connected("/"));
+    }
+
+    #[test]
+    fn reject_connect_sends_connect_error() {
+        let mut s = ServerSession::new("abc".into(), config(), vec![], Time::ZERO);
+        drain(&mut s);
+        s.handle_frame(text("40/nope,"), Time::ZERO).expect("valid");
+        events(&mut s);
+        s.reject_connect("/nope", "Invalid namespace");
+        assert_eq!(
+            drain(&mut s),
+            vec![text(r#"44/nope,{"message":"Invalid namespace"}"#)]
+        );
+        assert!(!s.is_connected("/nope"));
+    }
+
+    #[test]
+    fn first_ping_after_interval_then_pong_keeps_alive() {
+        let mut s = connected();
+        assert_eq!(s.poll_timeout(), Some(300 * MS));
+        s.handle_timeout(299 * MS);
+        assert!(drain(&mut s).is_empty(), "no ping before pingInterval");
+        s.handle_timeout(300 * MS);
+        assert_eq!(drain(&mut s), vec![text("2")]);
+        assert_eq!(s.poll_timeout(), Some(500 * MS));
+        s.handle_frame(text("3"), 350 * MS).expect("pong is valid");
+        assert_eq!(s.poll_timeout(), Some(650 * MS));
+        s.handle_timeout(600 * MS);
+        assert!(!s.is_closed());
+        s.handle_timeout(650 * MS);
+        assert_eq!(drain(&mut s), vec![text("2")]);
+    }
+
+    #[test]
+    fn missing_pong_closes() {
+        let mut s = connected();
+        s.handle_timeout(300 * MS);
+        drain(&mut s);
+        s.handle_timeout(499 * MS);
+        assert!(!s.is_closed());
+        s.handle_timeout(500 * MS);
+        assert_eq!(s.close_reason(), Some(&CloseReason::PingTimeout));
+        assert_eq!(events(&mut s), vec![ServerEvent::Closed(CloseReason::PingTimeout)]);
+        assert_eq!(s.poll_timeout(), None);
+    }
+
+    #[test]
+    fn no_connect_within_timeout_closes() {
+        let mut s = ServerSession::new("abc".into(), config(), vec![], Time::ZERO);
+        drain(&mut s);
+        // Keep the heartbeat going so only the connect timeout can fire.
+        s.handle_timeout(300 * MS);
+        s.handle_frame(text("3"), 301 * MS).expect("valid");
+        s.handle_timeout(601 * MS);
+        s.handle_frame(text("3"), 602 * MS).expect("valid");
+        s.handle_timeout(999 * MS);
+        assert!(!s.is_closed());
+        s.handle_timeout(1000 * MS);
+        assert_eq!(s.close_reason(), Some(&CloseReason::ConnectTimeout));
+    }
+
+    #[test]
+    fn client_ping_is_a_protocol_error() {
+        let mut s = connected();
+        assert!(s.handle_frame(text("2"), MS).is_err());
+        assert!(matches!(
+            s.close_reason(),
+            Some(CloseReason::Protocol(ProtocolError::Unexpected(_)))
+        ));
+    }
+
+    #[test]
+    fn probe_is_answered() {
+        let mut s = connected();
+        s.handle_frame(text("2probe"), MS).expect("probe is valid");
+        assert_eq!(drain(&mut s), vec![text("3probe")]);
+    }
+
+    #[test]
+    fn malformed_packets_close_the_session() {
+        for bad in ["4abc", "42{}", r#"42abc["a"]"#, "", "9", "4"] {
+            let mut s = connected();
+            assert!(s.handle_frame(text(bad), MS).is_err(), "{bad:?} accepted");
+            assert!(s.is_closed(), "{bad:?} did not close");
+        }
+    }
+
+    #[test]
+    fn oversized_message_closes() {
+        let mut s = connected();
+        let big = format!("42[\"a\",\"{}\"]", "x".repeat(1_000_000));
+        assert!(matches!(
+            s.handle_frame(Frame::Text(big), MS),
+            Err(ProtocolError::PayloadTooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn events_and_acks_from_client() {
+        let mut s = connected();
+        s.handle_frame(text(r#"4212["foo",1]"#), MS).expect("valid");
+        assert_eq!(
+            events(&mut s),
+            vec![ServerEvent::Event {
+                nsp: "/".into(),
+                id: Some(12),
+                name: "foo".into(),
+                args: vec![json!(1)],
+                attachments: vec![]
+            }]
+        );
+        s.ack("/", 12, vec![json!("bar")], vec![]);
+        assert_eq!(drain(&mut s), vec![text(r#"4312["bar"]"#)]);
+    }
+
+    #[test]
+    fn binary_event_from_client() {
+        let mut s = connected();
+        s.handle_frame(text(r#"451-["baz",{"_placeholder":true,"num":0}]"#), MS)
+            .expect("valid");
+        assert!(events(&mut s).is_empty());
+        s.handle_frame(Frame::Binary(vec![1, 2, 3]), MS).expect("valid");
+        assert!(matches!(
+            &events(&mut s)[..],
+            [ServerEvent::Event { attachments, .. }] if attachments == &vec![vec![1, 2, 3]]
+        ));
+    }
+
+    #[test]
+    fn server_acks_match_and_expire() {
+        let mut s = connected();
+        let a = s.emit_with_ack("/", "q", vec![], vec![], 100 * MS, Time::ZERO);
+        let b = s.emit_with_ack("/", "q", vec![json!(1)], vec![], 50 * MS, Time::ZERO);
+        assert_eq!(
+            drain(&mut s),
+            vec![text(r#"420["q"]"#), text(r#"421["q",1]"#)]
+        );
+        assert_eq!(s.poll_timeout(), Some(50 * MS));
+        s.handle_timeout(50 * MS);
+        assert_eq!(
+            events(&mut s),
+            vec![ServerEvent::AckTimeout { nsp: "/".into(), id: b }]
+        );
+        s.handle_frame(text(&format!("43{a}[\"ok\"]")), 60 * MS).expect("valid");
+        assert_eq!(
+            events(&mut s),
+            vec![ServerEvent::Ack {
+                nsp: "/".into(),
+                id: a,
+                args: vec![json!("ok")],
+                attachments: vec![]
+            }]
+        );
+        // A late or unknown ack is ignored.
+        s.handle_frame(text(&format!("43{b}[]")), 70 * MS).expect("valid");
+        assert!(events(&mut s).is_empty());
+    }
+
+    #[test]
+    fn namespace_disconnect_keeps_session() {
+        let mut s = connected();
+        s.handle_frame(text("41"), MS).expect("valid");
+        assert_eq!(events(&mut s), vec![ServerEvent::Disconnect { nsp: "/".into() }]);
+        assert!(!s.is_closed());
+        // Events for the namespace it left go nowhere.
+        s.handle_frame(text(r#"42["x"]"#), MS).expect("valid");
+        assert!(events(&mut s).is_empty());
+    }
+
+    #[test]
+    fn client_close_ends_session() {
+        let mut s = connected();
+        s.handle_frame(text("1"), MS).expect("valid");
+        assert_eq!(events(&mut s), vec![ServerEvent::Closed(CloseReason::PeerClosed)]);
+    }
+}

@@ -1,0 +1,602 @@
+//! Socket.IO v5 packets, carried inside Engine.IO messages.
+//!
+//! Text form: `<type>[<attachments>-][<namespace>,][<ack id>][<JSON payload>]`, the
+//! namespace written only when it is not `/`. A packet with binary attachments
+//! (BINARY_EVENT `5`, BINARY_ACK `6`) replaces each one by
+//! `{"_placeholder":true,"num":N}` in its JSON and is followed by N binary messages;
+//! [`Decoder`] puts them back together.
+
+use serde_json::Value;
+use thiserror::Error;
+
+/// The namespace every client may connect to.
+pub const MAIN_NAMESPACE: &str = "/";
+
+/// Limits applied while decoding untrusted input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Most binary attachments one packet may announce.
+    pub max_attachments: usize,
+    /// Longest namespace name, in bytes.
+    pub max_namespace_len: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_attachments: 10,
+            max_namespace_len: 256,
+        }
+    }
+}
+
+/// A Socket.IO packet.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Packet {
+    /// `0`: a client asks to join a namespace (with an optional auth object), or the
+    /// server accepts (`{"sid":...}`).
+    Connect { nsp: String, data: Option<Value> },
+    /// `1`: leave a namespace; the Engine.IO session stays open.
+    Disconnect { nsp: String },
+    /// `2`/`5`: an event, `name` then its arguments, maybe asking for an ack.
+    Event {
+        nsp: String,
+        id: Option<u64>,
+        name: String,
+        args: Vec<Value>,
+        /// Binary attachments, referenced from `args` by placeholders.
+        attachments: Vec<Vec<u8>>,
+    },
+    /// `3`/`6`: the reply to an event that asked for an ack.
+    Ack {
+        nsp: String,
+        id: u64,
+        args: Vec<Value>,
+        attachments: Vec<Vec<u8>>,
+    },
+    /// `4`: the server refuses a CONNECT: `{"message":"..."}`.
+    ConnectError { nsp: String, data: Value },
+}
+
+/// Why a message is not a valid Socket.IO packet.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum DecodeError {
+    #[error("empty packet")]
+    Empty,
+    #[error("unknown socket.io packet type {0:?}")]
+    UnknownType(char),
+    #[error("invalid attachment count")]
+    InvalidAttachments,
+    #[error("{0} attachments announced, more than the limit of {1}")]
+    TooManyAttachments(usize, usize),
+    #[error("namespace is not terminated by ','")]
+    UnterminatedNamespace,
+    #[error("namespace longer than {0} bytes")]
+    NamespaceTooLong(usize),
+    #[error("ack id is not a valid number")]
+    InvalidAckId,
+    #[error("invalid JSON payload: {0}")]
+    InvalidJson(String),
+    #[error("{0} payload must be {1}")]
+    InvalidPayload(&'static str, &'static str),
+    #[error("binary attachment received while none was expected")]
+    UnexpectedBinary,
+    #[error("text packet received while {0} binary attachments were still expected")]
+    ExpectedBinary(usize),
+    #[error("placeholders do not match the {0} announced attachments")]
+    PlaceholderMismatch(usize),
+}
+
+impl Packet {
+    /// The namespace the packet belongs to.
+    pub fn nsp(&self) -> &str {
+        match self {
+            Packet::Connect { nsp, .. }
+            | Packet::Disconnect { nsp }
+            | Packet::Event { nsp, .. }
+            | Packet::Ack { nsp, .. }
+            | Packet::ConnectError { nsp, .. } => nsp,
+        }
+    }
+
+    /// An event in namespace `nsp` without attachments.
+    pub fn event(nsp: &str, name: &str, args: Vec<Value>) -> Packet {
+        Packet::Event {
+            nsp: nsp.to_owned(),
+            id: None,
+            name: name.to_owned(),
+            args,
+            attachments: Vec::new(),
+        }
+    }
+
+    /// Encodes the packet: the text of an Engine.IO message, then its binary
+    /// attachments, each to be sent as a binary message in order.
+    pub fn encode(&self) -> (String, &[Vec<u8>]) {
+        let mut out = String::new();
+        let (kind, attachments): (char, &[Vec<u8>]) = match self {
+            Packet::Connect { .. } => ('0', &[]),
+            Packet::Disconnect { .. } => ('1', &[]),
+            Packet::Event { attachments, .. } if attachments.is_empty() => ('2', &[]),
+            Packet::Event { attachments, .. } => ('5', attachments),
+            Packet::Ack { attachments, .. } if attachments.is_empty() => ('3', &[]),
+            Packet::Ack { attachments, .. } => ('6', attachments),
+            Packet::ConnectError { .. } => ('4', &[]),
+        };
+        out.push(kind);
+        if !attachments.is_empty() {
+            out.push_str(&attachments.len().to_string());
+            out.push('-');
+        }
+        let nsp = self.nsp();
+        if nsp != MAIN_NAMESPACE && !nsp.is_empty() {
+            out.push_str(nsp);
+            out.push(',');
+        }
+        match self {
+            Packet::Connect { data, .. } => {
+                if let Some(data) = data {
+                    push_json(&mut out, data);
+                }
+            }
+            Packet::Disconnect { .. } => {}
+            Packet::Event { id, name, args, .. } => {
+                if let Some(id) = id {
+                    out.push_str(&id.to_string());
+                }
+                out.push('[');
+                push_json(&mut out, &Value::String(name.clone()));
+                for arg in args {
+                    out.push(',');
+                    push_json(&mut out, arg);
+                }
+                out.push(']');
+            }
+            Packet::Ack { id, args, .. } => {
+                out.push_str(&id.to_string());
+                out.push('[');
+                for (i, arg) in args.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    push_json(&mut out, arg);
+                }
+                out.push(']');
+            }
+            Packet::ConnectError { data, .. } => push_json(&mut out, data),
+        }
+        (out, attachments)
+    }
+
+    /// Decodes a packet that has no binary attachments. Packets announcing
+    /// attachments need a [`Decoder`].
+    pub fn decode(text: &str, limits: &Limits) -> Result<Packet, DecodeError> {
+        match decode_header(text, limits)? {
+            (packet, 0) => Ok(packet),
+            (_, n) => Err(DecodeError::ExpectedBinary(n)),
+        }
+    }
+}
+
+fn push_json(out: &mut String, value: &Value) {
+    // Writing a `Value` to a String cannot fail: it has no non-string map keys.
+    out.push_str(&serde_json::to_string(value).expect("a JSON value always serializes"));
+}
+
+/// The placeholder standing for attachment `num` in a binary packet's JSON.
+pub fn placeholder(num: usize) -> Value {
+    serde_json::json!({ "_placeholder": true, "num": num })
+}
+
+/// If `value` is an attachment placeholder, its number.
+pub fn placeholder_num(value: &Value) -> Option<usize> {
+    let map = value.as_object()?;
+    if map.get("_placeholder")?.as_bool()? {
+        map.get("num")?.as_u64().and_then(|n| usize::try_from(n).ok())
+    } else {
+        None
+    }
+}
+
+fn count_placeholders(value: &Value, seen: &mut Vec<bool>) -> bool {
+    if let Some(num) = placeholder_num(value) {
+        return match seen.get_mut(num) {
+            Some(slot) if !*slot => {
+                *slot = true;
+                true
+            }
+            _ => false,
+        };
+    }
+    match value {
+        Value::Array(items) => items.iter().all(|v| count_placeholders(v, seen)),
+        Value::Object(map) => map.values().all(|v| count_placeholders(v, seen)),
+        _ => true,
+    }
+}
+
+/// Parses everything but the attachments; returns how many are announced.
+fn decode_header(text: &str, limits: &Limits) -> Result<(Packet, usize), DecodeError> {
+    let bytes = text.as_bytes();
+    let kind = *bytes.first().ok_or(DecodeError::Empty)?;
+    if !(b'0'..=b'6').contains(&kind) {
+        let c = text.chars().next().unwrap_or_default();
+        return Err(DecodeError::UnknownType(c));
+    }
+    let mut pos = 1;
+
+    let mut attachments = 0usize;
+    if kind == b'5' || kind == b'6' {
+        let start = pos;
+        while pos < bytes.len() && bytes[pos].is_ascii_digit() {
+            pos += 1;
+        }
+        if pos == start || pos >= bytes.len() || bytes[pos] != b'-' || pos - start > 6 {
+            return Err(DecodeError::InvalidAttachments);
+        }
+        attachments = text[start..pos]
+            .parse()
+            .map_err(|_| DecodeError::InvalidAttachments)?;
+        if attachments > limits.max_attachments {
+            return Err(DecodeError::TooManyAttachments(
+                attachments,
+                limits.max_attachments,
+            ));
+        }
+        pos += 1;
+    }
+
+    let mut nsp = MAIN_NAMESPACE.to_owned();
+    if bytes.get(pos) == Some(&b'/') {
+        let end = text[pos..]
+            .find(',')
+            .map(|i| pos + i)
+            .ok_or(DecodeError::UnterminatedNamespace)?;
+        if end - pos > limits.max_namespace_len {
+            return Err(DecodeError::NamespaceTooLong(limits.max_namespace_len));
+        }
+        nsp = text[pos..end].to_owned();
+        pos = end + 1;
+    }
+
+    let id_start = pos;
+    while pos < bytes.len() && bytes[pos].is_ascii_digit() {
+        pos += 1;
+    }
+    let id = if pos > id_start {
+        // Socket.IO ack ids are non-negative integers; anything beyond u64 (or
+        // past what JavaScript can represent exactly) is refused.
+        let id: u64 = text[id_start..pos]
+            .parse()
+            .map_err(|_| DecodeError::InvalidAckId)?;
+        if id > (1u64 << 53) {
+            return Err(DecodeError::InvalidAckId);
+        }
+        Some(id)
+    } else {
+        None
+    };
+
+    let rest = &text[pos..];
+    let json = if rest.is_empty() {
+        None
+    } else {
+        Some(
+            serde_json::from_str::<Value>(rest)
+                .map_err(|e| DecodeError::InvalidJson(e.to_string()))?,
+        )
+    };
+
+    let packet = match kind {
+        b'0' => {
+            if id.is_some() {
+                return Err(DecodeError::InvalidAckId);
+            }
+            match &json {
+                None | Some(Value::Object(_)) => Packet::Connect { nsp, data: json },
+                Some(_) => return Err(DecodeError::InvalidPayload("CONNECT", "an object")),
+            }
+        }
+        b'1' => {
+            if id.is_some() || json.is_some() {
+                return Err(DecodeError::InvalidPayload("DISCONNECT", "empty"));
+            }
+            Packet::Disconnect { nsp }
+        }
+        b'2' | b'5' => {
+            let Some(Value::Array(mut items)) = json else {
+                return Err(DecodeError::InvalidPayload("EVENT", "a non-empty array"));
+            };
+            if items.is_empty() {
+                return Err(DecodeError::InvalidPayload("EVENT", "a non-empty array"));
+            }
+            let Value::String(name) = items.remove(0) else {
+                return Err(DecodeError::InvalidPayload(
+                    "EVENT",
+                    "an array starting with the event name",
+                ));
+            };
+            Packet::Event {
+                nsp,
+                id,
+                name,
+                args: items,
+                attachments: Vec::new(),
+            }
+        }
+        b'3' | b'6' => {
+            let Some(id) = id else {
+                return Err(DecodeError::InvalidAckId);
+            };
+            let Some(Value::Array(args)) = json else {
+                return Err(DecodeError::InvalidPayload("ACK", "an array"));
+            };
+            Packet::Ack {
+                nsp,
+                id,
+                args,
+                attachments: Vec::new(),
+            }
+        }
+        b'4' => {
+            if id.is_some() {
+                return Err(DecodeError::InvalidAckId);
+            }
+            match json {
+                Some(data @ (Value::Object(_) | Value::String(_))) => {
+                    Packet::ConnectError { nsp, data }
+                }
+                _ => return Err(DecodeError::InvalidPayload("CONNECT_ERROR", "an object")),
+            }
+        }
+        other => return Err(DecodeError::UnknownType(char::from(other))),
+    };
+
+    if attachments > 0 {
+        let mut seen = vec![false; attachments];
+        let args = match &packet {
+            Packet::Event { args, .. } | Packet::Ack { args, .. } => args,
+            _ => unreachable!("only types 5 and 6 announce attachments"),
+        };
+        if !args.iter().all(|a| count_placeholders(a, &mut seen)) || seen.contains(&false) {
+            return Err(DecodeError::PlaceholderMismatch(attachments));
+        }
+    }
+    Ok((packet, attachments))
+}
+
+/// Reassembles packets from Engine.IO messages: a binary packet's header, then its
+/// attachments one binary message each.
+#[derive(Debug, Default)]
+pub struct Decoder {
+    limits: Limits,
+    pending: Option<(Packet, usize)>,
+}
+
+impl Decoder {
+    pub fn new(limits: Limits) -> Self {
+        Decoder {
+            limits,
+            pending: None,
+        }
+    }
+
+    /// Whether a binary packet is waiting for attachments.
+    pub fn is_waiting(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    /// Feeds a text message. Returns a packet when one is complete.
+    pub fn feed_text(&mut self, text: &str) -> Result<Option<Packet>, DecodeError> {
+        if let Some((_, missing)) = &self.pending {
+            return Err(DecodeError::ExpectedBinary(*missing));
+        }
+        match decode_header(text, &self.limits)? {
+            (packet, 0) => Ok(Some(packet)),
+            (packet, n) => {
+                self.pending = Some((packet, n));
+                Ok(None)
+            }
+        }
+    }
+
+    /// Feeds a binary message (an attachment). Returns the packet once it has all.
+    pub fn feed_binary(&mut self, bytes: Vec<u8>) -> Result<Option<Packet>, DecodeError> {
+        let Some((mut packet, missing)) = self.pending.take() else {
+            return Err(DecodeError::UnexpectedBinary);
+        };
+        if let Packet::Event { attachments, .. } | Packet::Ack { attachments, .. } = &mut packet {
+            attachments.push(bytes);
+        }
+        if missing > 1 {
+            self.pending = Some((packet, missing - 1));
+            Ok(None)
+        } else {
+            Ok(Some(packet))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn decode(text: &str) -> Result<Packet, DecodeError> {
+        Packet::decode(text, &Limits::default())
+    }
+
+    fn round_trip(packet: Packet, wire: &str) {
+        let (text, attachments) = packet.encode();
+        assert_eq!(text, wire);
+        let mut decoder = Decoder::default();
+        let mut result = decoder.feed_text(&text).expect("valid header");
+        for a in attachments {
+            assert!(result.is_none());
+            result = decoder.feed_binary(a.clone()).expect("expected attachment");
+        }
+        assert_eq!(result, Some(packet));
+    }
+
+    #[test]
+    fn connect_packets_from_spec() {
+        round_trip(
+            Packet::Connect {
+                nsp: "/".into(),
+                data: None,
+            },
+            "0",
+        );
+        round_trip(
+            Packet::Connect {
+                nsp: "/admin".into(),
+                data: Some(json!({"token": "123"})),
+            },
+            r#"0/admin,{"token":"123"}"#,
+        );
+        round_trip(
+            Packet::Connect {
+                nsp: "/".into(),
+                data: Some(json!({"sid": "oSO0OpakMV_3jnilAAAA"})),
+            },
+            r#"0{"sid":"oSO0OpakMV_3jnilAAAA"}"#,
+        );
+        round_trip(
+            Packet::ConnectError {
+                nsp: "/".into(),
+                data: json!({"message": "Not authorized"}),
+            },
+            r#"4{"message":"Not authorized"}"#,
+        );
+        round_trip(
+            Packet::Disconnect {
+                nsp: "/admin".into(),
+            },
+            "1/admin,",
+        );
+        round_trip(Packet::Disconnect { nsp: "/".into() }, "1");
+    }
+
+    #[test]
+    fn event_and_ack_packets_from_spec() {
+        round_trip(
+            Packet::event("/", "news", vec![json!({"hello": "world"})]),
+            r#"2["news",{"hello":"world"}]"#,
+        );
+        round_trip(
+            Packet::Event {
+                nsp: "/admin".into(),
+                id: Some(12),
+                name: "foo".into(),
+                args: vec![],
+                attachments: vec![],
+            },
+            r#"2/admin,12["foo"]"#,
+        );
+        round_trip(
+            Packet::Ack {
+                nsp: "/admin".into(),
+                id: 13,
+                args: vec![json!("bar")],
+                attachments: vec![],
+            },
+            r#"3/admin,13["bar"]"#,
+        );
+        round_trip(
+            Packet::Ack {
+                nsp: "/".into(),
+                id: 12,
+                args: vec![],
+                attachments: vec![],
+            },
+            "312[]",
+        );
+    }
+
+    #[test]
+    fn binary_packets_from_spec() {
+        round_trip(
+            Packet::Event {
+                nsp: "/".into(),
+                id: None,
+                name: "baz".into(),
+                args: vec![placeholder(0)],
+                attachments: vec![vec![1, 2, 3, 4]],
+            },
+            r#"51-["baz",{"_placeholder":true,"num":0}]"#,
+        );
+        round_trip(
+            Packet::Ack {
+                nsp: "/admin".into(),
+                id: 15,
+                args: vec![json!({"a": placeholder(1), "b": [placeholder(0)]})],
+                attachments: vec![vec![1], vec![2, 3]],
+            },
+            r#"62-/admin,15[{"a":{"_placeholder":true,"num":1},"b":[{"_placeholder":true,"num":0}]}]"#,
+        );
+    }
+
+    #[test]
+    fn malformed_packets_are_errors() {
+        assert_eq!(decode(""), Err(DecodeError::Empty));
+        assert_eq!(decode("abc"), Err(DecodeError::UnknownType('a')));
+        assert_eq!(decode("9"), Err(DecodeError::UnknownType('9')));
+        assert!(matches!(decode("2{}"), Err(DecodeError::InvalidPayload(..))));
+        assert!(matches!(decode("2[]"), Err(DecodeError::InvalidPayload(..))));
+        assert!(matches!(decode("2[1]"), Err(DecodeError::InvalidPayload(..))));
+        assert!(matches!(decode("2"), Err(DecodeError::InvalidPayload(..))));
+        assert!(matches!(decode(r#"2abc["a"]"#), Err(DecodeError::InvalidJson(_))));
+        assert!(matches!(decode(r#"2["a""#), Err(DecodeError::InvalidJson(_))));
+        assert_eq!(decode("3[]"), Err(DecodeError::InvalidAckId));
+        assert_eq!(
+            decode(r#"299999999999999999999999["a"]"#),
+            Err(DecodeError::InvalidAckId)
+        );
+        assert_eq!(decode("0/admin"), Err(DecodeError::UnterminatedNamespace));
+        assert!(matches!(decode("0[1]"), Err(DecodeError::InvalidPayload(..))));
+        assert!(matches!(decode("1x"), Err(DecodeError::InvalidJson(_))));
+        assert_eq!(decode("5-[\"a\"]"), Err(DecodeError::InvalidAttachments));
+        assert_eq!(decode("51[\"a\"]"), Err(DecodeError::InvalidAttachments));
+        assert_eq!(
+            decode("599-[\"a\"]"),
+            Err(DecodeError::TooManyAttachments(99, 10))
+        );
+        assert_eq!(
+            decode(r#"51-["a"]"#),
+            Err(DecodeError::PlaceholderMismatch(1))
+        );
+        assert_eq!(
+            decode(r#"51-["a",{"_placeholder":true,"num":3}]"#),
+            Err(DecodeError::PlaceholderMismatch(1))
+        );
+        let long = format!("0/{},", "x".repeat(300));
+        assert_eq!(decode(&long), Err(DecodeError::NamespaceTooLong(256)));
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        let deep = format!("2[\"a\",{}{}]", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(matches!(decode(&deep), Err(DecodeError::InvalidJson(_))));
+    }
+
+    #[test]
+    fn decoder_enforces_attachment_order() {
+        let mut decoder = Decoder::default();
+        assert_eq!(
+            decoder.feed_binary(vec![1]),
+            Err(DecodeError::UnexpectedBinary)
+        );
+        assert_eq!(
+            decoder.feed_text(r#"52-["a",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]"#),
+            Ok(None)
+        );
+        assert!(decoder.is_waiting());
+        assert_eq!(decoder.feed_binary(vec![1]), Ok(None));
+        assert_eq!(
+            decoder.feed_text("2[\"b\"]"),
+            Err(DecodeError::ExpectedBinary(1))
+        );
+        assert!(matches!(decoder.feed_binary(vec![2]), Ok(Some(Packet::Event { .. }))));
+        assert!(!decoder.is_waiting());
+    }
+}
