@@ -251,9 +251,18 @@ mod tests {
         assert_eq!(Packet::decode_text(""), Err(DecodeError::Empty));
         assert_eq!(Packet::decode_text("9"), Err(DecodeError::UnknownType('9')));
         assert_eq!(Packet::decode_text("é"), Err(DecodeError::UnknownType('é')));
-        assert_eq!(Packet::decode_text("1x"), Err(DecodeError::UnexpectedPayload('1')));
-        assert!(matches!(Packet::decode_text("0{"), Err(DecodeError::InvalidOpen(_))));
-        assert!(matches!(Packet::decode_text("b!!"), Err(DecodeError::InvalidBase64(_))));
+        assert_eq!(
+            Packet::decode_text("1x"),
+            Err(DecodeError::UnexpectedPayload('1'))
+        );
+        assert!(matches!(
+            Packet::decode_text("0{"),
+            Err(DecodeError::InvalidOpen(_))
+        ));
+        assert!(matches!(
+            Packet::decode_text("b!!"),
+            Err(DecodeError::InvalidBase64(_))
+        ));
         assert_eq!(decode_payload("4a\x1e"), Err(DecodeError::Empty));
     }
 }

@@ -192,7 +192,9 @@ pub fn placeholder(num: usize) -> Value {
 pub fn placeholder_num(value: &Value) -> Option<usize> {
     let map = value.as_object()?;
     if map.get("_placeholder")?.as_bool()? {
-        map.get("num")?.as_u64().and_then(|n| usize::try_from(n).ok())
+        map.get("num")?
+            .as_u64()
+            .and_then(|n| usize::try_from(n).ok())
     } else {
         None
     }
@@ -541,19 +543,37 @@ mod tests {
         assert_eq!(decode(""), Err(DecodeError::Empty));
         assert_eq!(decode("abc"), Err(DecodeError::UnknownType('a')));
         assert_eq!(decode("9"), Err(DecodeError::UnknownType('9')));
-        assert!(matches!(decode("2{}"), Err(DecodeError::InvalidPayload(..))));
-        assert!(matches!(decode("2[]"), Err(DecodeError::InvalidPayload(..))));
-        assert!(matches!(decode("2[1]"), Err(DecodeError::InvalidPayload(..))));
+        assert!(matches!(
+            decode("2{}"),
+            Err(DecodeError::InvalidPayload(..))
+        ));
+        assert!(matches!(
+            decode("2[]"),
+            Err(DecodeError::InvalidPayload(..))
+        ));
+        assert!(matches!(
+            decode("2[1]"),
+            Err(DecodeError::InvalidPayload(..))
+        ));
         assert!(matches!(decode("2"), Err(DecodeError::InvalidPayload(..))));
-        assert!(matches!(decode(r#"2abc["a"]"#), Err(DecodeError::InvalidJson(_))));
-        assert!(matches!(decode(r#"2["a""#), Err(DecodeError::InvalidJson(_))));
+        assert!(matches!(
+            decode(r#"2abc["a"]"#),
+            Err(DecodeError::InvalidJson(_))
+        ));
+        assert!(matches!(
+            decode(r#"2["a""#),
+            Err(DecodeError::InvalidJson(_))
+        ));
         assert_eq!(decode("3[]"), Err(DecodeError::InvalidAckId));
         assert_eq!(
             decode(r#"299999999999999999999999["a"]"#),
             Err(DecodeError::InvalidAckId)
         );
         assert_eq!(decode("0/admin"), Err(DecodeError::UnterminatedNamespace));
-        assert!(matches!(decode("0[1]"), Err(DecodeError::InvalidPayload(..))));
+        assert!(matches!(
+            decode("0[1]"),
+            Err(DecodeError::InvalidPayload(..))
+        ));
         assert!(matches!(decode("1x"), Err(DecodeError::InvalidJson(_))));
         assert_eq!(decode("5-[\"a\"]"), Err(DecodeError::InvalidAttachments));
         assert_eq!(decode("51[\"a\"]"), Err(DecodeError::InvalidAttachments));
@@ -587,7 +607,9 @@ mod tests {
             Err(DecodeError::UnexpectedBinary)
         );
         assert_eq!(
-            decoder.feed_text(r#"52-["a",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]"#),
+            decoder.feed_text(
+                r#"52-["a",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]"#
+            ),
             Ok(None)
         );
         assert!(decoder.is_waiting());
@@ -596,7 +618,10 @@ mod tests {
             decoder.feed_text("2[\"b\"]"),
             Err(DecodeError::ExpectedBinary(1))
         );
-        assert!(matches!(decoder.feed_binary(vec![2]), Ok(Some(Packet::Event { .. }))));
+        assert!(matches!(
+            decoder.feed_binary(vec![2]),
+            Ok(Some(Packet::Event { .. }))
+        ));
         assert!(!decoder.is_waiting());
     }
 }

@@ -14,10 +14,10 @@ use serde_json::Value;
 use thiserror::Error;
 
 use super::{AckId, CloseReason, ProtocolError};
+use crate::Time;
 use crate::engineio::{self, Frame, OpenPacket};
 use crate::event::{self, Event, EventError};
 use crate::socketio::{self, Decoder, Limits};
-use crate::Time;
 
 /// Client settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -54,7 +54,9 @@ pub enum ClientState {
     /// Engine.IO open; CONNECT sent, waiting for the answer.
     Connecting,
     /// Joined the namespace under this Socket.IO id.
-    Connected { sid: String },
+    Connected {
+        sid: String,
+    },
     Closed,
 }
 
@@ -236,7 +238,8 @@ impl ClientSession {
                         .unwrap_or("connection refused")
                         .to_owned(),
                 };
-                self.events.push_back(ClientEvent::ConnectError { message, data });
+                self.events
+                    .push_back(ClientEvent::ConnectError { message, data });
             }
             P::Disconnect { .. } => {
                 self.state = ClientState::Connecting;
@@ -344,8 +347,7 @@ impl ClientSession {
             });
         }
         if self.state != ClientState::Closed && self.state != ClientState::Opening {
-            self.outbox
-                .push_back(engineio::Packet::Close.into_frame());
+            self.outbox.push_back(engineio::Packet::Close.into_frame());
         }
         self.finish(CloseReason::LocalClose);
     }
@@ -453,7 +455,8 @@ mod tests {
     fn connected() -> ClientSession {
         let mut s = ClientSession::new(ClientConfig::default());
         s.handle_frame(text(OPEN), Time::ZERO).expect("valid");
-        s.handle_frame(text(r#"40{"sid":"sock"}"#), Time::ZERO).expect("valid");
+        s.handle_frame(text(r#"40{"sid":"sock"}"#), Time::ZERO)
+            .expect("valid");
         drain(&mut s);
         events(&mut s);
         s
@@ -468,8 +471,12 @@ mod tests {
         s.handle_frame(text(OPEN), Time::ZERO).expect("valid");
         assert_eq!(drain(&mut s), vec![text(r#"40{"token":"123"}"#)]);
         assert!(matches!(&events(&mut s)[..], [ClientEvent::Open(o)] if o.sid == "s1"));
-        s.handle_frame(text(r#"40{"sid":"abc"}"#), MS).expect("valid");
-        assert_eq!(events(&mut s), vec![ClientEvent::Connected { sid: "abc".into() }]);
+        s.handle_frame(text(r#"40{"sid":"abc"}"#), MS)
+            .expect("valid");
+        assert_eq!(
+            events(&mut s),
+            vec![ClientEvent::Connected { sid: "abc".into() }]
+        );
         assert_eq!(s.state(), &ClientState::Connected { sid: "abc".into() });
     }
 
@@ -481,7 +488,8 @@ mod tests {
         });
         s.handle_frame(text(OPEN), Time::ZERO).expect("valid");
         assert_eq!(drain(&mut s), vec![text("40/admin,")]);
-        s.handle_frame(text(r#"44/admin,{"message":"nope"}"#), MS).expect("valid");
+        s.handle_frame(text(r#"44/admin,{"message":"nope"}"#), MS)
+            .expect("valid");
         assert!(matches!(
             &events(&mut s)[..],
             [ClientEvent::Open(_), ClientEvent::ConnectError { message, .. }] if message == "nope"
@@ -531,13 +539,16 @@ mod tests {
     #[test]
     fn acks_match_their_caller_or_time_out() {
         let mut s = connected();
-        let a = s.emit_with_ack("q", vec![json!(1)], Time::ZERO).expect("sent");
+        let a = s
+            .emit_with_ack("q", vec![json!(1)], Time::ZERO)
+            .expect("sent");
         let b = s.emit_with_ack("q", vec![json!(2)], 5 * MS).expect("sent");
         assert_eq!(
             drain(&mut s),
             vec![text(r#"420["q",1]"#), text(r#"421["q",2]"#)]
         );
-        s.handle_frame(text(r#"431["two"]"#), 10 * MS).expect("valid");
+        s.handle_frame(text(r#"431["two"]"#), 10 * MS)
+            .expect("valid");
         assert_eq!(
             events(&mut s),
             vec![ClientEvent::Ack {
@@ -570,8 +581,10 @@ mod tests {
     #[test]
     fn server_events_and_ack_requests() {
         let mut s = connected();
-        s.handle_frame(text(r#"42["news",{"hello":"world"}]"#), MS).expect("valid");
-        s.handle_frame(text(r#"427["question"]"#), MS).expect("valid");
+        s.handle_frame(text(r#"42["news",{"hello":"world"}]"#), MS)
+            .expect("valid");
+        s.handle_frame(text(r#"427["question"]"#), MS)
+            .expect("valid");
         let evs = events(&mut s);
         assert_eq!(
             evs[0],

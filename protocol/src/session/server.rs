@@ -14,9 +14,9 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::{AckId, CloseReason, ProtocolError, millis};
+use crate::Time;
 use crate::engineio::{self, Frame, OpenPacket};
 use crate::socketio::{self, Decoder, Limits};
-use crate::Time;
 
 /// The session's settings, announced to the client in the open packet.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -213,7 +213,8 @@ impl ServerSession {
                     // A duplicate CONNECT is ignored, as the reference server does.
                     return;
                 }
-                self.events.push_back(ServerEvent::Connect { nsp, auth: data });
+                self.events
+                    .push_back(ServerEvent::Connect { nsp, auth: data });
             }
             P::Disconnect { nsp } => {
                 if self.connected.remove(&nsp) {
@@ -357,8 +358,7 @@ impl ServerSession {
     /// Closes the session from our side: an Engine.IO close packet is the last frame.
     pub fn close(&mut self) {
         if self.closed.is_none() {
-            self.outbox
-                .push_back(engineio::Packet::Close.into_frame());
+            self.outbox.push_back(engineio::Packet::Close.into_frame());
             self.finish(CloseReason::LocalClose);
         }
     }
@@ -379,8 +379,7 @@ impl ServerSession {
             return;
         }
         if self.connect_deadline.is_some_and(|d| now >= d) && self.connected.is_empty() {
-            self.outbox
-                .push_back(engineio::Packet::Close.into_frame());
+            self.outbox.push_back(engineio::Packet::Close.into_frame());
             self.finish(CloseReason::ConnectTimeout);
             return;
         }
@@ -505,7 +504,8 @@ mod tests {
     fn connect_and_accept() {
         let mut s = ServerSession::new("abc".into(), config(), vec![], Time::ZERO);
         drain(&mut s);
-        s.handle_frame(text(r#"40{"token":"123"}"#), 5 * MS).expect("valid");
+        s.handle_frame(text(r#"40{"token":"123"}"#), 5 * MS)
+            .expect("valid");
         assert_eq!(
             events(&mut s),
             vec![ServerEvent::Connect {
@@ -558,7 +558,10 @@ mod tests {
         assert!(!s.is_closed());
         s.handle_timeout(500 * MS);
         assert_eq!(s.close_reason(), Some(&CloseReason::PingTimeout));
-        assert_eq!(events(&mut s), vec![ServerEvent::Closed(CloseReason::PingTimeout)]);
+        assert_eq!(
+            events(&mut s),
+            vec![ServerEvent::Closed(CloseReason::PingTimeout)]
+        );
         assert_eq!(s.poll_timeout(), None);
     }
 
@@ -637,7 +640,8 @@ mod tests {
         s.handle_frame(text(r#"451-["baz",{"_placeholder":true,"num":0}]"#), MS)
             .expect("valid");
         assert!(events(&mut s).is_empty());
-        s.handle_frame(Frame::Binary(vec![1, 2, 3]), MS).expect("valid");
+        s.handle_frame(Frame::Binary(vec![1, 2, 3]), MS)
+            .expect("valid");
         assert!(matches!(
             &events(&mut s)[..],
             [ServerEvent::Event { attachments, .. }] if attachments == &vec![vec![1, 2, 3]]
@@ -657,9 +661,13 @@ mod tests {
         s.handle_timeout(50 * MS);
         assert_eq!(
             events(&mut s),
-            vec![ServerEvent::AckTimeout { nsp: "/".into(), id: b }]
+            vec![ServerEvent::AckTimeout {
+                nsp: "/".into(),
+                id: b
+            }]
         );
-        s.handle_frame(text(&format!("43{a}[\"ok\"]")), 60 * MS).expect("valid");
+        s.handle_frame(text(&format!("43{a}[\"ok\"]")), 60 * MS)
+            .expect("valid");
         assert_eq!(
             events(&mut s),
             vec![ServerEvent::Ack {
@@ -670,7 +678,8 @@ mod tests {
             }]
         );
         // A late or unknown ack is ignored.
-        s.handle_frame(text(&format!("43{b}[]")), 70 * MS).expect("valid");
+        s.handle_frame(text(&format!("43{b}[]")), 70 * MS)
+            .expect("valid");
         assert!(events(&mut s).is_empty());
     }
 
@@ -678,7 +687,10 @@ mod tests {
     fn namespace_disconnect_keeps_session() {
         let mut s = connected();
         s.handle_frame(text("41"), MS).expect("valid");
-        assert_eq!(events(&mut s), vec![ServerEvent::Disconnect { nsp: "/".into() }]);
+        assert_eq!(
+            events(&mut s),
+            vec![ServerEvent::Disconnect { nsp: "/".into() }]
+        );
         assert!(!s.is_closed());
         // Events for the namespace it left go nowhere.
         s.handle_frame(text(r#"42["x"]"#), MS).expect("valid");
@@ -689,6 +701,9 @@ mod tests {
     fn client_close_ends_session() {
         let mut s = connected();
         s.handle_frame(text("1"), MS).expect("valid");
-        assert_eq!(events(&mut s), vec![ServerEvent::Closed(CloseReason::PeerClosed)]);
+        assert_eq!(
+            events(&mut s),
+            vec![ServerEvent::Closed(CloseReason::PeerClosed)]
+        );
     }
 }

@@ -1,0 +1,104 @@
+//! The duplex server: Socket.IO v5 over Engine.IO v4 on warp + tokio, and the
+//! tutorial's news & echo application.
+//!
+//! Layout:
+//! - [`config`]: the server's settings (flags of the binary).
+//! - [`io`]: the Socket.IO layer: namespaces, their handlers, sockets, broadcast and
+//!   acks in both directions. It knows nothing of warp.
+//! - [`transport`]: the only module that knows warp. Its WebSocket transport drives
+//!   one `protocol::session::ServerSession` per connection and moves bytes and timers.
+//! - [`app`]: the news & echo application, a handler of the `/` namespace.
+//! - `routes`: the warp filters (static bundle, `/socket.io/`) combined at the end.
+//!
+//! [`run`] serves until its `CancellationToken` is cancelled, then tells every
+//! client, waits for the connection tasks and returns.
+
+pub mod app;
+pub mod config;
+pub mod io;
+mod routes;
+mod sid;
+pub mod transport;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::{TcpListener, TcpSocket};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use config::Config;
+
+/// Listen backlog: enough for a burst of thousands of clients reconnecting at once.
+pub const LISTEN_BACKLOG: u32 = 1024;
+
+/// Binds `addr` with a listen backlog of [`LISTEN_BACKLOG`].
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
+/// Serves the app on `listener` until `shutdown` is cancelled.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let addr = listener.local_addr()?;
+    let io = io::Io::builder(config.session_config())
+        .namespace("/", app::NewsApp::new())
+        .build();
+    serve(listener, config, io, shutdown)
+        .await
+        .map(|()| tracing::info!(%addr, "server stopped"))
+}
+
+/// Serves any Socket.IO application `io` (with the static bundle of `config`).
+pub async fn serve(
+    listener: TcpListener,
+    config: Config,
+    io: Arc<io::Io>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let addr = listener.local_addr()?;
+    let tracker = TaskTracker::new();
+    let routes = routes::routes(
+        Arc::new(config.clone()),
+        io,
+        tracker.clone(),
+        shutdown.clone(),
+    );
+    if !config.dist.join("index.html").is_file() {
+        tracing::warn!(
+            dist = %config.dist.display(),
+            "no client bundle found: build it with `cargo xtask build` (or `trunk build --release`), \
+             or point --dist at a trunk build folder; the socket endpoint works meanwhile"
+        );
+    }
+    tracing::info!(%addr, dist = %config.dist.display(), "listening on http://{addr}/");
+    let signal = shutdown.clone();
+    warp::serve(routes)
+        .incoming(listener)
+        .graceful(async move { signal.cancelled().await })
+        .run()
+        .await;
+    // warp's graceful shutdown does not wait for upgraded (WebSocket) connections:
+    // their tasks saw the same token, told their clients, and finish here.
+    tracker.close();
+    if tokio::time::timeout(config.shutdown_timeout, tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            remaining = tracker.len(),
+            "connections still open after the shutdown deadline"
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,78 @@
+//! `duplex-server`: serves the news & echo app and its web client.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+/// Realtime news & echo over Socket.IO v5, with a Yew web client.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, env = "DUPLEX_ADDR", default_value = "127.0.0.1:8124")]
+    addr: SocketAddr,
+    /// The trunk build folder to serve at `/`.
+    #[arg(long, env = "DUPLEX_DIST", default_value = "dist")]
+    dist: PathBuf,
+    /// Milliseconds between the server's heartbeat pings.
+    #[arg(long, env = "DUPLEX_PING_INTERVAL", default_value_t = 25_000)]
+    ping_interval: u64,
+    /// Milliseconds a client has to answer a ping.
+    #[arg(long, env = "DUPLEX_PING_TIMEOUT", default_value_t = 20_000)]
+    ping_timeout: u64,
+    /// Seconds shutdown waits for connections to close.
+    #[arg(long, env = "DUPLEX_SHUTDOWN_TIMEOUT", default_value_t = 10)]
+    shutdown_timeout: u64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .init();
+    let args = Args::parse();
+    let config = duplex_server::Config {
+        dist: args.dist,
+        ping_interval: Duration::from_millis(args.ping_interval),
+        ping_timeout: Duration::from_millis(args.ping_timeout),
+        shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
+        ..duplex_server::Config::default()
+    };
+    let listener = duplex_server::bind(args.addr)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.addr))?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(stop_on_signal(shutdown.clone()));
+    duplex_server::run(listener, config, shutdown).await?;
+    Ok(())
+}
+
+/// Cancels `shutdown` on Ctrl-C or SIGTERM.
+async fn stop_on_signal(shutdown: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutting down: closing connections");
+    shutdown.cancel();
+}

@@ -1,0 +1,255 @@
+//! The Socket.IO endpoint over real sockets: handshake, the tutorial's exchange,
+//! echo and acks, publish, heartbeat, and hostile input closing only its own
+//! connection.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{PATIENCE, RawClient, TestServer};
+use duplex_server::Config;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+
+#[tokio::test]
+async fn open_packet_has_the_handshake_fields() {
+    let server = TestServer::default().await;
+    let mut c = RawClient::open(&server.ws_url()).await;
+    let open = c.recv_text().await;
+    let json: Value = serde_json::from_str(open.strip_prefix('0').expect("open packet"))
+        .expect("open payload is JSON");
+    assert!(
+        json["sid"].as_str().is_some_and(|s| s.len() >= 16),
+        "{json}"
+    );
+    assert_eq!(json["upgrades"], json!([]));
+    assert_eq!(json["pingInterval"], 25000);
+    assert_eq!(json["pingTimeout"], 20000);
+    assert_eq!(json["maxPayload"], 1_000_000);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn connect_then_news_then_handshake() {
+    let server = TestServer::default().await;
+    let (mut c, sid) = RawClient::connect(&server).await;
+    assert!(sid.len() >= 16);
+    assert_eq!(c.recv_text().await, r#"42["news",{"hello":"world"}]"#);
+    let handshake = c.recv_text().await;
+    let json: Value =
+        serde_json::from_str(handshake.strip_prefix("42").expect("event")).expect("event JSON");
+    assert_eq!(json[0], "handshake");
+    let info = &json[1];
+    assert_eq!(
+        info["upgrade"].as_str().map(str::to_lowercase).as_deref(),
+        Some("websocket")
+    );
+    assert_eq!(info["secWebsocketVersion"], "13");
+    assert_eq!(info["status"], "101 Switching Protocols");
+    assert_eq!(info["pingInterval"], 25000);
+    // The accept value is what RFC 6455 derives from the key we sent.
+    let key = info["secWebsocketKey"].as_str().expect("key reported");
+    let accept = info["secWebsocketAccept"]
+        .as_str()
+        .expect("accept reported");
+    assert_eq!(
+        accept,
+        tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes())
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_namespace_is_refused() {
+    let server = TestServer::default().await;
+    let mut c = RawClient::open(&server.ws_url()).await;
+    c.recv_text().await;
+    c.send("40/nope,").await;
+    assert_eq!(
+        c.recv_text().await,
+        r#"44/nope,{"message":"Invalid namespace"}"#
+    );
+    // The session survives; "/" still works.
+    c.send("40").await;
+    assert!(c.recv_text().await.starts_with("40{"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn my_other_event_is_echoed() {
+    let server = TestServer::default().await;
+    let (mut c, _) = RawClient::connect_greeted(&server).await;
+    c.send(r#"42["my other event",{"my":"data"}]"#).await;
+    assert_eq!(c.recv_text().await, r#"42["my other event",{"my":"data"}]"#);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn events_are_echoed_and_acked_with_the_same_arguments() {
+    let server = TestServer::default().await;
+    let (mut c, _) = RawClient::connect_greeted(&server).await;
+    c.send(r#"4212["custom",1,"two",{"three":[3]}]"#).await;
+    assert_eq!(c.recv_text().await, r#"42["custom",1,"two",{"three":[3]}]"#);
+    assert_eq!(c.recv_text().await, r#"4312[1,"two",{"three":[3]}]"#);
+    // Without an ack id: only the echo.
+    c.send(r#"42["other"]"#).await;
+    assert_eq!(c.recv_text().await, r#"42["other"]"#);
+    c.round_trip(99).await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn binary_events_are_echoed() {
+    let server = TestServer::default().await;
+    let (mut c, _) = RawClient::connect_greeted(&server).await;
+    c.send(r#"451-7["bytes",{"_placeholder":true,"num":0}]"#)
+        .await;
+    c.send_message(Message::binary(vec![1u8, 2, 3])).await;
+    assert_eq!(
+        c.recv_text().await,
+        r#"451-["bytes",{"_placeholder":true,"num":0}]"#
+    );
+    assert_eq!(c.recv().await, Some(Message::binary(vec![1u8, 2, 3])));
+    assert_eq!(
+        c.recv_text().await,
+        r#"461-7[{"_placeholder":true,"num":0}]"#
+    );
+    assert_eq!(c.recv().await, Some(Message::binary(vec![1u8, 2, 3])));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn publish_reaches_every_other_client() {
+    let server = TestServer::default().await;
+    let (mut publisher, publisher_sid) = RawClient::connect_greeted(&server).await;
+    let mut others = Vec::new();
+    for _ in 0..3 {
+        others.push(RawClient::connect_greeted(&server).await.0);
+    }
+    publisher
+        .send(r#"425["publish",{"text":"extra, extra"}]"#)
+        .await;
+    let news = format!(r#"42["news",{{"hello":"extra, extra","from":"{publisher_sid}"}}]"#);
+    // The publisher gets the news too, and an ack saying how many got it.
+    assert_eq!(publisher.recv_text().await, news);
+    assert_eq!(publisher.recv_text().await, r#"435[{"delivered":4}]"#);
+    for c in &mut others {
+        assert_eq!(c.recv_text().await, news);
+    }
+    // A malformed publish is refused with a clear error, and nothing is broadcast.
+    publisher.send(r#"426["publish",{"txt":1}]"#).await;
+    let reply = publisher.recv_text().await;
+    assert!(
+        reply.starts_with(r#"436[{"error":"#) && reply.contains("text"),
+        "{reply}"
+    );
+    others[0].round_trip(1).await;
+    server.stop().await;
+}
+
+fn fast_heartbeat() -> Config {
+    Config {
+        dist: std::env::temp_dir().join("duplex-no-bundle"),
+        ping_interval: Duration::from_millis(300),
+        ping_timeout: Duration::from_millis(200),
+        ..Config::default()
+    }
+}
+
+#[tokio::test]
+async fn ping_after_ping_interval_and_pong_keeps_the_connection() {
+    let server = TestServer::start(fast_heartbeat()).await;
+    let (mut c, _) = RawClient::connect_greeted(&server).await;
+    let opened = tokio::time::Instant::now();
+    for _ in 0..3 {
+        assert_eq!(c.recv_text().await, "2");
+        c.send("3").await;
+    }
+    // Three pings, each pingInterval after the open packet or the previous pong.
+    assert!(
+        opened.elapsed() >= Duration::from_millis(800),
+        "pinged too early"
+    );
+    c.round_trip(1).await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn no_pong_closes_the_connection() {
+    let server = TestServer::start(fast_heartbeat()).await;
+    let (mut c, _) = RawClient::connect_greeted(&server).await;
+    assert_eq!(c.recv_text().await, "2");
+    c.expect_closed(PATIENCE).await;
+    server.stop().await;
+}
+
+/// Each hostile input closes the connection that sent it, while a bystander on the
+/// same server keeps its round trips working.
+#[tokio::test]
+async fn malformed_input_closes_only_that_connection() {
+    let server = TestServer::default().await;
+    let (mut bystander, _) = RawClient::connect_greeted(&server).await;
+    let oversized = format!(r#"42["big","{}"]"#, "x".repeat(1_000_001));
+    let invalid_utf8 = Message::Frame(Frame::message(
+        vec![b'4', b'2', 0xff, 0xfe],
+        OpCode::Data(Data::Text),
+        true,
+    ));
+    let cases: Vec<(&str, Message)> = vec![
+        ("unknown type", Message::text("4abc")),
+        ("non-array event", Message::text("42{}")),
+        ("bad ack id", Message::text(r#"42abc["x"]"#)),
+        ("unknown engine.io type", Message::text("9")),
+        ("client ping", Message::text("2")),
+        ("invalid UTF-8", invalid_utf8),
+        ("oversized message", Message::text(oversized)),
+        ("binary without header", Message::binary(vec![1u8, 2])),
+    ];
+    for (i, (name, message)) in cases.into_iter().enumerate() {
+        let (mut c, _) = RawClient::connect_greeted(&server).await;
+        c.send_message(message).await;
+        let close = c.expect_closed(PATIENCE).await;
+        if name == "oversized message" {
+            assert_eq!(close.as_ref().map(|c| c.0), Some(1009), "{name}: {close:?}");
+        }
+        bystander.round_trip(i as u64).await;
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bad_engine_io_queries_are_refused() {
+    let server = TestServer::default().await;
+    for query in [
+        "EIO=3&transport=websocket",
+        "transport=websocket",
+        "EIO=4&transport=smoke",
+    ] {
+        let url = format!("ws://{}/socket.io/?{query}", server.addr);
+        let err = tokio_tungstenite::connect_async(url)
+            .await
+            .expect_err("the upgrade is refused");
+        match err {
+            tokio_tungstenite::tungstenite::Error::Http(response) => {
+                assert_eq!(response.status(), 400, "{query}");
+            }
+            other => panic!("{query}: expected an HTTP 400, got {other:?}"),
+        }
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_tells_clients() {
+    let server = TestServer::default().await;
+    let (mut c, _) = RawClient::connect_greeted(&server).await;
+    let shutdown = server.shutdown.clone();
+    let stopping = tokio::spawn(server.stop());
+    shutdown.cancel();
+    assert_eq!(c.recv_text().await, "1", "an engine.io close packet first");
+    let close = c.expect_closed(PATIENCE).await;
+    assert_eq!(close.map(|c| c.0), Some(1001));
+    stopping.await.expect("server stopped");
+}
