@@ -179,6 +179,36 @@ pub fn decode_payload(body: &str) -> Result<Vec<Packet>, DecodeError> {
         .collect()
 }
 
+/// Splits a long-polling body into the frames a WebSocket would have carried:
+/// text records as they are, `b<base64>` records decoded to binary frames.
+pub fn payload_to_frames(body: &str) -> Result<Vec<Frame>, DecodeError> {
+    body.split(RECORD_SEPARATOR)
+        .map(|record| match record.strip_prefix('b') {
+            Some(b64) => Ok(Frame::Binary(base64::decode(b64)?)),
+            None if record.is_empty() => Err(DecodeError::Empty),
+            None => Ok(Frame::Text(record.to_owned())),
+        })
+        .collect()
+}
+
+/// Joins frames into one long-polling body (binary frames as `b<base64>`).
+pub fn frames_to_payload<'a>(frames: impl IntoIterator<Item = &'a Frame>) -> String {
+    let mut out = String::new();
+    for (i, frame) in frames.into_iter().enumerate() {
+        if i > 0 {
+            out.push(RECORD_SEPARATOR);
+        }
+        match frame {
+            Frame::Text(text) => out.push_str(text),
+            Frame::Binary(bytes) => {
+                out.push('b');
+                out.push_str(&base64::encode(bytes));
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -244,6 +274,18 @@ mod tests {
                 Packet::Ping(String::new())
             ])
         );
+    }
+
+    #[test]
+    fn payload_and_frames() {
+        let frames = vec![
+            Frame::Text("4hello".into()),
+            Frame::Binary(vec![1, 2, 3, 4]),
+        ];
+        assert_eq!(frames_to_payload(&frames), "4hello\x1ebAQIDBA==");
+        assert_eq!(payload_to_frames("4hello\x1ebAQIDBA=="), Ok(frames));
+        assert_eq!(payload_to_frames("4a\x1e"), Err(DecodeError::Empty));
+        assert!(payload_to_frames("b!").is_err());
     }
 
     #[test]

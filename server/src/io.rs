@@ -17,14 +17,20 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use protocol::event::{self, Event, EventError};
-use protocol::session::CloseReason;
+use protocol::session::{
+    CloseReason, EngineConfig, EngineSession, Probe, ProtocolError, ServerEvent, ServerSession,
+    Transport,
+};
 use protocol::{Frame, Time, engineio, socketio};
 use serde_json::Value;
 use thiserror::Error;
-use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
+use tracing::{debug, info};
+
+use tokio::sync::{mpsc, oneshot};
 
 use crate::config::SessionSettings;
+use crate::engine::{Factory, Link, Machine};
 
 /// What the application sees of the HTTP request that opened the connection.
 #[derive(Debug, Clone, Default)]
@@ -52,57 +58,7 @@ impl Handshake {
     }
 }
 
-/// Why a socket left its namespace. Every disconnect reaches the application
-/// through [`Handler::on_disconnect`] with one of these.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum DisconnectReason {
-    #[error("client left the namespace")]
-    ClientNamespaceDisconnect,
-    #[error("client closed the connection")]
-    ClientClosed,
-    #[error("ping timeout")]
-    PingTimeout,
-    #[error("transport error: {0}")]
-    Transport(String),
-    #[error("protocol error: {0}")]
-    Protocol(String),
-    #[error("message too large: {0}")]
-    MessageTooLarge(String),
-    #[error("client too slow: its outbound queue is full")]
-    SlowClient,
-    #[error("server shutting down")]
-    ServerShutdown,
-    #[error("disconnected by the server")]
-    ServerDisconnect,
-}
-
-impl From<&CloseReason> for DisconnectReason {
-    fn from(reason: &CloseReason) -> Self {
-        use protocol::session::ProtocolError;
-        match reason {
-            CloseReason::PeerClosed => DisconnectReason::ClientClosed,
-            CloseReason::LocalClose => DisconnectReason::ServerDisconnect,
-            CloseReason::PingTimeout | CloseReason::ServerSilent => DisconnectReason::PingTimeout,
-            CloseReason::ConnectTimeout => DisconnectReason::Protocol(reason.to_string()),
-            CloseReason::Protocol(ProtocolError::PayloadTooLarge { .. }) => {
-                DisconnectReason::MessageTooLarge(reason.to_string())
-            }
-            CloseReason::Protocol(e) => DisconnectReason::Protocol(e.to_string()),
-            CloseReason::Transport(e) => DisconnectReason::Transport(e.clone()),
-        }
-    }
-}
-
-/// Why an emit did not go out.
-#[derive(Debug, Error)]
-pub enum SendError {
-    #[error("the connection is closed")]
-    Closed,
-    #[error("the client's outbound queue is full; it is being disconnected")]
-    QueueFull,
-    #[error(transparent)]
-    Event(#[from] EventError),
-}
+pub use crate::engine::{DisconnectReason, SendError};
 
 /// Why an emit with ack got no reply.
 #[derive(Debug, Error)]
@@ -124,7 +80,7 @@ pub struct AckResponse {
 
 /// A request from a connection task to itself or from elsewhere in the server.
 #[derive(Debug)]
-pub(crate) enum Outbound {
+pub enum Outbound {
     /// An already encoded frame (a broadcast, encoded once for every recipient).
     Frame(Frame),
     Packet(socketio::Packet),
@@ -136,37 +92,8 @@ pub(crate) enum Outbound {
     DisconnectNamespace(String),
 }
 
-/// The sending half of one client connection, shared by its sockets.
-#[derive(Debug)]
-pub(crate) struct Connection {
-    pub(crate) tx: mpsc::Sender<Outbound>,
-    /// Cancelled to make the connection task close the connection.
-    pub(crate) kill: CancellationToken,
-    pub(crate) kill_reason: Mutex<Option<DisconnectReason>>,
-}
-
-impl Connection {
-    pub(crate) fn send(&self, item: Outbound) -> Result<(), SendError> {
-        match self.tx.try_send(item) {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(SendError::Closed),
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.close(DisconnectReason::SlowClient);
-                Err(SendError::QueueFull)
-            }
-        }
-    }
-
-    /// Asks the connection task to close the connection for `reason`.
-    pub(crate) fn close(&self, reason: DisconnectReason) {
-        let mut slot = self
-            .kill_reason
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        slot.get_or_insert(reason);
-        self.kill.cancel();
-    }
-}
+/// The link to one client connection's task, shared by its sockets.
+pub(crate) type Connection = Link<Outbound>;
 
 /// A client's presence in one namespace: what handlers use to talk to it.
 #[derive(Clone)]
@@ -395,7 +322,8 @@ impl IoBuilder {
     }
 
     pub fn build(self) -> Arc<Io> {
-        Arc::new(Io {
+        Arc::new_cyclic(|me| Io {
+            me: me.clone(),
             settings: self.settings,
             handlers: self.handlers,
             sockets: Mutex::new(HashMap::new()),
@@ -406,6 +334,8 @@ impl IoBuilder {
 
 /// A Socket.IO server: its namespaces and the sockets connected to them.
 pub struct Io {
+    /// Itself, for the sockets it creates (they point back without keeping it alive).
+    me: Weak<Io>,
     settings: SessionSettings,
     handlers: HashMap<String, Arc<dyn Handler>>,
     /// Sockets by namespace, then by id. A std Mutex, not a tokio one: it is held
@@ -437,11 +367,6 @@ impl Io {
     /// The session clock: time since this server started.
     pub fn now(&self) -> Time {
         self.epoch.elapsed()
-    }
-
-    /// The instant a session [`Time`] stands for.
-    pub(crate) fn instant(&self, time: Time) -> tokio::time::Instant {
-        self.epoch + time
     }
 
     pub(crate) fn handler(&self, nsp: &str) -> Option<Arc<dyn Handler>> {
@@ -506,5 +431,264 @@ impl Io {
             .iter()
             .filter(|s| s.send_frame(frame.clone()).is_ok())
             .count()
+    }
+}
+
+impl Factory for Io {
+    type Machine = SocketIoMachine;
+
+    fn open(
+        &self,
+        sid: String,
+        transport: Transport,
+        mut handshake: Handshake,
+    ) -> (SocketIoMachine, mpsc::Receiver<Outbound>) {
+        handshake.sid.clone_from(&sid);
+        let (conn, rx) = Link::new(self.settings.outbound_queue);
+        let session =
+            ServerSession::new(sid, self.settings.protocol.clone(), transport, self.now());
+        let io = self
+            .me
+            .upgrade()
+            .expect("an Io only opens sessions from the routes, which hold it");
+        let machine = SocketIoMachine {
+            io,
+            conn,
+            handshake: Arc::new(handshake),
+            sockets: HashMap::new(),
+            acks: HashMap::new(),
+            closing: None,
+            session,
+        };
+        (machine, rx)
+    }
+
+    fn now(&self) -> Time {
+        self.epoch.elapsed()
+    }
+
+    fn instant(&self, time: Time) -> tokio::time::Instant {
+        self.epoch + time
+    }
+
+    fn engine_config(&self) -> EngineConfig {
+        let p = &self.settings.protocol;
+        EngineConfig {
+            ping_interval: p.ping_interval,
+            ping_timeout: p.ping_timeout,
+            max_payload: p.max_payload,
+        }
+    }
+
+    fn outbound_limit(&self) -> usize {
+        self.settings.outbound_queue
+    }
+}
+
+/// One client's Socket.IO session: the protocol's `ServerSession` and this
+/// server's sockets, handlers and pending acks for it.
+pub struct SocketIoMachine {
+    io: Arc<Io>,
+    conn: Arc<Connection>,
+    handshake: Arc<Handshake>,
+    /// This connection's sockets, one per joined namespace, with their handler.
+    sockets: HashMap<String, (Socket, Arc<dyn Handler>)>,
+    /// Our emits waiting for the client's ack.
+    acks: HashMap<u64, (Duration, oneshot::Sender<Result<AckResponse, AckError>>)>,
+    /// Set when the server itself decided to close (shutdown, slow client, kick).
+    closing: Option<DisconnectReason>,
+    session: ServerSession,
+}
+
+impl SocketIoMachine {
+    fn on_connect(&mut self, nsp: String, auth: Option<Value>) {
+        let sid = &self.handshake.sid;
+        let Some(handler) = self.io.handler(&nsp) else {
+            info!(%sid, %nsp, "connect refused: invalid namespace");
+            self.session.reject_connect(&nsp, "Invalid namespace");
+            return;
+        };
+        let auth = auth.unwrap_or_else(|| serde_json::json!({}));
+        let request = ConnectRequest {
+            nsp: &nsp,
+            auth: &auth,
+            handshake: &self.handshake,
+        };
+        if let Err(message) = handler.authorize(&request) {
+            info!(%sid, %nsp, %message, "connect refused by middleware");
+            self.session.reject_connect(&nsp, &message);
+            return;
+        }
+        let socket_id = crate::sid::generate();
+        self.session.accept_connect(&nsp, &socket_id);
+        let socket = Socket::new(
+            socket_id,
+            nsp.clone(),
+            auth,
+            self.handshake.clone(),
+            self.conn.clone(),
+            Arc::downgrade(&self.io),
+        );
+        debug!(%sid, %nsp, socket = socket.id(), "namespace joined");
+        self.io.register(&socket);
+        handler.on_connect(&socket);
+        self.sockets.insert(nsp, (socket, handler));
+    }
+
+    fn leave(&mut self, nsp: &str, reason: &DisconnectReason) {
+        if let Some((socket, handler)) = self.sockets.remove(nsp) {
+            self.io.unregister(&socket);
+            handler.on_disconnect(&socket, reason);
+        }
+    }
+}
+
+impl Machine for SocketIoMachine {
+    type Command = Outbound;
+
+    fn engine(&self) -> &EngineSession {
+        self.session.engine()
+    }
+
+    fn handle_frame(&mut self, frame: Frame, now: Time) -> Result<(), ProtocolError> {
+        self.session.handle_frame(frame, now)
+    }
+
+    fn handle_probe_frame(&mut self, frame: Frame) -> Result<Probe, ProtocolError> {
+        self.session.handle_probe_frame(frame)
+    }
+
+    fn probe_failed(&mut self) {
+        self.session.probe_failed();
+    }
+
+    fn handle_timeout(&mut self, now: Time) {
+        self.session.handle_timeout(now);
+    }
+
+    fn handle_command(&mut self, command: Outbound, now: Time) {
+        match command {
+            Outbound::Frame(frame) => self.session.send_frame(frame),
+            Outbound::Packet(packet) => self.session.send(&packet),
+            Outbound::EmitWithAck {
+                packet,
+                timeout,
+                reply,
+            } => {
+                if let socketio::Packet::Event {
+                    nsp,
+                    name,
+                    args,
+                    attachments,
+                    ..
+                } = packet
+                {
+                    let id =
+                        self.session
+                            .emit_with_ack(&nsp, &name, args, attachments, timeout, now);
+                    self.acks.insert(id, (timeout, reply));
+                }
+            }
+            Outbound::DisconnectNamespace(nsp) => {
+                self.session.disconnect_namespace(&nsp);
+                self.leave(&nsp, &DisconnectReason::ServerDisconnect);
+            }
+        }
+    }
+
+    fn close(&mut self, reason: DisconnectReason) {
+        self.closing.get_or_insert(reason);
+        self.session.close();
+    }
+
+    fn transport_closed(&mut self, reason: CloseReason) {
+        self.session.transport_closed(reason);
+    }
+
+    fn dispatch(&mut self) {
+        while let Some(event) = self.session.poll_event() {
+            match event {
+                ServerEvent::Connect { nsp, auth } => self.on_connect(nsp, auth),
+                ServerEvent::Event {
+                    nsp,
+                    id,
+                    name,
+                    args,
+                    attachments,
+                } => {
+                    if let Some((socket, handler)) = self.sockets.get(&nsp) {
+                        let ack = id.map(|id| AckReply {
+                            id,
+                            nsp: nsp.clone(),
+                            conn: self.conn.clone(),
+                        });
+                        handler.on_event(
+                            socket,
+                            IncomingEvent {
+                                name,
+                                args,
+                                attachments,
+                                ack,
+                            },
+                        );
+                    }
+                }
+                ServerEvent::Ack {
+                    id,
+                    args,
+                    attachments,
+                    ..
+                } => {
+                    if let Some((_, reply)) = self.acks.remove(&id) {
+                        // The caller may have stopped waiting; nothing to do then.
+                        let _ = reply.send(Ok(AckResponse { args, attachments }));
+                    }
+                }
+                ServerEvent::AckTimeout { id, .. } => {
+                    if let Some((timeout, reply)) = self.acks.remove(&id) {
+                        let _ = reply.send(Err(AckError::Timeout(timeout)));
+                    }
+                }
+                ServerEvent::Disconnect { nsp } => {
+                    self.leave(&nsp, &DisconnectReason::ClientNamespaceDisconnect);
+                }
+                ServerEvent::Closed(reason) => {
+                    let reason = self
+                        .closing
+                        .clone()
+                        .unwrap_or_else(|| DisconnectReason::from(&reason));
+                    let namespaces: Vec<String> = self.sockets.keys().cloned().collect();
+                    for nsp in namespaces {
+                        self.leave(&nsp, &reason);
+                    }
+                    // Dropping the senders tells every waiting caller `Closed`.
+                    self.acks.clear();
+                }
+            }
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Time> {
+        self.session.poll_timeout()
+    }
+
+    fn poll_transmit(&mut self) -> Option<Frame> {
+        self.session.poll_transmit()
+    }
+
+    fn reason(&self) -> DisconnectReason {
+        self.closing.clone().unwrap_or_else(|| {
+            self.session
+                .close_reason()
+                .map_or(DisconnectReason::ClientClosed, DisconnectReason::from)
+        })
+    }
+
+    fn kill_token(&self) -> CancellationToken {
+        self.conn.kill_token()
+    }
+
+    fn kill_reason(&self) -> DisconnectReason {
+        self.conn.kill_reason()
     }
 }

@@ -3,10 +3,14 @@
 //!
 //! Layout:
 //! - [`config`]: the server's settings (flags of the binary).
+//! - [`engine`]: the bare Engine.IO layer: the `Machine` a transport task drives,
+//!   the bounded link the application talks through, and a way to mount a bare
+//!   Engine.IO application.
 //! - [`io`]: the Socket.IO layer: namespaces, their handlers, sockets, broadcast and
 //!   acks in both directions. It knows nothing of warp.
-//! - [`transport`]: the only module that knows warp. Its WebSocket transport drives
-//!   one `protocol::session::ServerSession` per connection and moves bytes and timers.
+//! - [`transport`]: the only module that knows warp: WebSocket, HTTP long-polling
+//!   and the upgrade between them. One task per session drives its `Machine` and
+//!   moves bytes and timers.
 //! - [`app`]: the news & echo application, a handler of the `/` namespace.
 //! - `routes`: the warp filters (static bundle, `/socket.io/`) combined at the end.
 //!
@@ -15,6 +19,7 @@
 
 pub mod app;
 pub mod config;
+pub mod engine;
 pub mod io;
 mod routes;
 mod sid;
@@ -68,12 +73,8 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let addr = listener.local_addr()?;
     let tracker = TaskTracker::new();
-    let routes = routes::routes(
-        Arc::new(config.clone()),
-        io,
-        tracker.clone(),
-        shutdown.clone(),
-    );
+    let endpoint = transport::Endpoint::new(io, tracker.clone(), shutdown.clone());
+    let routes = routes::routes(Arc::new(config.clone()), endpoint);
     if !config.dist.join("index.html").is_file() {
         tracing::warn!(
             dist = %config.dist.display(),

@@ -8,6 +8,7 @@
 //! browser's gloo-net transport and the unit tests drive the same code.
 
 pub mod client;
+pub mod engine;
 pub mod server;
 
 use std::time::Duration;
@@ -17,6 +18,7 @@ use thiserror::Error;
 use crate::{engineio, socketio};
 
 pub use client::{ClientConfig, ClientEvent, ClientSession};
+pub use engine::{EngineConfig, EngineEvent, EngineSession, Probe, Transport};
 pub use server::{ServerConfig, ServerEvent, ServerSession};
 
 /// Identifies an ack request within one session.

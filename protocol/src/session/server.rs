@@ -1,9 +1,8 @@
 //! The server side of one Engine.IO session and the Socket.IO namespaces on it.
 //!
-//! Heartbeat (Engine.IO v4): the server pings `pingInterval` after the open packet
-//! (not at once), then `pingInterval` after each pong; a pong must arrive within
-//! `pingTimeout` of the ping or the session closes. A client-sent ping is a protocol
-//! error. A client that connects to no namespace within `connectTimeout` is closed.
+//! It wraps an [`EngineSession`] (handshake, heartbeat, upgrade) and decodes the
+//! Socket.IO packets its messages carry. A client that connects to no namespace
+//! within `connectTimeout` is closed.
 //!
 //! Namespaces: a CONNECT becomes [`ServerEvent::Connect`]; the application decides
 //! with [`ServerSession::accept_connect`] or [`ServerSession::reject_connect`].
@@ -13,9 +12,10 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::{AckId, CloseReason, ProtocolError, millis};
+use super::engine::{EngineConfig, EngineEvent, EngineSession, Probe, Transport};
+use super::{AckId, CloseReason, ProtocolError};
 use crate::Time;
-use crate::engineio::{self, Frame, OpenPacket};
+use crate::engineio::Frame;
 use crate::socketio::{self, Decoder, Limits};
 
 /// The session's settings, announced to the client in the open packet.
@@ -70,65 +70,71 @@ pub enum ServerEvent {
     Closed(CloseReason),
 }
 
-/// One client's session, seen from the server.
+/// One client's session, seen from the server: an Engine.IO session carrying the
+/// Socket.IO namespaces.
 #[derive(Debug)]
 pub struct ServerSession {
-    sid: String,
+    engine: EngineSession,
     config: ServerConfig,
     decoder: Decoder,
     /// Namespaces the client is connected to.
     connected: HashSet<String>,
     /// Namespaces whose CONNECT awaits the application's decision.
     pending_connect: HashSet<String>,
-    next_ping: Option<Time>,
-    pong_deadline: Option<Time>,
     connect_deadline: Option<Time>,
     next_ack_id: AckId,
     acks: BTreeMap<AckId, (String, Time)>,
     ack_deadlines: BTreeSet<(Time, AckId)>,
-    outbox: VecDeque<Frame>,
     events: VecDeque<ServerEvent>,
-    closed: Option<CloseReason>,
+    closed: bool,
 }
 
 impl ServerSession {
-    /// Opens a session: the open packet is the first frame to send. `upgrades` lists
-    /// the transports the client may upgrade to (none when already on WebSocket).
-    pub fn new(sid: String, config: ServerConfig, upgrades: Vec<String>, now: Time) -> Self {
-        let open = OpenPacket {
-            sid: sid.clone(),
-            upgrades,
-            ping_interval: millis(config.ping_interval),
-            ping_timeout: millis(config.ping_timeout),
-            max_payload: config.max_payload as u64,
+    /// Opens a session over `transport`: the open packet is the first frame to send.
+    pub fn new(sid: String, config: ServerConfig, transport: Transport, now: Time) -> Self {
+        let engine_config = EngineConfig {
+            ping_interval: config.ping_interval,
+            ping_timeout: config.ping_timeout,
+            max_payload: config.max_payload,
         };
-        let mut outbox = VecDeque::new();
-        outbox.push_back(engineio::Packet::Open(open).into_frame());
         ServerSession {
-            sid,
+            engine: EngineSession::new(sid, engine_config, transport, now),
             decoder: Decoder::new(config.limits),
             connected: HashSet::new(),
             pending_connect: HashSet::new(),
-            next_ping: Some(now + config.ping_interval),
-            pong_deadline: None,
             connect_deadline: Some(now + config.connect_timeout),
             next_ack_id: 0,
             acks: BTreeMap::new(),
             ack_deadlines: BTreeSet::new(),
-            outbox,
             events: VecDeque::new(),
-            closed: None,
+            closed: false,
             config,
         }
     }
 
     /// The Engine.IO session id.
     pub fn sid(&self) -> &str {
-        &self.sid
+        self.engine.sid()
     }
 
     pub fn config(&self) -> &ServerConfig {
         &self.config
+    }
+
+    /// The Engine.IO session underneath (transport and upgrade state).
+    pub fn engine(&self) -> &EngineSession {
+        &self.engine
+    }
+
+    /// A frame on a WebSocket probing this session for an upgrade (see
+    /// [`EngineSession::handle_probe_frame`]).
+    pub fn handle_probe_frame(&mut self, frame: Frame) -> Result<Probe, ProtocolError> {
+        self.engine.handle_probe_frame(frame)
+    }
+
+    /// The probing WebSocket went away before completing the upgrade.
+    pub fn probe_failed(&mut self) {
+        self.engine.probe_failed();
     }
 
     /// Whether the client is connected to `nsp`.
@@ -138,74 +144,58 @@ impl ServerSession {
 
     /// Why the session closed, once it has.
     pub fn close_reason(&self) -> Option<&CloseReason> {
-        self.closed.as_ref()
+        self.engine.close_reason()
     }
 
     pub fn is_closed(&self) -> bool {
-        self.closed.is_some()
+        self.engine.is_closed()
     }
 
     /// A frame arrived from the client at `now`. A protocol violation closes the
     /// session (a [`ServerEvent::Closed`] follows) and is returned.
     pub fn handle_frame(&mut self, frame: Frame, now: Time) -> Result<(), ProtocolError> {
-        if self.closed.is_some() {
-            return Ok(());
+        let result = self
+            .engine
+            .handle_frame(frame, now)
+            .and_then(|()| self.pump());
+        self.pump_closed();
+        result
+    }
+
+    /// Moves the engine's messages up into Socket.IO packets.
+    fn pump(&mut self) -> Result<(), ProtocolError> {
+        while let Some(event) = self.engine.poll_event() {
+            let packet = match event {
+                EngineEvent::Message(text) => self.decoder.feed_text(&text),
+                EngineEvent::Binary(bytes) => self.decoder.feed_binary(bytes),
+                EngineEvent::Closed(reason) => {
+                    self.finish(reason);
+                    continue;
+                }
+            };
+            match packet {
+                Ok(Some(packet)) => self.handle_packet(packet),
+                Ok(None) => {}
+                Err(e) => {
+                    let e = ProtocolError::SocketIo(e);
+                    self.engine.abort(CloseReason::Protocol(e.clone()));
+                    return Err(e);
+                }
+            }
         }
-        match self.process_frame(frame, now) {
-            Ok(()) => Ok(()),
-            Err(err) => {
-                self.finish(CloseReason::Protocol(err.clone()));
-                Err(err)
+        Ok(())
+    }
+
+    /// Reports an engine closure that happened outside `pump`'s loop.
+    fn pump_closed(&mut self) {
+        while let Some(event) = self.engine.poll_event() {
+            if let EngineEvent::Closed(reason) = event {
+                self.finish(reason);
             }
         }
     }
 
-    fn process_frame(&mut self, frame: Frame, now: Time) -> Result<(), ProtocolError> {
-        if frame.len() > self.config.max_payload {
-            return Err(ProtocolError::PayloadTooLarge {
-                size: frame.len(),
-                max: self.config.max_payload,
-            });
-        }
-        match engineio::Packet::decode(frame)? {
-            engineio::Packet::Pong(_) => {
-                if self.pong_deadline.take().is_some() {
-                    self.next_ping = Some(now + self.config.ping_interval);
-                }
-                Ok(())
-            }
-            engineio::Packet::Ping(data) if data == "probe" => {
-                // Upgrade probe on a new transport: answered here so the transport
-                // only has to switch over.
-                self.outbox
-                    .push_back(engineio::Packet::Pong(data).into_frame());
-                Ok(())
-            }
-            engineio::Packet::Ping(_) => Err(ProtocolError::Unexpected(
-                "ping from the client (in v4 only the server pings)",
-            )),
-            engineio::Packet::Close => {
-                self.finish(CloseReason::PeerClosed);
-                Ok(())
-            }
-            engineio::Packet::Message(text) => {
-                if let Some(packet) = self.decoder.feed_text(&text)? {
-                    self.handle_packet(packet, now);
-                }
-                Ok(())
-            }
-            engineio::Packet::Binary(bytes) => {
-                if let Some(packet) = self.decoder.feed_binary(bytes)? {
-                    self.handle_packet(packet, now);
-                }
-                Ok(())
-            }
-            engineio::Packet::Upgrade | engineio::Packet::Noop => Ok(()),
-            engineio::Packet::Open(_) => Err(ProtocolError::Unexpected("open from the client")),
-        }
-    }
-
-    fn handle_packet(&mut self, packet: socketio::Packet, _now: Time) {
+    fn handle_packet(&mut self, packet: socketio::Packet) {
         use socketio::Packet as P;
         match packet {
             P::Connect { nsp, data } => {
@@ -263,7 +253,7 @@ impl ServerSession {
 
     /// Admits the client to `nsp` under the Socket.IO id `socket_id`.
     pub fn accept_connect(&mut self, nsp: &str, socket_id: &str) {
-        if self.closed.is_some() || !self.pending_connect.remove(nsp) {
+        if self.is_closed() || !self.pending_connect.remove(nsp) {
             return;
         }
         self.connected.insert(nsp.to_owned());
@@ -281,7 +271,7 @@ impl ServerSession {
 
     /// Refuses with arbitrary CONNECT_ERROR data.
     pub fn reject_connect_with(&mut self, nsp: &str, data: Value) {
-        if self.closed.is_some() || !self.pending_connect.remove(nsp) {
+        if self.is_closed() || !self.pending_connect.remove(nsp) {
             return;
         }
         self.push_packet(&socketio::Packet::ConnectError {
@@ -292,17 +282,13 @@ impl ServerSession {
 
     /// Sends a Socket.IO packet (and its attachments).
     pub fn send(&mut self, packet: &socketio::Packet) {
-        if self.closed.is_none() {
-            self.push_packet(packet);
-        }
+        self.push_packet(packet);
     }
 
     /// Sends an already encoded Engine.IO frame (a broadcast encoded once for all
     /// recipients).
     pub fn send_frame(&mut self, frame: Frame) {
-        if self.closed.is_none() {
-            self.outbox.push_back(frame);
-        }
+        self.engine.send_frame(frame);
     }
 
     /// Emits `name` with `args` in `nsp`.
@@ -357,37 +343,31 @@ impl ServerSession {
 
     /// Closes the session from our side: an Engine.IO close packet is the last frame.
     pub fn close(&mut self) {
-        if self.closed.is_none() {
-            self.outbox.push_back(engineio::Packet::Close.into_frame());
-            self.finish(CloseReason::LocalClose);
-        }
+        self.engine.close(CloseReason::LocalClose);
+        self.pump_closed();
     }
 
     /// The transport failed or went away: the session ends with that reason.
     pub fn transport_closed(&mut self, reason: CloseReason) {
-        self.finish(reason);
+        self.engine.abort(reason);
+        self.pump_closed();
     }
 
     /// Time `now` was reached: sends a due ping, enforces pong, connect and ack
     /// deadlines.
     pub fn handle_timeout(&mut self, now: Time) {
-        if self.closed.is_some() {
+        if self.is_closed() {
             return;
         }
-        if self.pong_deadline.is_some_and(|d| now >= d) {
-            self.finish(CloseReason::PingTimeout);
+        self.engine.handle_timeout(now);
+        self.pump_closed();
+        if self.is_closed() {
             return;
         }
         if self.connect_deadline.is_some_and(|d| now >= d) && self.connected.is_empty() {
-            self.outbox.push_back(engineio::Packet::Close.into_frame());
-            self.finish(CloseReason::ConnectTimeout);
+            self.engine.close(CloseReason::ConnectTimeout);
+            self.pump_closed();
             return;
-        }
-        if self.next_ping.is_some_and(|t| now >= t) {
-            self.next_ping = None;
-            self.pong_deadline = Some(now + self.config.ping_timeout);
-            self.outbox
-                .push_back(engineio::Packet::Ping(String::new()).into_frame());
         }
         while let Some(&(deadline, id)) = self.ack_deadlines.first() {
             if deadline > now {
@@ -402,12 +382,11 @@ impl ServerSession {
 
     /// When [`handle_timeout`](Self::handle_timeout) should next be called.
     pub fn poll_timeout(&self) -> Option<Time> {
-        if self.closed.is_some() {
+        if self.is_closed() {
             return None;
         }
         [
-            self.next_ping,
-            self.pong_deadline,
+            self.engine.poll_timeout(),
             self.connect_deadline,
             self.ack_deadlines.first().map(|&(d, _)| d),
         ]
@@ -418,12 +397,12 @@ impl ServerSession {
 
     /// The next frame to send, in order.
     pub fn poll_transmit(&mut self) -> Option<Frame> {
-        self.outbox.pop_front()
+        self.engine.poll_transmit()
     }
 
     /// How many frames wait to be sent.
     pub fn pending_transmits(&self) -> usize {
-        self.outbox.len()
+        self.engine.pending_transmits()
     }
 
     /// The next event for the application.
@@ -433,18 +412,15 @@ impl ServerSession {
 
     fn push_packet(&mut self, packet: &socketio::Packet) {
         let (text, attachments) = packet.encode();
-        self.outbox
-            .push_back(engineio::Packet::Message(text).into_frame());
+        self.engine.send_message(text);
         for a in attachments {
-            self.outbox.push_back(Frame::Binary(a.clone()));
+            self.engine.send_binary(a.clone());
         }
     }
 
     fn finish(&mut self, reason: CloseReason) {
-        if self.closed.is_none() {
-            self.closed = Some(reason.clone());
-            self.next_ping = None;
-            self.pong_deadline = None;
+        if !self.closed {
+            self.closed = true;
             self.connect_deadline = None;
             self.events.push_back(ServerEvent::Closed(reason));
         }
@@ -480,7 +456,7 @@ mod tests {
 
     /// A session whose client has joined "/".
     fn connected() -> ServerSession {
-        let mut s = ServerSession::new("abc".into(), config(), vec![], Time::ZERO);
+        let mut s = ServerSession::new("abc".into(), config(), Transport::WebSocket, Time::ZERO);
         drain(&mut s);
         s.handle_frame(text("40"), Time::ZERO).expect("valid");
         assert!(matches!(events(&mut s)[..], [ServerEvent::Connect { .. }]));
@@ -491,7 +467,7 @@ mod tests {
 
     #[test]
     fn open_packet_first() {
-        let mut s = ServerSession::new("abc".into(), config(), vec![], Time::ZERO);
+        let mut s = ServerSession::new("abc".into(), config(), Transport::WebSocket, Time::ZERO);
         assert_eq!(
             drain(&mut s),
             vec![text(
@@ -502,7 +478,7 @@ mod tests {
 
     #[test]
     fn connect_and_accept() {
-        let mut s = ServerSession::new("abc".into(), config(), vec![], Time::ZERO);
+        let mut s = ServerSession::new("abc".into(), config(), Transport::WebSocket, Time::ZERO);
         drain(&mut s);
         s.handle_frame(text(r#"40{"token":"123"}"#), 5 * MS)
             .expect("valid");
@@ -520,7 +496,7 @@ mod tests {
 
     #[test]
     fn reject_connect_sends_connect_error() {
-        let mut s = ServerSession::new("abc".into(), config(), vec![], Time::ZERO);
+        let mut s = ServerSession::new("abc".into(), config(), Transport::WebSocket, Time::ZERO);
         drain(&mut s);
         s.handle_frame(text("40/nope,"), Time::ZERO).expect("valid");
         events(&mut s);
@@ -567,7 +543,7 @@ mod tests {
 
     #[test]
     fn no_connect_within_timeout_closes() {
-        let mut s = ServerSession::new("abc".into(), config(), vec![], Time::ZERO);
+        let mut s = ServerSession::new("abc".into(), config(), Transport::WebSocket, Time::ZERO);
         drain(&mut s);
         // Keep the heartbeat going so only the connect timeout can fire.
         s.handle_timeout(300 * MS);
@@ -588,13 +564,6 @@ mod tests {
             s.close_reason(),
             Some(CloseReason::Protocol(ProtocolError::Unexpected(_)))
         ));
-    }
-
-    #[test]
-    fn probe_is_answered() {
-        let mut s = connected();
-        s.handle_frame(text("2probe"), MS).expect("probe is valid");
-        assert_eq!(drain(&mut s), vec![text("3probe")]);
     }
 
     #[test]

@@ -1,10 +1,15 @@
 //! Transports: the only code that knows warp. They turn HTTP requests and
-//! WebSocket messages into `protocol` frames and back, and fire the session's timers.
+//! WebSocket messages into `protocol` frames and back, and fire the sessions' timers.
 //!
 //! - [`query`]: validation of the Engine.IO query (`EIO`, `transport`, `sid`), with
 //!   the error codes and messages the reference server answers.
-//! - [`websocket`]: the WebSocket transport: one task per connection driving a
-//!   `ServerSession`.
+//! - [`session`]: [`Endpoint`], the live sessions of one mount point, and the task
+//!   that drives each session over WebSocket, long-polling, and the upgrade between
+//!   them.
+//! - [`routes`]: the warp filters of an Engine.IO mount point (`/socket.io/`).
 
 pub mod query;
-pub mod websocket;
+pub mod routes;
+pub mod session;
+
+pub use session::Endpoint;

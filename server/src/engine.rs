@@ -1,0 +1,376 @@
+//! The bare Engine.IO layer: what every session has whatever runs on top of it.
+//!
+//! - [`Machine`]: a sans-I/O session plus the application on top, as the transport
+//!   task drives it. The Socket.IO layer ([`crate::io`]) is one machine; a bare
+//!   Engine.IO application ([`EngineHandler`], mounted with [`EngineApp`]) is another.
+//! - [`Link`]: the bounded queue (and kill switch) through which the application
+//!   talks to a session's task from anywhere.
+//! - [`DisconnectReason`] and [`SendError`], shared by both layers.
+//!
+//! Nothing here knows warp: the transports live in [`crate::transport`].
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use protocol::session::{
+    CloseReason, EngineConfig, EngineEvent, EngineSession, Probe, ProtocolError, Transport,
+};
+use protocol::{Frame, Time};
+use thiserror::Error;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::io::Handshake;
+
+/// Why a client went away. Every disconnect reaches the application with one.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum DisconnectReason {
+    #[error("client left the namespace")]
+    ClientNamespaceDisconnect,
+    #[error("client closed the connection")]
+    ClientClosed,
+    #[error("ping timeout")]
+    PingTimeout,
+    #[error("transport error: {0}")]
+    Transport(String),
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    #[error("message too large: {0}")]
+    MessageTooLarge(String),
+    #[error("client too slow: its outbound queue is full")]
+    SlowClient,
+    #[error("server shutting down")]
+    ServerShutdown,
+    #[error("disconnected by the server")]
+    ServerDisconnect,
+}
+
+impl From<&CloseReason> for DisconnectReason {
+    fn from(reason: &CloseReason) -> Self {
+        match reason {
+            CloseReason::PeerClosed => DisconnectReason::ClientClosed,
+            CloseReason::LocalClose => DisconnectReason::ServerDisconnect,
+            CloseReason::PingTimeout | CloseReason::ServerSilent => DisconnectReason::PingTimeout,
+            CloseReason::ConnectTimeout => DisconnectReason::Protocol(reason.to_string()),
+            CloseReason::Protocol(ProtocolError::PayloadTooLarge { .. }) => {
+                DisconnectReason::MessageTooLarge(reason.to_string())
+            }
+            CloseReason::Protocol(e) => DisconnectReason::Protocol(e.to_string()),
+            CloseReason::Transport(e) => DisconnectReason::Transport(e.clone()),
+        }
+    }
+}
+
+/// Why a send did not go out.
+#[derive(Debug, Error)]
+pub enum SendError {
+    #[error("the connection is closed")]
+    Closed,
+    #[error("the client's outbound queue is full; it is being disconnected")]
+    QueueFull,
+    #[error(transparent)]
+    Event(#[from] protocol::event::EventError),
+}
+
+/// The application's handle on a session's task: a bounded command queue and a
+/// kill switch. When the queue is full the client is not keeping up: it is
+/// disconnected ([`DisconnectReason::SlowClient`]) rather than buffered without
+/// bound or silently skipped.
+pub(crate) struct Link<C> {
+    tx: mpsc::Sender<C>,
+    kill: CancellationToken,
+    kill_reason: Mutex<Option<DisconnectReason>>,
+}
+
+impl<C> fmt::Debug for Link<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Link").finish_non_exhaustive()
+    }
+}
+
+impl<C> Link<C> {
+    /// A link with a queue of `capacity`, and the receiving end for the task.
+    pub(crate) fn new(capacity: usize) -> (Arc<Link<C>>, mpsc::Receiver<C>) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let link = Link {
+            tx,
+            kill: CancellationToken::new(),
+            kill_reason: Mutex::new(None),
+        };
+        (Arc::new(link), rx)
+    }
+
+    pub(crate) fn send(&self, command: C) -> Result<(), SendError> {
+        match self.tx.try_send(command) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(SendError::Closed),
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.close(DisconnectReason::SlowClient);
+                Err(SendError::QueueFull)
+            }
+        }
+    }
+
+    /// Asks the task to close the connection for `reason` (the first reason wins).
+    pub(crate) fn close(&self, reason: DisconnectReason) {
+        self.kill_reason
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get_or_insert(reason);
+        self.kill.cancel();
+    }
+
+    pub(crate) fn kill_token(&self) -> CancellationToken {
+        self.kill.clone()
+    }
+
+    pub(crate) fn kill_reason(&self) -> DisconnectReason {
+        self.kill_reason
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+            .unwrap_or(DisconnectReason::ServerDisconnect)
+    }
+}
+
+/// A session and the application on top of it, as a transport task drives it.
+/// Everything here is synchronous: the task does the waiting.
+pub trait Machine: Send + 'static {
+    /// What the application sends the task through its [`Link`].
+    type Command: Send + 'static;
+
+    /// The Engine.IO session (transport, upgrade state, closure).
+    fn engine(&self) -> &EngineSession;
+    fn handle_frame(&mut self, frame: Frame, now: Time) -> Result<(), ProtocolError>;
+    fn handle_probe_frame(&mut self, frame: Frame) -> Result<Probe, ProtocolError>;
+    fn probe_failed(&mut self);
+    fn handle_timeout(&mut self, now: Time);
+    fn handle_command(&mut self, command: Self::Command, now: Time);
+    /// The server ends the session for `reason` (a close packet goes out).
+    fn close(&mut self, reason: DisconnectReason);
+    /// The transport is gone.
+    fn transport_closed(&mut self, reason: CloseReason);
+    /// Delivers pending events to the application.
+    fn dispatch(&mut self);
+    fn poll_timeout(&self) -> Option<Time>;
+    fn poll_transmit(&mut self) -> Option<Frame>;
+    /// Why the session ended, as the application was told.
+    fn reason(&self) -> DisconnectReason;
+    /// The kill switch of the session's [`Link`].
+    fn kill_token(&self) -> CancellationToken;
+    /// Why the kill switch was pulled.
+    fn kill_reason(&self) -> DisconnectReason;
+}
+
+/// Opens sessions: one [`Machine`] per client.
+pub trait Factory: Send + Sync + 'static {
+    type Machine: Machine;
+    /// A new session `sid` on `transport`, and the receiving end of its link.
+    fn open(
+        &self,
+        sid: String,
+        transport: Transport,
+        handshake: Handshake,
+    ) -> (
+        Self::Machine,
+        mpsc::Receiver<<Self::Machine as Machine>::Command>,
+    );
+    /// The session clock.
+    fn now(&self) -> Time;
+    /// The instant a session time stands for.
+    fn instant(&self, time: Time) -> tokio::time::Instant;
+    fn engine_config(&self) -> EngineConfig;
+    /// Frames that may wait for one client before it is disconnected as too slow.
+    fn outbound_limit(&self) -> usize;
+}
+
+/// A message from or to a bare Engine.IO client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EngineMessage {
+    Text(String),
+    Binary(Vec<u8>),
+}
+
+/// A bare Engine.IO application.
+pub trait EngineHandler: Send + Sync + 'static {
+    fn on_open(&self, _socket: &EngineSocket) {}
+    fn on_message(&self, socket: &EngineSocket, message: EngineMessage);
+    fn on_close(&self, _socket: &EngineSocket, _reason: &DisconnectReason) {}
+}
+
+/// A bare Engine.IO client, as its handler sees it.
+#[derive(Debug, Clone)]
+pub struct EngineSocket {
+    sid: Arc<str>,
+    link: Arc<Link<EngineMessage>>,
+}
+
+impl EngineSocket {
+    pub fn sid(&self) -> &str {
+        &self.sid
+    }
+
+    /// Queues a message for the client.
+    pub fn send(&self, message: EngineMessage) -> Result<(), SendError> {
+        self.link.send(message)
+    }
+
+    /// Closes the session.
+    pub fn close(&self) {
+        self.link.close(DisconnectReason::ServerDisconnect);
+    }
+}
+
+/// Mounts an [`EngineHandler`]: opens a session per client.
+pub struct EngineApp<H> {
+    handler: Arc<H>,
+    config: EngineConfig,
+    outbound_limit: usize,
+    epoch: tokio::time::Instant,
+}
+
+impl<H: EngineHandler> EngineApp<H> {
+    pub fn new(handler: H, config: EngineConfig, outbound_limit: usize) -> Self {
+        EngineApp {
+            handler: Arc::new(handler),
+            config,
+            outbound_limit,
+            epoch: tokio::time::Instant::now(),
+        }
+    }
+}
+
+impl<H: EngineHandler> Factory for EngineApp<H> {
+    type Machine = EngineMachine<H>;
+
+    fn open(
+        &self,
+        sid: String,
+        transport: Transport,
+        _handshake: Handshake,
+    ) -> (EngineMachine<H>, mpsc::Receiver<EngineMessage>) {
+        let (link, rx) = Link::new(self.outbound_limit);
+        let session = EngineSession::new(sid.clone(), self.config, transport, self.now());
+        let socket = EngineSocket {
+            sid: sid.into(),
+            link,
+        };
+        self.handler.on_open(&socket);
+        let machine = EngineMachine {
+            session,
+            handler: self.handler.clone(),
+            socket,
+            closing: None,
+            told: false,
+        };
+        (machine, rx)
+    }
+
+    fn now(&self) -> Time {
+        self.epoch.elapsed()
+    }
+
+    fn instant(&self, time: Time) -> tokio::time::Instant {
+        self.epoch + time
+    }
+
+    fn engine_config(&self) -> EngineConfig {
+        self.config
+    }
+
+    fn outbound_limit(&self) -> usize {
+        self.outbound_limit
+    }
+}
+
+/// A bare Engine.IO session driving an [`EngineHandler`].
+pub struct EngineMachine<H> {
+    session: EngineSession,
+    handler: Arc<H>,
+    socket: EngineSocket,
+    closing: Option<DisconnectReason>,
+    told: bool,
+}
+
+impl<H: EngineHandler> Machine for EngineMachine<H> {
+    type Command = EngineMessage;
+
+    fn engine(&self) -> &EngineSession {
+        &self.session
+    }
+
+    fn handle_frame(&mut self, frame: Frame, now: Time) -> Result<(), ProtocolError> {
+        self.session.handle_frame(frame, now)
+    }
+
+    fn handle_probe_frame(&mut self, frame: Frame) -> Result<Probe, ProtocolError> {
+        self.session.handle_probe_frame(frame)
+    }
+
+    fn probe_failed(&mut self) {
+        self.session.probe_failed();
+    }
+
+    fn handle_timeout(&mut self, now: Time) {
+        self.session.handle_timeout(now);
+    }
+
+    fn handle_command(&mut self, command: EngineMessage, _now: Time) {
+        match command {
+            EngineMessage::Text(text) => self.session.send_message(text),
+            EngineMessage::Binary(bytes) => self.session.send_binary(bytes),
+        }
+    }
+
+    fn close(&mut self, reason: DisconnectReason) {
+        self.closing.get_or_insert(reason);
+        self.session.close(CloseReason::LocalClose);
+    }
+
+    fn transport_closed(&mut self, reason: CloseReason) {
+        self.session.abort(reason);
+    }
+
+    fn dispatch(&mut self) {
+        while let Some(event) = self.session.poll_event() {
+            match event {
+                EngineEvent::Message(text) => self
+                    .handler
+                    .on_message(&self.socket, EngineMessage::Text(text)),
+                EngineEvent::Binary(bytes) => self
+                    .handler
+                    .on_message(&self.socket, EngineMessage::Binary(bytes)),
+                EngineEvent::Closed(_) if !self.told => {
+                    self.told = true;
+                    let reason = self.reason();
+                    self.handler.on_close(&self.socket, &reason);
+                }
+                EngineEvent::Closed(_) => {}
+            }
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Time> {
+        self.session.poll_timeout()
+    }
+
+    fn poll_transmit(&mut self) -> Option<Frame> {
+        self.session.poll_transmit()
+    }
+
+    fn reason(&self) -> DisconnectReason {
+        self.closing.clone().unwrap_or_else(|| {
+            self.session
+                .close_reason()
+                .map_or(DisconnectReason::ClientClosed, DisconnectReason::from)
+        })
+    }
+
+    fn kill_token(&self) -> CancellationToken {
+        self.socket.link.kill_token()
+    }
+
+    fn kill_reason(&self) -> DisconnectReason {
+        self.socket.link.kill_reason()
+    }
+}

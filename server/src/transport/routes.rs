@@ -1,0 +1,237 @@
+//! The warp filters of one Engine.IO mount point (`/socket.io/`, `/engine.io/`):
+//! handshake over polling or WebSocket, polling GET/POST for a session, and the
+//! WebSocket upgrade of a polling session.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use protocol::app::WEBSOCKET_GUID;
+use protocol::session::Transport;
+use tokio::sync::oneshot;
+use tracing::info;
+use warp::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use warp::reply::Response;
+use warp::{Filter, Reply};
+
+use super::query::{self, HandshakeError, TransportKind};
+use super::session::{Endpoint, Input, PollError};
+use crate::engine::Factory;
+use crate::io::Handshake;
+
+fn with<T: Clone + Send>(value: T) -> impl Filter<Extract = (T,), Error = Infallible> + Clone {
+    warp::any().map(move || value.clone())
+}
+
+/// Every route under `/<path>/`.
+pub fn mount<F: Factory>(
+    path: &'static str,
+    endpoint: Arc<Endpoint<F>>,
+) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
+    let raw_query = warp::query::raw().or(warp::any().map(String::new)).unify();
+    let upgrade = warp::ws().map(Some).or(warp::any().map(|| None)).unify();
+    let max = endpoint.factory().engine_config().max_payload;
+    // POST bodies: refused with 413 past maxPayload, before being read.
+    let body = warp::post()
+        .and(warp::body::content_length_limit(max as u64))
+        .and(warp::body::bytes())
+        .map(Some)
+        .or(warp::any().map(|| None))
+        .unify();
+    warp::path(path)
+        .and(warp::path::end())
+        .and(warp::method())
+        .and(raw_query)
+        .and(warp::header::headers_cloned())
+        .and(warp::addr::remote())
+        .and(upgrade)
+        .and(body)
+        .and(with(endpoint))
+        .then(handle)
+}
+
+#[allow(clippy::too_many_arguments)] // one argument per extracted part of the request
+async fn handle<F: Factory>(
+    method: Method,
+    raw_query: String,
+    headers: HeaderMap,
+    remote: Option<SocketAddr>,
+    ws: Option<warp::ws::Ws>,
+    body: Option<Bytes>,
+    endpoint: Arc<Endpoint<F>>,
+) -> Response {
+    let origin = headers.get(header::ORIGIN).cloned();
+    if method == Method::OPTIONS {
+        return cors(StatusCode::NO_CONTENT.into_response(), origin.as_ref());
+    }
+    let query = match query::parse(&raw_query) {
+        Ok(q) => q,
+        Err(e) => return cors(refuse(&e, &raw_query), origin.as_ref()),
+    };
+    let response = match (query.transport, query.sid) {
+        (TransportKind::WebSocket, sid) => {
+            let Some(ws) = ws else {
+                return refuse(&HandshakeError::BadRequest, &raw_query);
+            };
+            let max = endpoint.factory().engine_config().max_payload;
+            // The library refuses messages far beyond maxPayload before buffering
+            // them; the session enforces the exact limit with a clear reason.
+            let ws = ws.max_message_size(max.saturating_mul(2).max(1024));
+            match sid {
+                None => {
+                    let handshake = handshake(&method, &raw_query, &headers, remote);
+                    ws.on_upgrade(move |socket| async move {
+                        endpoint.open(Transport::WebSocket, Some(socket), handshake);
+                    })
+                    .into_response()
+                }
+                Some(sid) => match endpoint.lookup(&sid) {
+                    None => refuse(&HandshakeError::UnknownSid, &raw_query),
+                    Some(session) => ws
+                        .on_upgrade(move |socket| async move {
+                            // If the session ended meanwhile the socket is dropped: closed.
+                            let _ = session.send(Input::Upgrade(Box::new(socket))).await;
+                        })
+                        .into_response(),
+                },
+            }
+        }
+        (TransportKind::Polling, None) if method == Method::GET => {
+            let handshake = handshake(&method, &raw_query, &headers, remote);
+            let session = endpoint.open(Transport::Polling, None, handshake);
+            poll_get(&session).await
+        }
+        (TransportKind::Polling, None) => refuse(&HandshakeError::BadMethod, &raw_query),
+        (TransportKind::Polling, Some(sid)) => match endpoint.lookup(&sid) {
+            None => refuse(&HandshakeError::UnknownSid, &raw_query),
+            Some(session) if method == Method::GET => poll_get(&session).await,
+            Some(session) if method == Method::POST => {
+                poll_post(&session, body.unwrap_or_default()).await
+            }
+            Some(_) => refuse(&HandshakeError::BadMethod, &raw_query),
+        },
+    };
+    cors(response, origin.as_ref())
+}
+
+async fn poll_get(session: &tokio::sync::mpsc::Sender<Input>) -> Response {
+    let (reply, response) = oneshot::channel();
+    if session.send(Input::Get(reply)).await.is_err() {
+        return poll_refused(&PollError::Closed);
+    }
+    match response.await {
+        Ok(Ok(payload)) => text(StatusCode::OK, payload),
+        Ok(Err(e)) => poll_refused(&e),
+        Err(_) => poll_refused(&PollError::Closed),
+    }
+}
+
+async fn poll_post(session: &tokio::sync::mpsc::Sender<Input>, body: Bytes) -> Response {
+    let Ok(body) = String::from_utf8(body.to_vec()) else {
+        return poll_refused(&PollError::BadPayload("body is not UTF-8".into()));
+    };
+    let (reply, response) = oneshot::channel();
+    if session.send(Input::Post { body, reply }).await.is_err() {
+        return poll_refused(&PollError::Closed);
+    }
+    match response.await {
+        Ok(Ok(())) => text(StatusCode::OK, "ok".to_owned()),
+        Ok(Err(e)) => poll_refused(&e),
+        Err(_) => poll_refused(&PollError::Closed),
+    }
+}
+
+fn text(status: StatusCode, body: String) -> Response {
+    let mut response = warp::reply::with_status(body, status).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=UTF-8"),
+    );
+    response
+}
+
+fn poll_refused(error: &PollError) -> Response {
+    info!(%error, "polling request refused");
+    let body = HandshakeError::BadRequest.body();
+    let body = serde_json::json!({ "code": body.code, "message": error.to_string() });
+    warp::reply::with_status(warp::reply::json(&body), StatusCode::BAD_REQUEST).into_response()
+}
+
+fn refuse(error: &HandshakeError, raw_query: &str) -> Response {
+    info!(query = raw_query, %error, "engine.io request refused");
+    warp::reply::with_status(warp::reply::json(&error.body()), StatusCode::BAD_REQUEST)
+        .into_response()
+}
+
+/// CORS headers for polling from another origin (WebSocket is not covered by CORS).
+fn cors(mut response: Response, origin: Option<&HeaderValue>) -> Response {
+    if let Some(origin) = origin {
+        let headers = response.headers_mut();
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+            HeaderValue::from_static("true"),
+        );
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("GET, POST, OPTIONS"),
+        );
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static("content-type"),
+        );
+    }
+    response
+}
+
+/// What the page's handshake panel explains, as this server saw it.
+fn handshake(
+    method: &Method,
+    raw_query: &str,
+    headers: &HeaderMap,
+    remote: Option<SocketAddr>,
+) -> Handshake {
+    let header_list: Vec<(String, String)> = headers
+        .iter()
+        .map(|(name, value)| {
+            (
+                name.as_str().to_owned(),
+                String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let accept = headers
+        .get("sec-websocket-key")
+        .map(|key| websocket_accept(&String::from_utf8_lossy(key.as_bytes())));
+    Handshake {
+        sid: String::new(),
+        uri: format!("/socket.io/?{raw_query}"),
+        version: format!("HTTP/1.1 ({method})"),
+        headers: header_list,
+        websocket_accept: accept,
+        remote,
+    }
+}
+
+/// `Sec-WebSocket-Accept` for a `Sec-WebSocket-Key` (RFC 6455 §4.2.2): the base64 of
+/// the SHA-1 of the key followed by the protocol's GUID.
+pub fn websocket_accept(key: &str) -> String {
+    let mut sha = sha1_smol::Sha1::new();
+    sha.update(key.trim().as_bytes());
+    sha.update(WEBSOCKET_GUID.as_bytes());
+    protocol::base64::encode(&sha.digest().bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_key_from_rfc6455() {
+        assert_eq!(
+            websocket_accept("dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+    }
+}

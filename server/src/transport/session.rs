@@ -1,0 +1,453 @@
+//! The task behind every Engine.IO session, and the registry of live sessions.
+//!
+//! The task owns its [`Machine`] (the sans-I/O session and the application on top)
+//! and whatever transport the session has right now: a WebSocket, or a pending
+//! long-polling GET. It waits on everything that can happen — a WebSocket message,
+//! a polling request or an upgrade handed over by the routes, a command from the
+//! application's bounded [`Link`](crate::engine), the session's next timer, the
+//! kill switch and server shutdown — feeds it to the machine, and sends the
+//! machine's frames on the current transport. Frames queued before an upgrade go
+//! out on the new transport in order: nothing is lost or reordered.
+//!
+//! Bounded memory: while polling, at most `outbound_limit` frames wait for the
+//! client's next GET; past that the client is disconnected as too slow. On
+//! WebSocket a write that blocks (a client that stopped reading) is abandoned as
+//! soon as the application's queue overflows and pulls the kill switch.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use protocol::Frame;
+use protocol::engineio::frames_to_payload;
+use protocol::session::{CloseReason, Probe, Transport};
+use thiserror::Error;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+use warp::ws::{Message, WebSocket};
+
+use crate::engine::{DisconnectReason, Factory, Machine};
+use crate::io::Handshake;
+
+/// How long the final frames (the close packet) may take to go out.
+const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Requests from the routes to a session's task. Each polling request waits for
+/// its reply, so a session never has more than a handful queued.
+#[derive(Debug)]
+pub(crate) enum Input {
+    Get(oneshot::Sender<Result<String, PollError>>),
+    Post {
+        body: String,
+        reply: oneshot::Sender<Result<(), PollError>>,
+    },
+    Upgrade(Box<WebSocket>),
+}
+
+/// Why a polling request was refused (HTTP 400 with this message).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum PollError {
+    #[error("session upgraded to websocket: polling is closed")]
+    Upgraded,
+    #[error("a GET is already pending for this session")]
+    DuplicateGet,
+    #[error("invalid payload: {0}")]
+    BadPayload(String),
+    #[error("session closed")]
+    Closed,
+}
+
+type WsSink = SplitSink<WebSocket, Message>;
+type WsStream = SplitStream<WebSocket>;
+
+/// The live sessions of one mount point and the factory that opens them.
+pub struct Endpoint<F: Factory> {
+    factory: Arc<F>,
+    sessions: Mutex<HashMap<String, mpsc::Sender<Input>>>,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+impl<F: Factory> Endpoint<F> {
+    pub fn new(factory: Arc<F>, tracker: TaskTracker, shutdown: CancellationToken) -> Arc<Self> {
+        Arc::new(Endpoint {
+            factory,
+            sessions: Mutex::new(HashMap::new()),
+            tracker,
+            shutdown,
+        })
+    }
+
+    pub fn factory(&self) -> &F {
+        &self.factory
+    }
+
+    fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, mpsc::Sender<Input>>> {
+        // A std Mutex: held only to insert, remove or clone a sender.
+        self.sessions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The task of session `sid`, if it is live.
+    pub(crate) fn lookup(&self, sid: &str) -> Option<mpsc::Sender<Input>> {
+        self.sessions().get(sid).cloned()
+    }
+
+    /// How many sessions are live.
+    pub fn session_count(&self) -> usize {
+        self.sessions().len()
+    }
+
+    /// Opens a session over `transport` and starts its task. For WebSocket, `ws`
+    /// is the upgraded socket.
+    pub(crate) fn open(
+        self: &Arc<Self>,
+        transport: Transport,
+        ws: Option<WebSocket>,
+        handshake: Handshake,
+    ) -> mpsc::Sender<Input> {
+        let sid = crate::sid::generate();
+        let (machine, commands) = self.factory.open(sid.clone(), transport, handshake);
+        let (tx, inputs) = mpsc::channel(8);
+        self.sessions().insert(sid.clone(), tx.clone());
+        info!(%sid, ?transport, "session opened");
+        let task = SessionTask {
+            endpoint: self.clone(),
+            sid,
+            machine,
+            active: ws.map(StreamExt::split),
+            probe: None,
+            pending_get: None,
+        };
+        self.tracker.spawn(task.run(commands, inputs));
+        tx
+    }
+}
+
+struct SessionTask<F: Factory> {
+    endpoint: Arc<Endpoint<F>>,
+    sid: String,
+    machine: F::Machine,
+    /// The WebSocket the session runs on, once it does.
+    active: Option<(WsSink, WsStream)>,
+    /// A WebSocket probing for an upgrade.
+    probe: Option<(WsSink, WsStream)>,
+    /// A long-polling GET waiting for frames.
+    pending_get: Option<oneshot::Sender<Result<String, PollError>>>,
+}
+
+impl<F: Factory> SessionTask<F> {
+    async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<<F::Machine as Machine>::Command>,
+        mut inputs: mpsc::Receiver<Input>,
+    ) {
+        let kill = self.machine.kill_token();
+        let shutdown = self.endpoint.shutdown.clone();
+        let limit = self.endpoint.factory.outbound_limit();
+        loop {
+            self.machine.dispatch();
+            if self.machine.engine().is_closed() {
+                break;
+            }
+            match self.machine.engine().transport() {
+                Transport::WebSocket => {
+                    if let Some((sink, _)) = &mut self.active {
+                        let flushed = tokio::select! {
+                            r = flush(sink, &mut self.machine) => r,
+                            () = kill.cancelled() => Ok(()),
+                            () = shutdown.cancelled() => Ok(()),
+                        };
+                        if let Err(e) = flushed {
+                            self.machine
+                                .transport_closed(CloseReason::Transport(e.to_string()));
+                            continue;
+                        }
+                    }
+                    if let Some(get) = self.pending_get.take() {
+                        // A GET left over from before the upgrade: release it.
+                        let _ = get.send(Ok("6".to_owned()));
+                    }
+                }
+                Transport::Polling => {
+                    if self.machine.engine().pending_transmits() > limit {
+                        self.machine.close(DisconnectReason::SlowClient);
+                        continue;
+                    }
+                    if self.machine.engine().pending_transmits() > 0 {
+                        if let Some(get) = self.pending_get.take() {
+                            let _ = get.send(Ok(self.drain_payload()));
+                        }
+                    }
+                }
+            }
+
+            let factory = &self.endpoint.factory;
+            let wake = self.machine.poll_timeout().map(|t| factory.instant(t));
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => self.machine.close(DisconnectReason::ServerShutdown),
+                () = kill.cancelled() => {
+                    let reason = self.machine.kill_reason();
+                    self.machine.close(reason);
+                }
+                message = next_message(&mut self.active) => self.on_message(message),
+                message = next_message(&mut self.probe) => self.on_probe(message).await,
+                Some(input) = inputs.recv() => self.on_input(input).await,
+                Some(command) = commands.recv() => {
+                    let now = factory.now();
+                    self.machine.handle_command(command, now);
+                }
+                () = get_abandoned(&mut self.pending_get) => {
+                    self.pending_get = None;
+                    self.machine.transport_closed(CloseReason::Transport(
+                        "long-polling request aborted".into(),
+                    ));
+                }
+                () = sleep_until(wake) => {
+                    let now = factory.now();
+                    self.machine.handle_timeout(now);
+                }
+            }
+        }
+        // New requests for this sid are refused from now on.
+        self.endpoint.sessions().remove(&self.sid);
+        self.machine.dispatch();
+        self.goodbye().await;
+    }
+
+    /// Everything queued, as one long-polling body.
+    fn drain_payload(&mut self) -> String {
+        let frames: Vec<Frame> = std::iter::from_fn(|| self.machine.poll_transmit()).collect();
+        frames_to_payload(&frames)
+    }
+
+    fn on_message(&mut self, message: Option<Result<Message, warp::Error>>) {
+        let now = self.endpoint.factory.now();
+        let frame = match message {
+            Some(Ok(m)) if m.is_text() => match m.to_str() {
+                Ok(text) => Frame::Text(text.to_owned()),
+                Err(()) => Frame::Binary(m.into_bytes().to_vec()),
+            },
+            Some(Ok(m)) if m.is_binary() => Frame::Binary(m.into_bytes().to_vec()),
+            Some(Ok(m)) if m.is_close() => {
+                self.machine.transport_closed(CloseReason::PeerClosed);
+                return;
+            }
+            // WebSocket-level ping/pong frames are answered by the library.
+            Some(Ok(_)) => return,
+            Some(Err(e)) => {
+                warn!(sid = %self.sid, error = %e, "websocket error");
+                self.machine
+                    .transport_closed(CloseReason::Transport(e.to_string()));
+                return;
+            }
+            None => {
+                self.machine
+                    .transport_closed(CloseReason::Transport("connection lost".into()));
+                return;
+            }
+        };
+        if let Err(e) = self.machine.handle_frame(frame, now) {
+            warn!(sid = %self.sid, error = %e, "closing session: invalid input");
+        }
+    }
+
+    async fn on_probe(&mut self, message: Option<Result<Message, warp::Error>>) {
+        let frame = match message {
+            Some(Ok(m)) if m.is_text() => m.to_str().ok().map(|t| Frame::Text(t.to_owned())),
+            Some(Ok(m)) if m.is_binary() => Some(Frame::Binary(m.into_bytes().to_vec())),
+            Some(Ok(m)) if m.is_ping() || m.is_pong() => return,
+            _ => None,
+        };
+        let outcome = frame.map(|f| self.machine.handle_probe_frame(f));
+        match outcome {
+            Some(Ok(Probe::Reply(reply))) => {
+                if let Some((sink, _)) = &mut self.probe {
+                    if sink.send(to_message(reply)).await.is_err() {
+                        self.probe = None;
+                        self.machine.probe_failed();
+                    }
+                }
+            }
+            Some(Ok(Probe::Upgraded)) => {
+                debug!(sid = %self.sid, "upgraded to websocket");
+                self.active = self.probe.take();
+            }
+            Some(Err(e)) => {
+                debug!(sid = %self.sid, error = %e, "upgrade probe refused");
+                if let Some((mut sink, _)) = self.probe.take() {
+                    let _ = sink.close().await;
+                }
+                self.machine.probe_failed();
+            }
+            None => {
+                self.probe = None;
+                self.machine.probe_failed();
+            }
+        }
+    }
+
+    async fn on_input(&mut self, input: Input) {
+        let now = self.endpoint.factory.now();
+        let upgraded = self.machine.engine().transport() == Transport::WebSocket;
+        match input {
+            Input::Get(reply) if upgraded => {
+                let _ = reply.send(Err(PollError::Upgraded));
+            }
+            Input::Get(reply) if self.pending_get.is_some() => {
+                let _ = reply.send(Err(PollError::DuplicateGet));
+                self.machine.close(DisconnectReason::Protocol(
+                    PollError::DuplicateGet.to_string(),
+                ));
+            }
+            Input::Get(reply) => self.pending_get = Some(reply),
+            Input::Post { reply, .. } if upgraded => {
+                let _ = reply.send(Err(PollError::Upgraded));
+            }
+            Input::Post { body, reply } => {
+                let result = match protocol::engineio::payload_to_frames(&body) {
+                    Ok(frames) => frames
+                        .into_iter()
+                        .try_for_each(|f| self.machine.handle_frame(f, now))
+                        .map_err(|e| PollError::BadPayload(e.to_string())),
+                    Err(e) => {
+                        let e = protocol::session::ProtocolError::from(e);
+                        self.machine
+                            .transport_closed(CloseReason::Protocol(e.clone()));
+                        Err(PollError::BadPayload(e.to_string()))
+                    }
+                };
+                if let Err(e) = &result {
+                    warn!(sid = %self.sid, error = %e, "closing session: invalid input");
+                }
+                let _ = reply.send(result);
+            }
+            Input::Upgrade(ws) => {
+                if self.probe.is_some() || !self.machine.engine().can_upgrade() {
+                    debug!(sid = %self.sid, "second websocket for the session refused");
+                    let (mut sink, _) = ws.split();
+                    let _ = sink.close().await;
+                } else {
+                    self.probe = Some((*ws).split());
+                }
+            }
+        }
+    }
+
+    /// The remaining frames (the close packet) on the current transport, then a
+    /// WebSocket close frame whose code and reason say why, bounded in time.
+    async fn goodbye(&mut self) {
+        let reason = self.machine.reason();
+        if let Some((mut sink, _)) = self.probe.take() {
+            let _ = tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, sink.close()).await;
+        }
+        match self.active.take() {
+            Some((mut sink, _)) => {
+                let (code, text) = close_code(&reason);
+                let machine = &mut self.machine;
+                let goodbye = async {
+                    flush(&mut sink, machine).await?;
+                    sink.send(Message::close_with(code, text)).await?;
+                    sink.close().await
+                };
+                if let Ok(Err(e)) = tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, goodbye).await {
+                    debug!(sid = %self.sid, error = %e, "closing the websocket failed");
+                }
+            }
+            None => {
+                let payload = self.drain_payload();
+                if let Some(get) = self.pending_get.take() {
+                    let _ = get.send(if payload.is_empty() {
+                        Err(PollError::Closed)
+                    } else {
+                        Ok(payload)
+                    });
+                }
+            }
+        }
+        info!(sid = %self.sid, %reason, "session closed");
+    }
+}
+
+fn to_message(frame: Frame) -> Message {
+    match frame {
+        Frame::Text(text) => Message::text(text),
+        Frame::Binary(bytes) => Message::binary(bytes),
+    }
+}
+
+/// Writes every frame the machine has for the client, then flushes.
+async fn flush<M: Machine>(sink: &mut WsSink, machine: &mut M) -> Result<(), warp::Error> {
+    if machine.engine().pending_transmits() == 0 {
+        return Ok(());
+    }
+    while let Some(frame) = machine.poll_transmit() {
+        sink.feed(to_message(frame)).await?;
+    }
+    sink.flush().await
+}
+
+async fn next_message(ws: &mut Option<(WsSink, WsStream)>) -> Option<Result<Message, warp::Error>> {
+    match ws {
+        Some((_, stream)) => stream.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn get_abandoned(get: &mut Option<oneshot::Sender<Result<String, PollError>>>) {
+    match get {
+        Some(sender) => sender.closed().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The WebSocket close code and reason for a disconnect (RFC 6455 §7.4.1).
+fn close_code(reason: &DisconnectReason) -> (u16, String) {
+    let code = match reason {
+        DisconnectReason::MessageTooLarge(_) => 1009,
+        DisconnectReason::Protocol(_) => 1002,
+        DisconnectReason::SlowClient => 1008,
+        DisconnectReason::ServerShutdown => 1001,
+        _ => 1000,
+    };
+    // A close reason must fit in a control frame: 123 bytes.
+    let mut text = reason.to_string();
+    if text.len() > 123 {
+        let mut end = 120;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push_str("...");
+    }
+    (code, text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_codes_say_why() {
+        assert_eq!(close_code(&DisconnectReason::ServerShutdown).0, 1001);
+        assert_eq!(
+            close_code(&DisconnectReason::MessageTooLarge("x".into())).0,
+            1009
+        );
+        let (_, text) = close_code(&DisconnectReason::Protocol("é".repeat(100)));
+        assert!(text.len() <= 123);
+    }
+}
