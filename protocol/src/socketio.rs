@@ -69,8 +69,6 @@ pub enum DecodeError {
     InvalidAttachments,
     #[error("{0} attachments announced, more than the limit of {1}")]
     TooManyAttachments(usize, usize),
-    #[error("namespace is not terminated by ','")]
-    UnterminatedNamespace,
     #[error("namespace longer than {0} bytes")]
     NamespaceTooLong(usize),
     #[error("ack id is not a valid number")]
@@ -250,15 +248,14 @@ fn decode_header(text: &str, limits: &Limits) -> Result<(Packet, usize), DecodeE
 
     let mut nsp = MAIN_NAMESPACE.to_owned();
     if bytes.get(pos) == Some(&b'/') {
-        let end = text[pos..]
-            .find(',')
-            .map(|i| pos + i)
-            .ok_or(DecodeError::UnterminatedNamespace)?;
+        // The namespace runs to the next ',' or, as the reference parser reads
+        // `40/admin`, to the end of the packet.
+        let end = text[pos..].find(',').map_or(bytes.len(), |i| pos + i);
         if end - pos > limits.max_namespace_len {
             return Err(DecodeError::NamespaceTooLong(limits.max_namespace_len));
         }
         nsp = text[pos..end].to_owned();
-        pos = end + 1;
+        pos = (end + 1).min(bytes.len());
     }
 
     let id_start = pos;
@@ -569,7 +566,19 @@ mod tests {
             decode(r#"299999999999999999999999["a"]"#),
             Err(DecodeError::InvalidAckId)
         );
-        assert_eq!(decode("0/admin"), Err(DecodeError::UnterminatedNamespace));
+        assert_eq!(
+            decode("0/admin"),
+            Ok(Packet::Connect {
+                nsp: "/admin".into(),
+                data: None
+            })
+        );
+        assert_eq!(
+            decode("1/admin"),
+            Ok(Packet::Disconnect {
+                nsp: "/admin".into()
+            })
+        );
         assert!(matches!(
             decode("0[1]"),
             Err(DecodeError::InvalidPayload(..))

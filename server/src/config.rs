@@ -53,6 +53,17 @@ impl Config {
     }
 }
 
+impl SessionSettings {
+    /// The Engine.IO part of the settings.
+    pub fn engine_config(&self) -> protocol::session::EngineConfig {
+        protocol::session::EngineConfig {
+            ping_interval: self.protocol.ping_interval,
+            ping_timeout: self.protocol.ping_timeout,
+            max_payload: self.protocol.max_payload,
+        }
+    }
+}
+
 /// What each connection needs to know.
 #[derive(Debug, Clone)]
 pub struct SessionSettings {

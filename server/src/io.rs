@@ -472,12 +472,7 @@ impl Factory for Io {
     }
 
     fn engine_config(&self) -> EngineConfig {
-        let p = &self.settings.protocol;
-        EngineConfig {
-            ping_interval: p.ping_interval,
-            ping_timeout: p.ping_timeout,
-            max_payload: p.max_payload,
-        }
+        self.settings.engine_config()
     }
 
     fn outbound_limit(&self) -> usize {

@@ -103,3 +103,26 @@ pub async fn serve(
     }
     Ok(())
 }
+
+/// Serves a bare Engine.IO application at `/<path>/` until `shutdown` is cancelled.
+pub async fn serve_engine<H: engine::EngineHandler>(
+    listener: TcpListener,
+    path: &'static str,
+    app: engine::EngineApp<H>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let addr = listener.local_addr()?;
+    let tracker = TaskTracker::new();
+    let endpoint = transport::Endpoint::new(Arc::new(app), tracker.clone(), shutdown.clone());
+    let routes = transport::routes::mount(path, endpoint);
+    tracing::info!(%addr, path, "engine.io listening");
+    let signal = shutdown.clone();
+    warp::serve(routes)
+        .incoming(listener)
+        .graceful(async move { signal.cancelled().await })
+        .run()
+        .await;
+    tracker.close();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), tracker.wait()).await;
+    Ok(())
+}

@@ -7,8 +7,9 @@
 //!
 //! Upgrade: a session opened over polling offers `"upgrades":["websocket"]`. The
 //! client opens a WebSocket with the sid and sends `2probe` on it
-//! ([`EngineSession::handle_probe_frame`] answers `3probe` for that socket and
-//! queues a noop `6` so a pending GET returns); then `5` completes the upgrade:
+//! ([`EngineSession::handle_probe_frame`] answers `3probe` for that socket; while
+//! [`EngineSession::is_probing`], the driver answers a pending GET with a noop `6`
+//! so the client can pause polling); then `5` completes the upgrade:
 //! from then on [`EngineSession::transport`] is WebSocket and every queued frame goes
 //! out there, in order.
 
@@ -131,6 +132,11 @@ impl EngineSession {
         }
     }
 
+    /// Whether a WebSocket has answered the probe and the upgrade awaits `5`.
+    pub fn is_probing(&self) -> bool {
+        self.upgrade == Upgrade::Probing
+    }
+
     /// Whether a WebSocket may start probing now (polling, no probe under way).
     pub fn can_upgrade(&self) -> bool {
         self.closed.is_none() && self.upgrade == Upgrade::Available
@@ -198,8 +204,6 @@ impl EngineSession {
         match (self.upgrade, engineio::Packet::decode(frame)?) {
             (Upgrade::Available, engineio::Packet::Ping(data)) if data == "probe" => {
                 self.upgrade = Upgrade::Probing;
-                // Release a pending GET so the client can pause polling.
-                self.outbox.push_back(engineio::Packet::Noop.into_frame());
                 Ok(Probe::Reply(engineio::Packet::Pong(data).into_frame()))
             }
             (Upgrade::Probing, engineio::Packet::Upgrade) => {
@@ -386,11 +390,13 @@ mod tests {
             Ok(Probe::Reply(text("3probe")))
         );
         assert!(!s.can_upgrade(), "one probe at a time");
-        // The pending GET gets the queued message, then the noop.
-        assert_eq!(drain(&mut s), vec![text("4queued"), text("6")]);
+        assert!(s.is_probing());
+        // Queued frames stay queued: they go out on whichever transport comes next.
+        assert_eq!(s.pending_transmits(), 2);
         assert_eq!(s.transport(), Transport::Polling);
         assert_eq!(s.handle_probe_frame(text("5")), Ok(Probe::Upgraded));
         assert_eq!(s.transport(), Transport::WebSocket);
+        assert_eq!(drain(&mut s)[1], text("4queued"));
         assert!(s.handle_probe_frame(text("2probe")).is_err());
     }
 

@@ -36,6 +36,9 @@ use crate::io::Handshake;
 /// How long the final frames (the close packet) may take to go out.
 const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// A noop packet: what a long-polling GET gets when it must return with nothing.
+const NOOP: &str = "6";
+
 /// Requests from the routes to a session's task. Each polling request waits for
 /// its reply, so a session never has more than a handful queued.
 #[derive(Debug)]
@@ -171,7 +174,7 @@ impl<F: Factory> SessionTask<F> {
                     }
                     if let Some(get) = self.pending_get.take() {
                         // A GET left over from before the upgrade: release it.
-                        let _ = get.send(Ok("6".to_owned()));
+                        let _ = get.send(Ok(NOOP.to_owned()));
                     }
                 }
                 Transport::Polling => {
@@ -182,6 +185,11 @@ impl<F: Factory> SessionTask<F> {
                     if self.machine.engine().pending_transmits() > 0 {
                         if let Some(get) = self.pending_get.take() {
                             let _ = get.send(Ok(self.drain_payload()));
+                        }
+                    } else if self.machine.engine().is_probing() {
+                        // Let the client pause polling while the upgrade completes.
+                        if let Some(get) = self.pending_get.take() {
+                            let _ = get.send(Ok(NOOP.to_owned()));
                         }
                     }
                 }
@@ -215,10 +223,11 @@ impl<F: Factory> SessionTask<F> {
                 }
             }
         }
+        self.machine.dispatch();
+        self.goodbye(&mut inputs).await;
         // New requests for this sid are refused from now on.
         self.endpoint.sessions().remove(&self.sid);
-        self.machine.dispatch();
-        self.goodbye().await;
+        info!(sid = %self.sid, reason = %self.machine.reason(), "session closed");
     }
 
     /// Everything queued, as one long-polling body.
@@ -295,6 +304,15 @@ impl<F: Factory> SessionTask<F> {
 
     async fn on_input(&mut self, input: Input) {
         let now = self.endpoint.factory.now();
+        // A deadline that passed while the timer had not fired yet still counts:
+        // a request arriving after the ping timeout finds the session closed.
+        if self.machine.poll_timeout().is_some_and(|t| t <= now) {
+            self.machine.handle_timeout(now);
+        }
+        if self.machine.engine().is_closed() {
+            // Dropping the request's reply channel answers it with a 400.
+            return;
+        }
         let upgraded = self.machine.engine().transport() == Transport::WebSocket;
         match input {
             Input::Get(reply) if upgraded => {
@@ -342,7 +360,7 @@ impl<F: Factory> SessionTask<F> {
 
     /// The remaining frames (the close packet) on the current transport, then a
     /// WebSocket close frame whose code and reason say why, bounded in time.
-    async fn goodbye(&mut self) {
+    async fn goodbye(&mut self, inputs: &mut mpsc::Receiver<Input>) {
         let reason = self.machine.reason();
         if let Some((mut sink, _)) = self.probe.take() {
             let _ = tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, sink.close()).await;
@@ -361,17 +379,37 @@ impl<F: Factory> SessionTask<F> {
                 }
             }
             None => {
-                let payload = self.drain_payload();
+                // Long-polling: the last frames go to the pending GET. A client that
+                // closed the session itself may have a GET racing its close POST:
+                // that one is answered too. An empty answer is a noop.
+                let closed_by_client =
+                    self.machine.engine().close_reason() == Some(&CloseReason::PeerClosed);
+                if self.pending_get.is_none() && closed_by_client {
+                    let deadline = tokio::time::Instant::now() + CLOSE_FLUSH_TIMEOUT;
+                    while let Ok(Some(input)) =
+                        tokio::time::timeout_at(deadline, inputs.recv()).await
+                    {
+                        match input {
+                            Input::Get(reply) => {
+                                self.pending_get = Some(reply);
+                                break;
+                            }
+                            Input::Post { reply, .. } => {
+                                let _ = reply.send(Err(PollError::Closed));
+                            }
+                            Input::Upgrade(_) => {}
+                        }
+                    }
+                }
+                let mut payload = self.drain_payload();
+                if payload.is_empty() {
+                    payload = NOOP.to_owned();
+                }
                 if let Some(get) = self.pending_get.take() {
-                    let _ = get.send(if payload.is_empty() {
-                        Err(PollError::Closed)
-                    } else {
-                        Ok(payload)
-                    });
+                    let _ = get.send(Ok(payload));
                 }
             }
         }
-        info!(sid = %self.sid, %reason, "session closed");
     }
 }
 
