@@ -148,6 +148,33 @@ impl ClientSession {
         matches!(self.state, ClientState::Connected { .. })
     }
 
+    /// Whether the server offers an upgrade to WebSocket (a session opened over
+    /// long-polling).
+    pub fn can_upgrade(&self) -> bool {
+        self.open
+            .as_ref()
+            .is_some_and(|o| o.upgrades.iter().any(|u| u == "websocket"))
+    }
+
+    /// Upgrade, step 1: the frame to send first on a new WebSocket opened with
+    /// this session's sid (`2probe`).
+    pub fn probe_request(&self) -> Frame {
+        engineio::Packet::Ping("probe".to_owned()).into_frame()
+    }
+
+    /// Upgrade, step 2: the server's answer on that WebSocket. `3probe` gives the
+    /// frame (`5`) that completes the upgrade; send it on the WebSocket once no
+    /// polling request is in flight, then use only the WebSocket. Anything else
+    /// means the probe failed: close that WebSocket and keep polling.
+    pub fn handle_probe_response(&self, frame: Frame) -> Result<Frame, ProtocolError> {
+        match engineio::Packet::decode(frame)? {
+            engineio::Packet::Pong(data) if data == "probe" => {
+                Ok(engineio::Packet::Upgrade.into_frame())
+            }
+            _ => Err(ProtocolError::Unexpected("invalid probe response")),
+        }
+    }
+
     /// A frame arrived from the server at `now`. A protocol violation closes the
     /// session and is returned.
     pub fn handle_frame(&mut self, frame: Frame, now: Time) -> Result<(), ProtocolError> {
@@ -606,6 +633,31 @@ mod tests {
         s.disconnect();
         assert_eq!(drain(&mut s), vec![text("41"), text("1")]);
         assert_eq!(s.state(), &ClientState::Closed);
+    }
+
+    #[test]
+    fn upgrade_probe() {
+        let mut s = ClientSession::new(ClientConfig::default());
+        s.handle_frame(
+            text(r#"0{"sid":"s1","upgrades":["websocket"],"pingInterval":300,"pingTimeout":200,"maxPayload":1000000}"#),
+            Time::ZERO,
+        )
+        .expect("valid");
+        assert!(s.can_upgrade());
+        assert_eq!(s.probe_request(), text("2probe"));
+        assert_eq!(s.handle_probe_response(text("3probe")), Ok(text("5")));
+        assert!(s.handle_probe_response(text("3")).is_err());
+        assert!(!connected().can_upgrade());
+    }
+
+    #[test]
+    fn polling_payloads_feed_the_same_session() {
+        let mut s = ClientSession::new(ClientConfig::default());
+        let body = format!("{OPEN}\x1e40{{\"sid\":\"x\"}}\x1e42[\"news\",1]");
+        for frame in crate::engineio::payload_to_frames(&body).expect("valid payload") {
+            s.handle_frame(frame, Time::ZERO).expect("valid");
+        }
+        assert!(s.is_connected());
     }
 
     #[test]
