@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use protocol::session::ServerConfig;
 
+use crate::rooms::RecoveryConfig;
+
 /// Everything the server can be told.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -20,6 +22,10 @@ pub struct Config {
     pub outbound_queue: usize,
     /// How long shutdown waits for connections to close.
     pub shutdown_timeout: Duration,
+    /// Connection state recovery (missed broadcasts replayed after a reconnect);
+    /// `None`, the library default as in Socket.IO, turns it off. The binary turns
+    /// it on with a 2-minute window.
+    pub recovery: Option<RecoveryConfig>,
 }
 
 impl Default for Config {
@@ -33,6 +39,7 @@ impl Default for Config {
             max_payload: session.max_payload,
             outbound_queue: 1024,
             shutdown_timeout: Duration::from_secs(10),
+            recovery: None,
         }
     }
 }
@@ -49,6 +56,7 @@ impl Config {
                 ..ServerConfig::default()
             },
             outbound_queue: self.outbound_queue,
+            recovery: self.recovery,
         }
     }
 }
@@ -70,4 +78,5 @@ pub struct SessionSettings {
     pub protocol: ServerConfig,
     /// Capacity of each connection's outbound queue.
     pub outbound_queue: usize,
+    pub recovery: Option<RecoveryConfig>,
 }

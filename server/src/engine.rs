@@ -111,6 +111,12 @@ impl<C> Link<C> {
         }
     }
 
+    /// Queues `command` if there is room; otherwise drops it (for volatile emits).
+    /// Returns whether it was queued.
+    pub(crate) fn send_volatile(&self, command: C) -> bool {
+        self.tx.try_send(command).is_ok()
+    }
+
     /// Asks the task to close the connection for `reason` (the first reason wins).
     pub(crate) fn close(&self, reason: DisconnectReason) {
         self.kill_reason

@@ -31,6 +31,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::config::SessionSettings;
 use crate::engine::{Factory, Link, Machine};
+use crate::rooms::{Namespace, SavedSocket, Target};
 
 /// What the application sees of the HTTP request that opened the connection.
 #[derive(Debug, Clone, Default)]
@@ -81,8 +82,9 @@ pub struct AckResponse {
 /// A request from a connection task to itself or from elsewhere in the server.
 #[derive(Debug)]
 pub enum Outbound {
-    /// An already encoded frame (a broadcast, encoded once for every recipient).
-    Frame(Frame),
+    /// Already encoded frames of one packet (a broadcast is encoded once for every
+    /// recipient).
+    Frames(Vec<Frame>),
     Packet(socketio::Packet),
     EmitWithAck {
         packet: socketio::Packet,
@@ -105,6 +107,11 @@ struct SocketInner {
     id: String,
     nsp: String,
     auth: Value,
+    /// Private session id, for connection state recovery (when enabled).
+    pid: Option<String>,
+    recovered: bool,
+    /// Application data (the authenticated user, say); restored by recovery.
+    data: Mutex<Value>,
     handshake: Arc<Handshake>,
     conn: Arc<Connection>,
     io: Weak<Io>,
@@ -120,20 +127,16 @@ impl fmt::Debug for Socket {
 }
 
 impl Socket {
-    pub(crate) fn new(
-        id: String,
-        nsp: String,
-        auth: Value,
-        handshake: Arc<Handshake>,
-        conn: Arc<Connection>,
-        io: Weak<Io>,
-    ) -> Self {
+    pub(crate) fn new(parts: SocketParts, conn: Arc<Connection>, io: Weak<Io>) -> Self {
         Socket {
             inner: Arc::new(SocketInner {
-                id,
-                nsp,
-                auth,
-                handshake,
+                id: parts.id,
+                nsp: parts.nsp,
+                auth: parts.auth,
+                pid: parts.pid,
+                recovered: parts.recovered,
+                data: Mutex::new(parts.data),
+                handshake: parts.handshake,
                 conn,
                 io,
             }),
@@ -159,6 +162,61 @@ impl Socket {
         &self.inner.handshake
     }
 
+    /// Whether this socket resumed a previous one (same id, rooms and data, missed
+    /// packets replayed) through connection state recovery.
+    pub fn recovered(&self) -> bool {
+        self.inner.recovered
+    }
+
+    /// The application's data for this socket (`null` until set).
+    pub fn data(&self) -> Value {
+        self.inner
+            .data
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Replaces the application's data for this socket.
+    pub fn set_data(&self, data: Value) {
+        *self
+            .inner
+            .data
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = data;
+    }
+
+    /// Joins `room`.
+    pub fn join(&self, room: &str) {
+        self.io()
+            .with_namespace(self.nsp(), |ns| ns.join(self.id(), room.to_owned()));
+    }
+
+    /// Leaves `room` (a socket cannot leave its own room).
+    pub fn leave(&self, room: &str) {
+        self.io()
+            .with_namespace(self.nsp(), |ns| ns.leave(self.id(), room));
+    }
+
+    /// The rooms this socket is in, its own id among them.
+    pub fn rooms(&self) -> Vec<String> {
+        self.io()
+            .with_namespace(self.nsp(), |ns| ns.rooms_of(self.id()))
+            .unwrap_or_default()
+    }
+
+    /// Emits to the sockets in `room` but this one.
+    pub fn to(&self, room: &str) -> Broadcast {
+        self.broadcast().to(room)
+    }
+
+    /// Emits to every socket of the namespace but this one.
+    pub fn broadcast(&self) -> Broadcast {
+        let mut b = Broadcast::new(self.io(), self.nsp());
+        b.target.except_socket = Some(self.id().to_owned());
+        b
+    }
+
     /// The server this socket belongs to.
     pub fn io(&self) -> Arc<Io> {
         self.inner
@@ -179,6 +237,9 @@ impl Socket {
 
     /// Emits an event carrying binary attachments (referenced from `args` by
     /// [`socketio::placeholder`]s).
+    ///
+    /// A direct emit is not kept for connection state recovery (as in Socket.IO):
+    /// emits to rooms and broadcasts are, with their offset as last argument.
     pub fn emit_with_attachments(
         &self,
         name: &str,
@@ -194,6 +255,18 @@ impl Socket {
                 args,
                 attachments,
             }))
+    }
+
+    /// Emits an event that may be dropped if the client cannot take it now (its
+    /// queue is full): for data that is soon stale, like positions or typing.
+    pub fn emit_volatile(&self, name: &str, args: Vec<Value>) {
+        self.inner
+            .conn
+            .send_volatile(Outbound::Packet(socketio::Packet::event(
+                self.nsp(),
+                name,
+                args,
+            )));
     }
 
     /// Emits `name` and waits for the client's ack, at most `timeout`.
@@ -230,8 +303,98 @@ impl Socket {
         self.inner.conn.close(DisconnectReason::ServerDisconnect);
     }
 
-    pub(crate) fn send_frame(&self, frame: Frame) -> Result<(), SendError> {
-        self.inner.conn.send(Outbound::Frame(frame))
+    pub(crate) fn send_frames(&self, frames: Vec<Frame>, volatile: bool) -> bool {
+        if volatile {
+            self.inner.conn.send_volatile(Outbound::Frames(frames))
+        } else {
+            self.inner.conn.send(Outbound::Frames(frames)).is_ok()
+        }
+    }
+
+    fn pid(&self) -> Option<&str> {
+        self.inner.pid.as_deref()
+    }
+}
+
+/// What a socket is made of, before it is bound to its connection.
+pub(crate) struct SocketParts {
+    pub id: String,
+    pub nsp: String,
+    pub auth: Value,
+    pub pid: Option<String>,
+    pub recovered: bool,
+    pub data: Value,
+    pub handshake: Arc<Handshake>,
+}
+
+/// An emit to several sockets of a namespace: `io.of("/").to("room").except("x")`.
+/// Built by [`Io::of`], [`Io::to`], [`Socket::to`], [`Socket::broadcast`].
+#[derive(Debug, Clone)]
+pub struct Broadcast {
+    io: Arc<Io>,
+    nsp: String,
+    target: Target,
+    volatile: bool,
+}
+
+impl Broadcast {
+    fn new(io: Arc<Io>, nsp: &str) -> Self {
+        Broadcast {
+            io,
+            nsp: nsp.to_owned(),
+            target: Target::default(),
+            volatile: false,
+        }
+    }
+
+    /// Only sockets in `room` (several `to`s: sockets in any of them).
+    pub fn to(mut self, room: &str) -> Self {
+        self.target.rooms.push(room.to_owned());
+        self
+    }
+
+    /// Not the sockets in `room`.
+    pub fn except(mut self, room: &str) -> Self {
+        self.target.except_rooms.push(room.to_owned());
+        self
+    }
+
+    /// Recipients that cannot take the packet now skip it instead of being
+    /// disconnected, and it is not kept for recovery.
+    pub fn volatile(mut self) -> Self {
+        self.volatile = true;
+        self
+    }
+
+    /// Emits typed event `E`; returns how many sockets it was queued for.
+    pub fn emit<E: Event>(&self, payload: &E::Payload) -> Result<usize, EventError> {
+        Ok(self.emit_raw(E::NAME, event::encode::<E>(payload)?))
+    }
+
+    /// Emits `name` with `args`; returns how many sockets it was queued for.
+    pub fn emit_raw(&self, name: &str, args: Vec<Value>) -> usize {
+        self.io.emit_to(
+            &self.nsp,
+            &self.target,
+            name,
+            args,
+            Vec::new(),
+            self.volatile,
+        )
+    }
+
+    /// The sockets this broadcast would reach now.
+    pub fn sockets(&self) -> Vec<Socket> {
+        self.io
+            .with_namespace(&self.nsp, |ns| ns.recipients(&self.target))
+            .unwrap_or_default()
+    }
+
+    /// Removes every targeted socket from the namespace.
+    pub fn disconnect(&self) {
+        for socket in self.sockets() {
+            let _ = socket.disconnect();
+        }
     }
 }
 
@@ -326,7 +489,7 @@ impl IoBuilder {
             me: me.clone(),
             settings: self.settings,
             handlers: self.handlers,
-            sockets: Mutex::new(HashMap::new()),
+            namespaces: Mutex::new(HashMap::new()),
             epoch: tokio::time::Instant::now(),
         })
     }
@@ -338,9 +501,9 @@ pub struct Io {
     me: Weak<Io>,
     settings: SessionSettings,
     handlers: HashMap<String, Arc<dyn Handler>>,
-    /// Sockets by namespace, then by id. A std Mutex, not a tokio one: it is held
-    /// only to insert, remove or clone handles, never across an `.await`.
-    sockets: Mutex<HashMap<String, HashMap<String, Socket>>>,
+    /// Sockets and rooms by namespace. A std Mutex, not a tokio one: it is never held
+    /// across an `.await`; emits only queue frames (`try_send`) while holding it.
+    namespaces: Mutex<HashMap<String, Namespace>>,
     epoch: tokio::time::Instant,
 }
 
@@ -373,40 +536,164 @@ impl Io {
         self.handlers.get(nsp).cloned()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, HashMap<String, Socket>>> {
-        self.sockets
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Namespace>> {
+        self.namespaces
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    pub(crate) fn register(&self, socket: &Socket) {
-        self.lock()
-            .entry(socket.nsp().to_owned())
-            .or_default()
-            .insert(socket.id().to_owned(), socket.clone());
+    /// Runs `f` on namespace `nsp`'s state, if it has any.
+    pub(crate) fn with_namespace<T>(
+        &self,
+        nsp: &str,
+        f: impl FnOnce(&mut Namespace) -> T,
+    ) -> Option<T> {
+        self.lock().get_mut(nsp).map(f)
     }
 
-    pub(crate) fn unregister(&self, socket: &Socket) {
-        let mut sockets = self.lock();
-        if let Some(ns) = sockets.get_mut(socket.nsp()) {
-            ns.remove(socket.id());
+    /// Admits a socket to `nsp`: recovers the session `recover = (pid, offset)`
+    /// names if it can, else makes a fresh one. The socket is registered in its
+    /// rooms and the packets it missed are queued for it under one lock, so
+    /// nothing sent meanwhile is missed or doubled. Returns the socket and its pid.
+    pub(crate) fn join_namespace(
+        &self,
+        mut parts: SocketParts,
+        recover: Option<(String, String)>,
+        conn: &Arc<Connection>,
+    ) -> Socket {
+        let now = self.now();
+        let recovery = self.settings.recovery;
+        let mut namespaces = self.lock();
+        let ns = namespaces
+            .entry(parts.nsp.clone())
+            .or_insert_with(|| Namespace::new(recovery));
+        let mut rooms = Vec::new();
+        let mut missed = Vec::new();
+        if ns.recovery_enabled() {
+            let restored =
+                recover.and_then(|(pid, offset)| ns.recover(&pid, &offset, now).map(|r| (pid, r)));
+            match restored {
+                Some((pid, (saved, frames))) => {
+                    parts.id = saved.socket_id;
+                    parts.data = saved.data;
+                    parts.pid = Some(pid);
+                    parts.recovered = true;
+                    rooms = saved.rooms.into_iter().collect();
+                    missed = frames;
+                }
+                None => parts.pid = Some(crate::sid::generate()),
+            }
+        }
+        let socket = Socket::new(parts, conn.clone(), self.me.clone());
+        ns.insert(&socket, rooms);
+        for frames in missed {
+            socket.send_frames(vec![frames], false);
+        }
+        socket
+    }
+
+    /// Removes `socket` from its namespace; keeps its session for recovery when
+    /// it went away for a reason it may come back from.
+    pub(crate) fn leave_namespace(&self, socket: &Socket, reason: &DisconnectReason) {
+        let now = self.now();
+        let mut namespaces = self.lock();
+        if let Some(ns) = namespaces.get_mut(socket.nsp()) {
+            let rooms = ns.remove(socket.id());
+            let comes_back = matches!(
+                reason,
+                DisconnectReason::ClientClosed
+                    | DisconnectReason::PingTimeout
+                    | DisconnectReason::Transport(_)
+                    | DisconnectReason::SlowClient
+            );
+            if let (Some(pid), true) = (socket.pid(), comes_back) {
+                let saved = SavedSocket {
+                    socket_id: socket.id().to_owned(),
+                    rooms,
+                    data: socket.data(),
+                };
+                ns.save(pid, saved, now);
+            }
             if ns.is_empty() {
-                sockets.remove(socket.nsp());
+                namespaces.remove(socket.nsp());
             }
         }
     }
 
+    /// Emits to the sockets of `nsp` that `target` designates. The packet is
+    /// encoded once (with its recovery offset when recovery is on) and each
+    /// recipient's queue gets the frames. A recipient whose queue is full is
+    /// disconnected as too slow, or for a volatile emit skips the packet.
+    pub(crate) fn emit_to(
+        &self,
+        nsp: &str,
+        target: &Target,
+        name: &str,
+        mut args: Vec<Value>,
+        attachments: Vec<Vec<u8>>,
+        volatile: bool,
+    ) -> usize {
+        let now = self.now();
+        let mut namespaces = self.lock();
+        let Some(ns) = namespaces.get_mut(nsp) else {
+            return 0;
+        };
+        let offset = if volatile { None } else { ns.next_offset() };
+        if let Some(offset) = offset {
+            // Socket.IO's recovery convention: the offset is the last argument.
+            args.push(Value::String(offset.to_string()));
+        }
+        let packet = socketio::Packet::Event {
+            nsp: nsp.to_owned(),
+            id: None,
+            name: name.to_owned(),
+            args,
+            attachments,
+        };
+        let (text, binaries) = packet.encode();
+        let mut frames = vec![engineio::Packet::Message(text).into_frame()];
+        frames.extend(binaries.iter().cloned().map(Frame::Binary));
+        let delivered = ns
+            .recipients(target)
+            .iter()
+            .filter(|s| s.send_frames(frames.clone(), volatile))
+            .count();
+        if let Some(offset) = offset {
+            ns.log(offset, target.clone(), frames, now);
+        }
+        delivered
+    }
+
+    /// Emits to every socket of `nsp`.
+    pub fn of(self: &Arc<Self>, nsp: &str) -> Broadcast {
+        Broadcast::new(self.clone(), nsp)
+    }
+
+    /// Emits to the sockets of `nsp` in `room`.
+    pub fn to(self: &Arc<Self>, nsp: &str, room: &str) -> Broadcast {
+        self.of(nsp).to(room)
+    }
+
     /// The sockets connected to `nsp` now.
-    pub fn sockets(&self, nsp: &str) -> Vec<Socket> {
-        self.lock()
-            .get(nsp)
-            .map(|ns| ns.values().cloned().collect())
-            .unwrap_or_default()
+    pub fn sockets(self: &Arc<Self>, nsp: &str) -> Vec<Socket> {
+        self.of(nsp).sockets()
     }
 
     /// How many sockets are connected to `nsp`.
     pub fn socket_count(&self, nsp: &str) -> usize {
-        self.lock().get(nsp).map_or(0, HashMap::len)
+        self.with_namespace(nsp, |ns| ns.len()).unwrap_or(0)
+    }
+
+    /// The rooms of `nsp` that have sockets in them (each socket's own room too).
+    pub fn rooms(&self, nsp: &str) -> Vec<String> {
+        self.with_namespace(nsp, |ns| ns.room_names())
+            .unwrap_or_default()
+    }
+
+    /// The socket `id` of `nsp`, if connected.
+    pub fn socket(&self, nsp: &str, id: &str) -> Option<Socket> {
+        self.with_namespace(nsp, |ns| ns.socket(id).cloned())
+            .flatten()
     }
 
     /// Emits typed event `E` to every socket of `nsp`. Returns how many sockets it
@@ -416,21 +703,14 @@ impl Io {
         nsp: &str,
         payload: &E::Payload,
     ) -> Result<usize, EventError> {
-        Ok(self.broadcast_raw(nsp, E::NAME, event::encode::<E>(payload)?))
-    }
-
-    /// Emits `name` with `args` to every socket of `nsp`. The packet is encoded once;
-    /// each recipient's queue gets a copy of the frame. A recipient whose queue is
-    /// full is disconnected (see the module docs) and does not count.
-    pub fn broadcast_raw(&self, nsp: &str, name: &str, args: Vec<Value>) -> usize {
-        let (text, _) = socketio::Packet::event(nsp, name, args).encode();
-        let frame = engineio::Packet::Message(text).into_frame();
-        // Clone the handles, then send without the lock held.
-        let recipients = self.sockets(nsp);
-        recipients
-            .iter()
-            .filter(|s| s.send_frame(frame.clone()).is_ok())
-            .count()
+        Ok(self.emit_to(
+            nsp,
+            &Target::default(),
+            E::NAME,
+            event::encode::<E>(payload)?,
+            Vec::new(),
+            false,
+        ))
     }
 }
 
@@ -514,25 +794,50 @@ impl SocketIoMachine {
             self.session.reject_connect(&nsp, &message);
             return;
         }
-        let socket_id = crate::sid::generate();
-        self.session.accept_connect(&nsp, &socket_id);
-        let socket = Socket::new(
-            socket_id,
-            nsp.clone(),
+        // Recovery credentials travel in the auth object (`pid`, `offset`), as the
+        // Socket.IO client sends them; the application sees the rest.
+        let mut auth = auth;
+        let recover = match auth.as_object_mut() {
+            Some(map) => match (map.remove("pid"), map.remove("offset")) {
+                (Some(Value::String(pid)), Some(Value::String(offset))) => Some((pid, offset)),
+                _ => None,
+            },
+            None => None,
+        };
+        let parts = SocketParts {
+            id: crate::sid::generate(),
+            nsp: nsp.clone(),
             auth,
-            self.handshake.clone(),
-            self.conn.clone(),
-            Arc::downgrade(&self.io),
-        );
-        debug!(%sid, %nsp, socket = socket.id(), "namespace joined");
-        self.io.register(&socket);
+            pid: None,
+            recovered: false,
+            data: Value::Null,
+            handshake: self.handshake.clone(),
+        };
+        // The CONNECT answer must precede the replayed packets. Joining queues the
+        // replay on the link, which the task reads only after this dispatch; the
+        // answer is written to the session now, so it goes first either way.
+        let pending = self.io.settings.recovery.is_some();
+        let socket = if pending {
+            let socket = self.io.join_namespace(parts, recover, &self.conn);
+            let mut reply = serde_json::Map::new();
+            reply.insert("sid".into(), Value::String(socket.id().to_owned()));
+            if let Some(pid) = socket.pid() {
+                reply.insert("pid".into(), Value::String(pid.to_owned()));
+            }
+            self.session.accept_connect_with(&nsp, Value::Object(reply));
+            socket
+        } else {
+            self.session.accept_connect(&nsp, &parts.id);
+            self.io.join_namespace(parts, None, &self.conn)
+        };
+        debug!(%sid, %nsp, socket = socket.id(), recovered = socket.recovered(), "namespace joined");
         handler.on_connect(&socket);
         self.sockets.insert(nsp, (socket, handler));
     }
 
     fn leave(&mut self, nsp: &str, reason: &DisconnectReason) {
         if let Some((socket, handler)) = self.sockets.remove(nsp) {
-            self.io.unregister(&socket);
+            self.io.leave_namespace(&socket, reason);
             handler.on_disconnect(&socket, reason);
         }
     }
@@ -563,7 +868,11 @@ impl Machine for SocketIoMachine {
 
     fn handle_command(&mut self, command: Outbound, now: Time) {
         match command {
-            Outbound::Frame(frame) => self.session.send_frame(frame),
+            Outbound::Frames(frames) => {
+                for frame in frames {
+                    self.session.send_frame(frame);
+                }
+            }
             Outbound::Packet(packet) => self.session.send(&packet),
             Outbound::EmitWithAck {
                 packet,

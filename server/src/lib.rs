@@ -21,6 +21,7 @@ pub mod app;
 pub mod config;
 pub mod engine;
 pub mod io;
+pub mod rooms;
 mod routes;
 mod sid;
 pub mod transport;

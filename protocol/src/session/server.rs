@@ -253,6 +253,12 @@ impl ServerSession {
 
     /// Admits the client to `nsp` under the Socket.IO id `socket_id`.
     pub fn accept_connect(&mut self, nsp: &str, socket_id: &str) {
+        self.accept_connect_with(nsp, json!({ "sid": socket_id }));
+    }
+
+    /// Admits the client with CONNECT data of our choosing (`{"sid":..,"pid":..}`
+    /// with connection state recovery).
+    pub fn accept_connect_with(&mut self, nsp: &str, data: Value) {
         if self.is_closed() || !self.pending_connect.remove(nsp) {
             return;
         }
@@ -260,7 +266,7 @@ impl ServerSession {
         self.connect_deadline = None;
         self.push_packet(&socketio::Packet::Connect {
             nsp: nsp.to_owned(),
-            data: Some(json!({ "sid": socket_id })),
+            data: Some(data),
         });
     }
 

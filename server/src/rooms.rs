@@ -1,0 +1,407 @@
+//! One namespace's live state: its sockets, their rooms, and — when connection
+//! state recovery is on — the log of packets recently sent, with the sessions of
+//! sockets that went away and may come back.
+//!
+//! Everything here sits behind one lock per server (see `Io`), so "assign the next
+//! offset, log the packet, queue it for every recipient" is atomic: two emits
+//! reach every common recipient in offset order, and a socket recovering sees each
+//! packet exactly once — either replayed from the log or delivered live.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::Duration;
+
+use protocol::{Frame, Time};
+use serde_json::Value;
+
+use crate::io::Socket;
+
+/// Which sockets of a namespace an emit goes to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Target {
+    /// Sockets in any of these rooms; every socket when empty.
+    pub rooms: Vec<String>,
+    /// Minus sockets in any of these rooms.
+    pub except_rooms: Vec<String>,
+    /// Minus this socket (`socket.broadcast()`, `socket.to(room)`).
+    pub except_socket: Option<String>,
+}
+
+impl Target {
+    fn matches(&self, socket_id: &str, rooms: &HashSet<String>) -> bool {
+        if self.except_socket.as_deref() == Some(socket_id) {
+            return false;
+        }
+        if self.except_rooms.iter().any(|r| rooms.contains(r)) {
+            return false;
+        }
+        self.rooms.is_empty() || self.rooms.iter().any(|r| rooms.contains(r))
+    }
+}
+
+/// Recovery settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecoveryConfig {
+    /// How long a disconnected socket's session and missed packets are kept.
+    pub window: Duration,
+    /// Most packets kept in the log; older ones are dropped first, and a socket
+    /// whose offset fell out of the log starts fresh (and is told so).
+    pub max_packets: usize,
+}
+
+impl Default for RecoveryConfig {
+    fn default() -> Self {
+        RecoveryConfig {
+            window: Duration::from_secs(120),
+            max_packets: 10_000,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Logged {
+    offset: u64,
+    at: Time,
+    target: Target,
+    frames: Vec<Frame>,
+}
+
+/// What is kept of a socket that went away, for it to come back to.
+#[derive(Debug, Clone)]
+pub struct Saved {
+    pub socket_id: String,
+    pub rooms: HashSet<String>,
+    pub data: Value,
+    at: Time,
+}
+
+#[derive(Debug)]
+struct Recovery {
+    config: RecoveryConfig,
+    next_offset: u64,
+    log: VecDeque<Logged>,
+    saved: HashMap<String, Saved>,
+}
+
+impl Recovery {
+    fn prune(&mut self, now: Time) {
+        let window = self.config.window;
+        while self.log.front().is_some_and(|l| {
+            self.log.len() > self.config.max_packets || now.saturating_sub(l.at) > window
+        }) {
+            self.log.pop_front();
+        }
+        self.saved.retain(|_, s| now.saturating_sub(s.at) <= window);
+    }
+}
+
+/// The state of one namespace.
+#[derive(Debug, Default)]
+pub(crate) struct Namespace {
+    sockets: HashMap<String, Socket>,
+    /// Room → ids of the sockets in it.
+    rooms: HashMap<String, HashSet<String>>,
+    /// Socket id → its rooms (its own id among them).
+    membership: HashMap<String, HashSet<String>>,
+    recovery: Option<Recovery>,
+}
+
+impl Namespace {
+    pub(crate) fn new(recovery: Option<RecoveryConfig>) -> Self {
+        Namespace {
+            recovery: recovery.map(|config| Recovery {
+                config,
+                next_offset: 1,
+                log: VecDeque::new(),
+                saved: HashMap::new(),
+            }),
+            ..Namespace::default()
+        }
+    }
+
+    pub(crate) fn recovery_enabled(&self) -> bool {
+        self.recovery.is_some()
+    }
+
+    /// Adds `socket`, in its own room and `rooms`.
+    pub(crate) fn insert(&mut self, socket: &Socket, rooms: impl IntoIterator<Item = String>) {
+        let id = socket.id().to_owned();
+        self.sockets.insert(id.clone(), socket.clone());
+        self.join(&id, id.clone());
+        for room in rooms {
+            self.join(&id, room);
+        }
+    }
+
+    /// Removes socket `id`; returns the rooms it was in.
+    pub(crate) fn remove(&mut self, id: &str) -> HashSet<String> {
+        self.sockets.remove(id);
+        let rooms = self.membership.remove(id).unwrap_or_default();
+        for room in &rooms {
+            if let Some(members) = self.rooms.get_mut(room) {
+                members.remove(id);
+                if members.is_empty() {
+                    self.rooms.remove(room);
+                }
+            }
+        }
+        rooms
+    }
+
+    pub(crate) fn join(&mut self, id: &str, room: String) {
+        if !self.sockets.contains_key(id) {
+            return;
+        }
+        self.rooms
+            .entry(room.clone())
+            .or_default()
+            .insert(id.to_owned());
+        self.membership
+            .entry(id.to_owned())
+            .or_default()
+            .insert(room);
+    }
+
+    pub(crate) fn leave(&mut self, id: &str, room: &str) {
+        if room == id {
+            // A socket is always in its own room.
+            return;
+        }
+        if let Some(members) = self.rooms.get_mut(room) {
+            members.remove(id);
+            if members.is_empty() {
+                self.rooms.remove(room);
+            }
+        }
+        if let Some(rooms) = self.membership.get_mut(id) {
+            rooms.remove(room);
+        }
+    }
+
+    pub(crate) fn rooms_of(&self, id: &str) -> Vec<String> {
+        let mut rooms: Vec<String> = self
+            .membership
+            .get(id)
+            .map(|r| r.iter().cloned().collect())
+            .unwrap_or_default();
+        rooms.sort();
+        rooms
+    }
+
+    /// All rooms with at least one socket.
+    pub(crate) fn room_names(&self) -> Vec<String> {
+        let mut rooms: Vec<String> = self.rooms.keys().cloned().collect();
+        rooms.sort();
+        rooms
+    }
+
+    pub(crate) fn socket(&self, id: &str) -> Option<&Socket> {
+        self.sockets.get(id)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.sockets.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.sockets.is_empty() && self.recovery.as_ref().is_none_or(|r| r.saved.is_empty())
+    }
+
+    /// The sockets `target` designates.
+    pub(crate) fn recipients(&self, target: &Target) -> Vec<Socket> {
+        let empty = HashSet::new();
+        let candidates: Box<dyn Iterator<Item = &String>> = if target.rooms.is_empty() {
+            Box::new(self.sockets.keys())
+        } else {
+            // Sockets in any listed room, each once.
+            let mut ids: HashSet<&String> = HashSet::new();
+            for room in &target.rooms {
+                if let Some(members) = self.rooms.get(room) {
+                    ids.extend(members.iter());
+                }
+            }
+            Box::new(ids.into_iter().collect::<Vec<_>>().into_iter())
+        };
+        candidates
+            .filter(|id| target.matches(id, self.membership.get(*id).unwrap_or(&empty)))
+            .filter_map(|id| self.sockets.get(id).cloned())
+            .collect()
+    }
+
+    /// The next recovery offset, and logs `frames` under it, when recovery is on
+    /// (the caller appends the offset to the packet before encoding).
+    pub(crate) fn next_offset(&mut self) -> Option<u64> {
+        let recovery = self.recovery.as_mut()?;
+        let offset = recovery.next_offset;
+        recovery.next_offset += 1;
+        Some(offset)
+    }
+
+    pub(crate) fn log(&mut self, offset: u64, target: Target, frames: Vec<Frame>, now: Time) {
+        if let Some(recovery) = &mut self.recovery {
+            recovery.log.push_back(Logged {
+                offset,
+                at: now,
+                target,
+                frames,
+            });
+            recovery.prune(now);
+        }
+    }
+
+    /// Keeps what a departed socket needs to recover, under its private id.
+    pub(crate) fn save(&mut self, pid: &str, saved_socket: SavedSocket, now: Time) {
+        if let Some(recovery) = &mut self.recovery {
+            recovery.prune(now);
+            recovery.saved.insert(
+                pid.to_owned(),
+                Saved {
+                    socket_id: saved_socket.socket_id,
+                    rooms: saved_socket.rooms,
+                    data: saved_socket.data,
+                    at: now,
+                },
+            );
+        }
+    }
+
+    /// Takes the saved session `pid` if it can be recovered from `offset`: still
+    /// within the window, and every packet after `offset` still in the log.
+    /// Returns it with the frames it missed, in order.
+    pub(crate) fn recover(
+        &mut self,
+        pid: &str,
+        offset: &str,
+        now: Time,
+    ) -> Option<(Saved, Vec<Frame>)> {
+        let recovery = self.recovery.as_mut()?;
+        recovery.prune(now);
+        let saved = recovery.saved.remove(pid)?;
+        let offset: u64 = offset.parse().ok()?;
+        // Packets after `offset` must all still be there: the oldest kept one must
+        // be at most offset + 1 (or nothing was sent since).
+        let complete = match recovery.log.front() {
+            Some(first) => first.offset <= offset + 1,
+            None => offset + 1 >= recovery.next_offset,
+        };
+        if !complete || offset >= recovery.next_offset {
+            return None;
+        }
+        let mut rooms = saved.rooms.clone();
+        rooms.insert(saved.socket_id.clone());
+        let missed = recovery
+            .log
+            .iter()
+            .filter(|l| l.offset > offset && l.target.matches(&saved.socket_id, &rooms))
+            .flat_map(|l| l.frames.iter().cloned())
+            .collect();
+        Some((saved, missed))
+    }
+}
+
+/// The parts of a socket that recovery restores.
+#[derive(Debug)]
+pub(crate) struct SavedSocket {
+    pub socket_id: String,
+    pub rooms: HashSet<String>,
+    pub data: Value,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn target_matching() {
+        let rooms: HashSet<String> = ["a".to_owned(), "s1".to_owned()].into();
+        assert!(Target::default().matches("s1", &rooms));
+        let to_a = Target {
+            rooms: vec!["a".into()],
+            ..Target::default()
+        };
+        assert!(to_a.matches("s1", &rooms));
+        let to_b = Target {
+            rooms: vec!["b".into()],
+            ..Target::default()
+        };
+        assert!(!to_b.matches("s1", &rooms));
+        let except_a = Target {
+            except_rooms: vec!["a".into()],
+            ..Target::default()
+        };
+        assert!(!except_a.matches("s1", &rooms));
+        let not_me = Target {
+            except_socket: Some("s1".into()),
+            ..Target::default()
+        };
+        assert!(!not_me.matches("s1", &rooms));
+    }
+
+    fn frame(s: &str) -> Frame {
+        Frame::Text(s.to_owned())
+    }
+
+    fn saved(rooms: &[&str]) -> SavedSocket {
+        SavedSocket {
+            socket_id: "s1".into(),
+            rooms: rooms.iter().map(|r| (*r).to_owned()).collect(),
+            data: Value::Null,
+        }
+    }
+
+    #[test]
+    fn recovery_replays_what_the_socket_missed_in_order() {
+        let mut ns = Namespace::new(Some(RecoveryConfig::default()));
+        let t = Time::from_secs(1);
+        for (text, room) in [("a1", "a"), ("b1", "b"), ("a2", "a"), ("all", "")] {
+            let offset = ns.next_offset().expect("recovery on");
+            let target = Target {
+                rooms: if room.is_empty() {
+                    vec![]
+                } else {
+                    vec![room.into()]
+                },
+                ..Target::default()
+            };
+            ns.log(offset, target, vec![frame(text)], t);
+        }
+        ns.save("pid", saved(&["a"]), t);
+        // The client had seen offset 1 ("a1").
+        let (restored, missed) = ns.recover("pid", "1", t).expect("recoverable");
+        assert_eq!(restored.socket_id, "s1");
+        assert_eq!(missed, vec![frame("a2"), frame("all")]);
+        // A session recovers once.
+        assert!(ns.recover("pid", "1", t).is_none());
+    }
+
+    #[test]
+    fn recovery_fails_outside_the_window_or_past_the_log() {
+        let config = RecoveryConfig {
+            window: Duration::from_secs(10),
+            max_packets: 2,
+        };
+        let mut ns = Namespace::new(Some(config));
+        let t = Time::from_secs(1);
+        ns.save("late", saved(&[]), t);
+        assert!(
+            ns.recover("late", "0", t + Duration::from_secs(11))
+                .is_none()
+        );
+
+        for i in 0..4 {
+            let offset = ns.next_offset().expect("on");
+            ns.log(offset, Target::default(), vec![frame(&i.to_string())], t);
+        }
+        // Offsets 1..=4 sent, only 3 and 4 kept: a client at 1 missed 2, which is gone.
+        ns.save("p", saved(&[]), t);
+        assert!(ns.recover("p", "1", t).is_none());
+        ns.save("q", saved(&[]), t);
+        assert_eq!(
+            ns.recover("q", "2", t).map(|(_, m)| m),
+            Some(vec![frame("2"), frame("3")])
+        );
+        ns.save("r", saved(&[]), t);
+        assert!(ns.recover("r", "not a number", t).is_none());
+        ns.save("s", saved(&[]), t);
+        assert!(ns.recover("s", "99", t).is_none(), "an offset never sent");
+    }
+}
