@@ -1,0 +1,48 @@
+//! The root component: owns the state and the socket, shares both by context.
+
+use yew::prelude::*;
+
+use crate::components::{EventForm, EventLog, HandshakePanel, NewsList, PublishForm, StatusBar};
+use crate::socket::{SocketHandle, use_socket};
+use crate::state::AppState;
+
+/// What every component can reach: the page state (read it, dispatch actions) and
+/// the socket (send commands).
+#[derive(Clone, PartialEq)]
+pub struct AppContext {
+    pub state: UseReducerHandle<AppState>,
+    pub socket: SocketHandle,
+}
+
+/// The context, from inside [`App`].
+#[hook]
+pub fn use_app() -> AppContext {
+    use_context::<AppContext>().expect("components are rendered inside App's context provider")
+}
+
+#[component]
+pub fn App() -> Html {
+    let state = use_reducer(AppState::default);
+    let socket = use_socket(state.dispatcher().to_callback());
+    let context = AppContext { state, socket };
+
+    html! {
+        <ContextProvider<AppContext> {context}>
+            <header class="top">
+                <h1>{ "duplex" }<small>{ " — news & echo over Socket.IO v5" }</small></h1>
+                <StatusBar />
+            </header>
+            <main class="columns">
+                <div class="column">
+                    <NewsList />
+                    <PublishForm />
+                    <EventForm />
+                </div>
+                <div class="column">
+                    <EventLog />
+                </div>
+            </main>
+            <HandshakePanel />
+        </ContextProvider<AppContext>>
+    }
+}

@@ -1,0 +1,132 @@
+//! `#handshake`: this connection explained the way the tutorial does — the HTTP
+//! upgrade (as the server saw it, from its `handshake` event: a page cannot read
+//! these headers itself), the Engine.IO open packet, and the namespace join.
+
+use protocol::app::WEBSOCKET_GUID;
+use yew::prelude::*;
+
+use crate::app::use_app;
+use crate::browser;
+
+/// What the browser's own SHA-1 says about the server's `Sec-WebSocket-Accept`.
+#[derive(Debug, Clone, PartialEq)]
+enum AcceptCheck {
+    Pending,
+    Matches,
+    Differs(String),
+    Unavailable(String),
+}
+
+#[component]
+pub fn HandshakePanel() -> Html {
+    let app = use_app();
+    let state = &app.state;
+    let hs = state.handshake.as_ref();
+    let check = use_state(|| AcceptCheck::Pending);
+
+    {
+        let check = check.clone();
+        let pair = hs.map(|h| (h.sec_websocket_key.clone(), h.sec_websocket_accept.clone()));
+        use_effect_with(pair, move |pair| {
+            check.set(AcceptCheck::Pending);
+            if let Some((key, accept)) = pair.clone() {
+                wasm_bindgen_futures::spawn_local(async move {
+                    check.set(match browser::websocket_accept(&key).await {
+                        Ok(ours) if ours == accept => AcceptCheck::Matches,
+                        Ok(ours) => AcceptCheck::Differs(ours),
+                        Err(why) => AcceptCheck::Unavailable(why),
+                    });
+                });
+            }
+        });
+    }
+
+    let field = |value: Option<&str>| value.unwrap_or_default().to_owned();
+    let key = field(hs.map(|h| h.sec_websocket_key.as_str()));
+    let open = state.open.as_ref();
+    let sid = hs
+        .map(|h| h.sid.clone())
+        .or_else(|| open.map(|o| o.sid.clone()))
+        .unwrap_or_default();
+    let ping_interval = hs
+        .map(|h| h.ping_interval)
+        .or_else(|| open.map(|o| o.ping_interval));
+    let ping_timeout = hs
+        .map(|h| h.ping_timeout)
+        .or_else(|| open.map(|o| o.ping_timeout));
+    let millis = |v: Option<u64>| v.map(|ms| format!("{ms} ms")).unwrap_or_default();
+    let open_json = open
+        .and_then(|o| serde_json::to_string_pretty(o).ok())
+        .unwrap_or_default();
+    let check_text = match (hs, &*check) {
+        (None, _) => String::new(),
+        (Some(_), AcceptCheck::Pending) => "checking with this browser's SHA-1…".to_owned(),
+        (Some(_), AcceptCheck::Matches) => "✓ this browser computes the same value".to_owned(),
+        (Some(_), AcceptCheck::Differs(ours)) => {
+            format!("✗ this browser computes {ours}, the server sent something else")
+        }
+        (Some(_), AcceptCheck::Unavailable(why)) => format!("(not checked here: {why})"),
+    };
+
+    html! {
+        <section id="handshake" class="panel handshake">
+            <h2>{ "How this connection was made" }</h2>
+            if hs.is_none() {
+                <p class="empty">{ "Waiting for the server's " }<code>{ "handshake" }</code>{ " event…" }</p>
+            }
+            <div class="steps">
+                <div class="step">
+                    <h3>{ "1. The browser asks for an upgrade" }</h3>
+                    <pre id="hs-request" class="mono">{ field(hs.map(|h| h.request.as_str())) }</pre>
+                    <dl>
+                        <dt>{ "Upgrade" }</dt>
+                        <dd id="hs-upgrade">{ field(hs.map(|h| h.upgrade.as_str())) }</dd>
+                        <dt>{ "Connection" }</dt>
+                        <dd id="hs-connection">{ field(hs.map(|h| h.connection.as_str())) }</dd>
+                        <dt>{ "Sec-WebSocket-Version" }</dt>
+                        <dd id="hs-version">{ field(hs.map(|h| h.sec_websocket_version.as_str())) }</dd>
+                        <dt>{ "Sec-WebSocket-Key" }</dt>
+                        <dd id="hs-key">{ key.clone() }</dd>
+                    </dl>
+                    <p class="hint">{ "The key is 16 random bytes, base64: a nonce that proves the answer comes from a WebSocket server." }</p>
+                </div>
+                <div class="step">
+                    <h3>{ "2. The server switches protocols" }</h3>
+                    <dl>
+                        <dt>{ "Status" }</dt>
+                        <dd id="hs-status">{ field(hs.map(|h| h.status.as_str())) }</dd>
+                        <dt>{ "Sec-WebSocket-Accept" }</dt>
+                        <dd id="hs-accept">{ field(hs.map(|h| h.sec_websocket_accept.as_str())) }</dd>
+                    </dl>
+                    <p class="hint">
+                        { "Accept = base64(SHA-1(key + \"" }{ WEBSOCKET_GUID }{ "\")), RFC 6455 §4.2.2. " }
+                        <span id="hs-accept-check">{ check_text }</span>
+                    </p>
+                </div>
+                <div class="step">
+                    <h3>{ "3. Engine.IO opens a session" }</h3>
+                    <dl>
+                        <dt>{ "sid" }</dt>
+                        <dd id="hs-sid">{ sid }</dd>
+                        <dt>{ "pingInterval" }</dt>
+                        <dd id="hs-ping-interval">{ millis(ping_interval) }</dd>
+                        <dt>{ "pingTimeout" }</dt>
+                        <dd id="hs-ping-timeout">{ millis(ping_timeout) }</dd>
+                        <dt>{ "maxPayload" }</dt>
+                        <dd id="eio-max-payload">{ open.map(|o| format!("{} bytes", o.max_payload)).unwrap_or_default() }</dd>
+                    </dl>
+                    <p class="hint">{ "The open packet (type 0). The server pings every pingInterval; the page answers each ping with a pong, and gives up if no ping comes within pingInterval + pingTimeout." }</p>
+                    <pre id="eio-open" class="mono">{ open_json }</pre>
+                </div>
+                <div class="step">
+                    <h3>{ "4. Socket.IO joins namespace /" }</h3>
+                    <dl>
+                        <dt>{ "socket id" }</dt>
+                        <dd id="sio-sid">{ state.socket_id.clone().unwrap_or_default() }</dd>
+                    </dl>
+                    <p class="hint">{ "The page sends CONNECT for \"/\" and the server answers with the socket's id (not the Engine.IO sid). Events then travel as EVENT packets: a JSON array, name first." }</p>
+                </div>
+            </div>
+        </section>
+    }
+}

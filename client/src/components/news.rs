@@ -1,0 +1,32 @@
+//! `#news`: every news item received, `li.news-item` each.
+
+use yew::prelude::*;
+
+use crate::app::use_app;
+use crate::browser;
+
+#[component]
+pub fn NewsList() -> Html {
+    let app = use_app();
+    let news = &app.state.news;
+
+    html! {
+        <section class="panel news">
+            <h2>{ "News" }</h2>
+            if news.is_empty() {
+                <p class="empty">{ "No news yet: the server sends some on connection." }</p>
+            }
+            <ul id="news">
+                { for news.iter().map(|entry| html! {
+                    <li key={entry.seq} class="news-item">
+                        <span class="hello">{ &entry.item.hello }</span>
+                        if let Some(from) = &entry.item.from {
+                            <span class="from">{ " from " }<code>{ from }</code></span>
+                        }
+                        <time class="time">{ browser::clock(entry.at) }</time>
+                    </li>
+                }) }
+            </ul>
+        </section>
+    }
+}

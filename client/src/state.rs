@@ -1,0 +1,591 @@
+//! The page's state: a Yew `Reducible` changed only by [`Action`]s, which the
+//! socket driver and the forms dispatch.
+//!
+//! The reducer is pure — times arrive inside the actions, nothing here touches the
+//! browser — so every transition is unit-tested natively. Lists are bounded: past
+//! [`MAX_LOG_ENTRIES`] / [`MAX_NEWS_ITEMS`] the oldest entries are dropped, so a
+//! page left open for days does not grow without limit.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+use std::rc::Rc;
+
+use protocol::Time;
+use protocol::app::{HandshakeInfo, NewsItem};
+use protocol::engineio::OpenPacket;
+use protocol::session::AckId;
+use serde_json::Value;
+use yew::Reducible;
+
+/// Most event-log entries kept; older ones are dropped first.
+pub const MAX_LOG_ENTRIES: usize = 200;
+/// Most news items kept; older ones are dropped first.
+pub const MAX_NEWS_ITEMS: usize = 100;
+
+/// The connection as the page shows it in `#status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Opening the WebSocket, or Engine.IO open and waiting for the namespace.
+    Connecting,
+    /// The namespace accepted us.
+    Connected,
+    /// The namespace refused us (CONNECT_ERROR); the Engine.IO session may live on.
+    Refused,
+    /// No session: closed, failed, or never started.
+    Disconnected,
+}
+
+impl Status {
+    /// The exact `#status` text (browser tests compare it).
+    pub fn label(self) -> &'static str {
+        match self {
+            Status::Connecting => "connecting",
+            Status::Connected => "connected",
+            Status::Refused => "refused",
+            Status::Disconnected => "disconnected",
+        }
+    }
+}
+
+/// Which way an event went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dir {
+    In,
+    Out,
+}
+
+impl Dir {
+    /// The `data-dir` attribute value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dir::In => "in",
+            Dir::Out => "out",
+        }
+    }
+}
+
+/// One line of the event log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogEntry {
+    /// Unique within the page; the list key.
+    pub seq: u64,
+    pub dir: Dir,
+    pub event: String,
+    /// Compact JSON of the arguments (see [`payload_text`]).
+    pub payload: String,
+    pub at: Time,
+}
+
+/// One received news item.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewsEntry {
+    pub seq: u64,
+    pub item: NewsItem,
+    pub at: Time,
+}
+
+/// What became of the last emit that asked for an ack (`#ack-result`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AckResult {
+    Waiting {
+        event: String,
+    },
+    Received {
+        event: String,
+        rtt_ms: u64,
+        args: String,
+    },
+    TimedOut {
+        event: String,
+    },
+}
+
+impl fmt::Display for AckResult {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AckResult::Waiting { event } => write!(f, "waiting for the ack of {event:?}…"),
+            AckResult::Received { rtt_ms, args, .. } => write!(f, "ack in {rtt_ms} ms: {args}"),
+            AckResult::TimedOut { event } => write!(
+                f,
+                "ack timeout: no ack for {event:?} (no reply in time, or the connection closed)"
+            ),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct PendingAck {
+    event: String,
+    sent_at: Time,
+}
+
+/// Everything the page shows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppState {
+    pub status: Status,
+    /// Extra words for the status: the URL being opened, the close reason, ...
+    pub detail: String,
+    /// The WebSocket URL of the current (or last) connection.
+    pub url: Option<String>,
+    /// The Engine.IO open packet of the current session.
+    pub open: Option<OpenPacket>,
+    /// Our Socket.IO id in the namespace, while connected.
+    pub socket_id: Option<String>,
+    /// What the server saw of our WebSocket upgrade.
+    pub handshake: Option<HandshakeInfo>,
+    pub news: VecDeque<NewsEntry>,
+    pub log: VecDeque<LogEntry>,
+    pub ack: Option<AckResult>,
+    /// Why the custom event form did not send (`#event-error`).
+    pub form_error: Option<String>,
+    pending_acks: BTreeMap<AckId, PendingAck>,
+    next_seq: u64,
+}
+
+impl Default for AppState {
+    fn default() -> Self {
+        AppState {
+            status: Status::Connecting,
+            detail: "starting".to_owned(),
+            url: None,
+            open: None,
+            socket_id: None,
+            handshake: None,
+            news: VecDeque::new(),
+            log: VecDeque::new(),
+            ack: None,
+            form_error: None,
+            pending_acks: BTreeMap::new(),
+            next_seq: 0,
+        }
+    }
+}
+
+/// Everything that changes the page.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// A new connection to `url` is starting (first one, or a reconnect).
+    Connecting {
+        url: String,
+    },
+    /// No URL could be worked out; nothing will connect.
+    InvalidServer {
+        message: String,
+    },
+    /// The Engine.IO handshake arrived.
+    Opened(OpenPacket),
+    /// The namespace accepted us.
+    Connected {
+        sid: String,
+    },
+    /// The namespace refused us.
+    ConnectRefused {
+        message: String,
+    },
+    /// The server removed us from the namespace.
+    NamespaceLeft,
+    /// The session ended; `reason` is the `CloseReason`'s Display.
+    Closed {
+        reason: String,
+    },
+    /// An event went out or came in.
+    Logged {
+        dir: Dir,
+        event: String,
+        args: Vec<Value>,
+        at: Time,
+    },
+    /// A `news` event arrived.
+    News {
+        item: NewsItem,
+        at: Time,
+    },
+    /// The `handshake` event arrived.
+    Handshake(HandshakeInfo),
+    /// An emit asked for ack `id`.
+    AckPending {
+        id: AckId,
+        event: String,
+        at: Time,
+    },
+    AckReceived {
+        id: AckId,
+        args: Vec<Value>,
+        at: Time,
+    },
+    AckTimedOut {
+        id: AckId,
+    },
+    /// The custom event form's input is not sendable.
+    FormInvalid {
+        message: String,
+    },
+    /// The custom event form's input was handed to the socket.
+    FormSent,
+    /// The socket refused an emit (closed, or too many waiting).
+    EmitRefused {
+        event: String,
+        reason: String,
+    },
+}
+
+/// How the log shows arguments: a single argument as that value, otherwise the
+/// array (`[]` for none), compact JSON either way.
+pub fn payload_text(args: &[Value]) -> String {
+    match args {
+        [one] => one.to_string(),
+        many => Value::Array(many.to_vec()).to_string(),
+    }
+}
+
+impl AppState {
+    /// The reducer proper: applies one action in place.
+    pub fn apply(&mut self, action: Action) {
+        match action {
+            Action::Connecting { url } => {
+                self.status = Status::Connecting;
+                self.detail = format!("opening {url}");
+                self.url = Some(url);
+                self.open = None;
+                self.socket_id = None;
+                self.handshake = None;
+                // Ack ids restart with every session: old ones can never complete.
+                self.pending_acks.clear();
+                if matches!(self.ack, Some(AckResult::Waiting { .. })) {
+                    self.ack = None;
+                }
+            }
+            Action::InvalidServer { message } => {
+                self.status = Status::Disconnected;
+                self.detail = message;
+            }
+            Action::Opened(open) => {
+                self.detail = format!("Engine.IO session {} open, joining namespace /", open.sid);
+                self.open = Some(open);
+            }
+            Action::Connected { sid } => {
+                self.status = Status::Connected;
+                self.detail = format!("socket id {sid}");
+                self.socket_id = Some(sid);
+            }
+            Action::ConnectRefused { message } => {
+                self.status = Status::Refused;
+                self.detail = message;
+                self.socket_id = None;
+            }
+            Action::NamespaceLeft => {
+                self.status = Status::Disconnected;
+                self.detail = "the server disconnected this socket".to_owned();
+                self.socket_id = None;
+            }
+            Action::Closed { reason } => {
+                // The first reason is the real one: after the server removes us from
+                // the namespace the page closes the session itself ("closed locally").
+                if self.status != Status::Disconnected {
+                    self.status = Status::Disconnected;
+                    self.detail = reason;
+                }
+                self.socket_id = None;
+            }
+            Action::Logged {
+                dir,
+                event,
+                args,
+                at,
+            } => {
+                let seq = self.next_seq();
+                push_bounded(
+                    &mut self.log,
+                    LogEntry {
+                        seq,
+                        dir,
+                        event,
+                        payload: payload_text(&args),
+                        at,
+                    },
+                    MAX_LOG_ENTRIES,
+                );
+            }
+            Action::News { item, at } => {
+                let seq = self.next_seq();
+                push_bounded(&mut self.news, NewsEntry { seq, item, at }, MAX_NEWS_ITEMS);
+            }
+            Action::Handshake(info) => self.handshake = Some(info),
+            Action::AckPending { id, event, at } => {
+                self.ack = Some(AckResult::Waiting {
+                    event: event.clone(),
+                });
+                self.pending_acks
+                    .insert(id, PendingAck { event, sent_at: at });
+            }
+            Action::AckReceived { id, args, at } => {
+                if let Some(pending) = self.pending_acks.remove(&id) {
+                    let rtt = at.saturating_sub(pending.sent_at);
+                    self.ack = Some(AckResult::Received {
+                        event: pending.event,
+                        rtt_ms: round_millis(rtt),
+                        args: Value::Array(args).to_string(),
+                    });
+                }
+            }
+            Action::AckTimedOut { id } => {
+                if let Some(pending) = self.pending_acks.remove(&id) {
+                    self.ack = Some(AckResult::TimedOut {
+                        event: pending.event,
+                    });
+                }
+            }
+            Action::FormInvalid { message } => self.form_error = Some(message),
+            Action::FormSent => self.form_error = None,
+            Action::EmitRefused { event, reason } => {
+                self.form_error = Some(format!("{event:?} was not sent: {reason}"));
+            }
+        }
+    }
+
+    /// How many acks are still awaited.
+    #[cfg(test)]
+    pub fn pending_acks(&self) -> usize {
+        self.pending_acks.len()
+    }
+
+    fn next_seq(&mut self) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        seq
+    }
+}
+
+impl Reducible for AppState {
+    type Action = Action;
+
+    fn reduce(self: Rc<Self>, action: Action) -> Rc<Self> {
+        let mut next = Rc::unwrap_or_clone(self);
+        next.apply(action);
+        Rc::new(next)
+    }
+}
+
+fn push_bounded<T>(list: &mut VecDeque<T>, item: T, max: usize) {
+    if list.len() >= max {
+        list.pop_front();
+    }
+    list.push_back(item);
+}
+
+fn round_millis(d: Time) -> u64 {
+    u64::try_from((d.as_micros() + 500) / 1000).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::time::Duration;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    fn open() -> OpenPacket {
+        OpenPacket {
+            sid: "eio1".into(),
+            upgrades: vec![],
+            ping_interval: 25000,
+            ping_timeout: 20000,
+            max_payload: 1_000_000,
+        }
+    }
+
+    fn run(actions: impl IntoIterator<Item = Action>) -> AppState {
+        let mut state = AppState::default();
+        for action in actions {
+            state.apply(action);
+        }
+        state
+    }
+
+    #[test]
+    fn connection_lifecycle() {
+        let mut s = run([Action::Connecting {
+            url: "ws://h/socket.io/?EIO=4&transport=websocket".into(),
+        }]);
+        assert_eq!(s.status.label(), "connecting");
+        assert!(s.detail.contains("ws://h/"));
+        s.apply(Action::Opened(open()));
+        assert_eq!(s.status, Status::Connecting);
+        assert_eq!(s.open.as_ref().map(|o| o.sid.as_str()), Some("eio1"));
+        s.apply(Action::Connected { sid: "sock".into() });
+        assert_eq!(s.status.label(), "connected");
+        assert_eq!(s.socket_id.as_deref(), Some("sock"));
+        s.apply(Action::Closed {
+            reason: "the peer closed the session".into(),
+        });
+        assert_eq!(s.status.label(), "disconnected");
+        assert_eq!(s.detail, "the peer closed the session");
+        assert_eq!(s.socket_id, None);
+    }
+
+    #[test]
+    fn first_close_reason_wins() {
+        let s = run([
+            Action::Connected { sid: "a".into() },
+            Action::NamespaceLeft,
+            Action::Closed {
+                reason: "closed locally".into(),
+            },
+        ]);
+        assert_eq!(s.status, Status::Disconnected);
+        assert!(s.detail.contains("server disconnected"), "{}", s.detail);
+    }
+
+    #[test]
+    fn reconnect_resets_the_session_but_keeps_history() {
+        let s = run([
+            Action::Opened(open()),
+            Action::News {
+                item: NewsItem {
+                    hello: "world".into(),
+                    from: None,
+                },
+                at: MS,
+            },
+            Action::AckPending {
+                id: 0,
+                event: "q".into(),
+                at: MS,
+            },
+            Action::Closed { reason: "x".into() },
+            Action::Connecting {
+                url: "ws://h".into(),
+            },
+        ]);
+        assert_eq!(s.status, Status::Connecting);
+        assert_eq!(s.open, None);
+        assert_eq!(s.news.len(), 1);
+        assert_eq!(s.pending_acks(), 0);
+        assert_eq!(s.ack, None);
+    }
+
+    #[test]
+    fn log_payload_is_compact_json() {
+        let s = run([
+            Action::Logged {
+                dir: Dir::In,
+                event: "news".into(),
+                args: vec![json!({"hello": "world"})],
+                at: MS,
+            },
+            Action::Logged {
+                dir: Dir::Out,
+                event: "two".into(),
+                args: vec![json!(1), json!("b")],
+                at: MS,
+            },
+            Action::Logged {
+                dir: Dir::Out,
+                event: "none".into(),
+                args: vec![],
+                at: MS,
+            },
+        ]);
+        let payloads: Vec<_> = s.log.iter().map(|e| e.payload.as_str()).collect();
+        assert_eq!(payloads, [r#"{"hello":"world"}"#, r#"[1,"b"]"#, "[]"]);
+        assert_eq!(s.log[0].dir.as_str(), "in");
+        assert_eq!(s.log[1].dir.as_str(), "out");
+        assert!(s.log[0].seq < s.log[1].seq);
+    }
+
+    #[test]
+    fn lists_are_bounded_oldest_first_out() {
+        let s = run((0..MAX_LOG_ENTRIES + 5).map(|i| Action::Logged {
+            dir: Dir::In,
+            event: format!("e{i}"),
+            args: vec![],
+            at: MS,
+        }));
+        assert_eq!(s.log.len(), MAX_LOG_ENTRIES);
+        assert_eq!(s.log[0].event, "e5");
+        let s = run((0..MAX_NEWS_ITEMS + 1).map(|i| Action::News {
+            item: NewsItem {
+                hello: format!("n{i}"),
+                from: None,
+            },
+            at: MS,
+        }));
+        assert_eq!(s.news.len(), MAX_NEWS_ITEMS);
+        assert_eq!(s.news[0].item.hello, "n1");
+    }
+
+    #[test]
+    fn ack_round_trip_in_ms() {
+        let mut s = run([Action::AckPending {
+            id: 3,
+            event: "q".into(),
+            at: 100 * MS,
+        }]);
+        assert!(
+            s.ack
+                .as_ref()
+                .is_some_and(|a| a.to_string().contains("waiting"))
+        );
+        s.apply(Action::AckReceived {
+            id: 3,
+            args: vec![json!({"n": 42})],
+            at: 103 * MS + Duration::from_micros(400),
+        });
+        assert_eq!(
+            s.ack.as_ref().map(ToString::to_string).as_deref(),
+            Some(r#"ack in 3 ms: [{"n":42}]"#)
+        );
+        assert_eq!(s.pending_acks(), 0);
+        // An unknown or repeated ack changes nothing.
+        let before = s.clone();
+        s.apply(Action::AckReceived {
+            id: 3,
+            args: vec![],
+            at: 200 * MS,
+        });
+        assert_eq!(s, before);
+    }
+
+    #[test]
+    fn ack_timeout_is_reported() {
+        let s = run([
+            Action::AckPending {
+                id: 0,
+                event: "slow".into(),
+                at: MS,
+            },
+            Action::AckTimedOut { id: 0 },
+        ]);
+        let text = s.ack.as_ref().map(ToString::to_string).unwrap_or_default();
+        assert!(text.contains("timeout") && text.contains("slow"), "{text}");
+    }
+
+    #[test]
+    fn form_errors_are_set_and_cleared() {
+        let mut s = run([Action::FormInvalid {
+            message: "invalid JSON".into(),
+        }]);
+        assert_eq!(s.form_error.as_deref(), Some("invalid JSON"));
+        s.apply(Action::FormSent);
+        assert_eq!(s.form_error, None);
+        s.apply(Action::EmitRefused {
+            event: "x".into(),
+            reason: "the session is closed".into(),
+        });
+        assert!(
+            s.form_error
+                .as_deref()
+                .is_some_and(|e| e.contains("closed"))
+        );
+    }
+
+    #[test]
+    fn refused_namespace() {
+        let s = run([Action::ConnectRefused {
+            message: "Invalid namespace".into(),
+        }]);
+        assert_eq!(s.status.label(), "refused");
+        assert_eq!(s.detail, "Invalid namespace");
+    }
+}

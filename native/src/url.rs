@@ -1,0 +1,158 @@
+//! Where the server is: the base URL and the Engine.IO path, and the request
+//! targets built from them (`/socket.io/?EIO=4&transport=polling&t=..&sid=..`).
+
+use crate::Error;
+
+/// A server's address and its Engine.IO path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// As written in the URL: `127.0.0.1`, `localhost`, `[::1]`.
+    pub host: String,
+    pub port: u16,
+    /// The Engine.IO path with its leading and trailing slash: `/socket.io/`.
+    pub path: String,
+}
+
+impl Endpoint {
+    /// Reads `http://host[:port][/]` (or `ws://`); TLS schemes are refused, and so
+    /// is a path: the Engine.IO path comes from `path`, the namespace from the
+    /// options.
+    pub fn parse(base_url: &str, path: &str) -> Result<Endpoint, Error> {
+        let invalid = |why: &str| Error::InvalidUrl(format!("{base_url:?}: {why}"));
+        let (scheme, rest) = base_url
+            .split_once("://")
+            .ok_or_else(|| invalid("expected http://host:port"))?;
+        match scheme.to_ascii_lowercase().as_str() {
+            "http" | "ws" => {}
+            "https" | "wss" => return Err(invalid("TLS is not supported")),
+            _ => return Err(invalid("the scheme must be http or ws")),
+        }
+        let authority = rest.strip_suffix('/').unwrap_or(rest);
+        if authority.contains(['/', '?', '#', '@']) {
+            return Err(invalid(
+                "only scheme, host and port are allowed (no path, query or user)",
+            ));
+        }
+        let (host, port) = match authority.rsplit_once(':') {
+            // `[::1]` alone: the colons are inside the brackets.
+            Some((_, p)) if authority.starts_with('[') && !authority.ends_with(']') => {
+                let host = &authority[..authority.len() - p.len() - 1];
+                (host, p.parse().map_err(|_| invalid("invalid port"))?)
+            }
+            Some((h, p)) if !authority.starts_with('[') => {
+                (h, p.parse().map_err(|_| invalid("invalid port"))?)
+            }
+            _ => (authority, 80),
+        };
+        if host.is_empty() {
+            return Err(invalid("no host"));
+        }
+        let mut path = path.trim_matches('/').to_owned();
+        path = if path.is_empty() {
+            "/".to_owned()
+        } else {
+            format!("/{path}/")
+        };
+        Ok(Endpoint {
+            host: host.to_owned(),
+            port,
+            path,
+        })
+    }
+
+    /// The target of a long-polling request: `t` busts caches, `sid` is absent for
+    /// the handshake.
+    pub fn polling_target(&self, sid: Option<&str>, t: &str) -> String {
+        let mut target = format!(
+            "{}?EIO=4&transport=polling&t={}",
+            self.path,
+            percent_encode(t)
+        );
+        if let Some(sid) = sid {
+            target.push_str("&sid=");
+            target.push_str(&percent_encode(sid));
+        }
+        target
+    }
+
+    /// The URL of a WebSocket: a new session without `sid`, an upgrade with it.
+    pub fn websocket_url(&self, sid: Option<&str>) -> String {
+        let mut url = format!(
+            "ws://{}:{}{}?EIO=4&transport=websocket",
+            self.host, self.port, self.path
+        );
+        if let Some(sid) = sid {
+            url.push_str("&sid=");
+            url.push_str(&percent_encode(sid));
+        }
+        url
+    }
+}
+
+/// Percent-encodes everything but RFC 3986's unreserved characters.
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(url: &str) -> Result<Endpoint, Error> {
+        Endpoint::parse(url, "/socket.io/")
+    }
+
+    #[test]
+    fn hosts_and_ports() {
+        let e = parse("http://127.0.0.1:3000").expect("valid");
+        assert_eq!((e.host.as_str(), e.port), ("127.0.0.1", 3000));
+        let e = parse("http://localhost/").expect("valid");
+        assert_eq!((e.host.as_str(), e.port), ("localhost", 80));
+        let e = parse("ws://[::1]:8124").expect("valid");
+        assert_eq!((e.host.as_str(), e.port), ("[::1]", 8124));
+        let e = parse("HTTP://[::1]").expect("valid");
+        assert_eq!((e.host.as_str(), e.port), ("[::1]", 80));
+    }
+
+    #[test]
+    fn refused_urls() {
+        for url in [
+            "127.0.0.1:3000",
+            "https://example.com",
+            "ftp://x",
+            "http://x:port",
+            "http://x:3000/chat",
+            "http://:3000",
+            "http://user@x",
+        ] {
+            assert!(matches!(parse(url), Err(Error::InvalidUrl(_))), "{url}");
+        }
+    }
+
+    #[test]
+    fn targets() {
+        let e = Endpoint::parse("http://127.0.0.1:3000", "socket.io").expect("valid");
+        assert_eq!(e.path, "/socket.io/");
+        assert_eq!(
+            e.polling_target(None, "P1a"),
+            "/socket.io/?EIO=4&transport=polling&t=P1a"
+        );
+        assert_eq!(
+            e.polling_target(Some("ab+c/d="), "2"),
+            "/socket.io/?EIO=4&transport=polling&t=2&sid=ab%2Bc%2Fd%3D"
+        );
+        assert_eq!(
+            e.websocket_url(Some("x_y-z")),
+            "ws://127.0.0.1:3000/socket.io/?EIO=4&transport=websocket&sid=x_y-z"
+        );
+        assert_eq!(Endpoint::parse("http://h", "/").expect("valid").path, "/");
+    }
+}

@@ -1,0 +1,525 @@
+//! Rooms, broadcasts, disconnect reasons and connection state recovery, over real
+//! sockets against an `Io` with a small test application.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{PATIENCE, RawClient};
+use duplex_server::Config;
+use duplex_server::io::{DisconnectReason, Handler, IncomingEvent, Io, Socket};
+use duplex_server::rooms::RecoveryConfig;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+/// Events: `join`/`leave` [room] (ack: rooms), `to` [rooms[], except[], text],
+/// `others` [text] (everyone but me), `kick` [], `data` [value] (set, ack: get).
+#[derive(Default)]
+struct RoomsApp {
+    disconnects: Arc<Mutex<Vec<(String, DisconnectReason)>>>,
+}
+
+impl Handler for RoomsApp {
+    fn on_event(&self, socket: &Socket, event: IncomingEvent) {
+        let arg = |i: usize| event.args.get(i).cloned().unwrap_or(Value::Null);
+        let reply = match event.name.as_str() {
+            "join" => {
+                socket.join(arg(0).as_str().unwrap_or_default());
+                json!(socket.rooms())
+            }
+            "leave" => {
+                socket.leave(arg(0).as_str().unwrap_or_default());
+                json!(socket.rooms())
+            }
+            "to" => {
+                let mut b = socket.io().of(socket.nsp());
+                for room in arg(0).as_array().into_iter().flatten() {
+                    b = b.to(room.as_str().unwrap_or_default());
+                }
+                for room in arg(1).as_array().into_iter().flatten() {
+                    b = b.except(room.as_str().unwrap_or_default());
+                }
+                json!(b.emit_raw("msg", vec![arg(2)]))
+            }
+            "others" => json!(socket.broadcast().emit_raw("msg", vec![arg(0)])),
+            "kick" => {
+                let _ = socket.disconnect();
+                Value::Null
+            }
+            "data" => {
+                if !arg(0).is_null() {
+                    socket.set_data(arg(0));
+                }
+                socket.data()
+            }
+            _ => Value::Null,
+        };
+        if let Some(ack) = event.ack {
+            let _ = ack.send(vec![reply]);
+        }
+    }
+
+    fn on_disconnect(&self, socket: &Socket, reason: &DisconnectReason) {
+        self.disconnects
+            .lock()
+            .expect("test lock")
+            .push((socket.id().to_owned(), reason.clone()));
+    }
+}
+
+struct Server {
+    url: String,
+    io: Arc<Io>,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    disconnects: Arc<Mutex<Vec<(String, DisconnectReason)>>>,
+}
+
+impl Server {
+    async fn start(recovery: Option<RecoveryConfig>) -> Server {
+        Server::start_with(Config {
+            recovery,
+            ..Config::default()
+        })
+        .await
+    }
+
+    async fn start_with(config: Config) -> Server {
+        let config = Config {
+            dist: std::env::temp_dir().join("duplex-no-bundle"),
+            ..config
+        };
+        let app = RoomsApp::default();
+        let disconnects = app.disconnects.clone();
+        let io = Io::builder(config.session_config())
+            .namespace("/", app)
+            .build();
+        let listener = duplex_server::bind("127.0.0.1:0".parse().expect("address"))
+            .await
+            .expect("bind");
+        let url = format!(
+            "ws://{}/socket.io/?EIO=4&transport=websocket",
+            listener.local_addr().expect("addr")
+        );
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(duplex_server::serve(
+            listener,
+            config,
+            io.clone(),
+            shutdown.clone(),
+        ));
+        Server {
+            url,
+            io,
+            shutdown,
+            task,
+            disconnects,
+        }
+    }
+
+    /// Opens a client that answers pings by itself and joins "/" with `auth`.
+    async fn client(&self, auth: Option<Value>) -> Client {
+        let mut raw = RawClient::open(&self.url).await;
+        let open = raw.recv_text().await;
+        assert!(open.starts_with('0'), "{open}");
+        match auth {
+            Some(auth) => raw.send(&format!("40{auth}")).await,
+            None => raw.send("40").await,
+        }
+        let mut c = Client {
+            raw,
+            next_ack: 0,
+            sid_and_pid: (String::new(), None),
+            pending: std::collections::VecDeque::new(),
+        };
+        let connected = c.recv().await;
+        let data: Value =
+            serde_json::from_str(connected.strip_prefix("40").expect("connect")).expect("json");
+        assert!(data["sid"].is_string(), "{data}");
+        c.sid_and_pid = (
+            data["sid"].as_str().unwrap_or_default().to_owned(),
+            data["pid"].as_str().map(str::to_owned),
+        );
+        c
+    }
+
+    fn reasons_for(&self, id: &str) -> Vec<DisconnectReason> {
+        self.disconnects
+            .lock()
+            .expect("test lock")
+            .iter()
+            .filter(|(sid, _)| sid == id)
+            .map(|(_, r)| r.clone())
+            .collect()
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(15), self.task)
+            .await
+            .expect("stops")
+            .expect("no panic")
+            .expect("no error");
+    }
+}
+
+struct Client {
+    raw: RawClient,
+    next_ack: u64,
+    sid_and_pid: (String, Option<String>),
+    /// Messages that arrived while waiting for an ack.
+    pending: std::collections::VecDeque<String>,
+}
+
+impl Client {
+    fn sid(&self) -> &str {
+        &self.sid_and_pid.0
+    }
+
+    /// The next Socket.IO message, answering pings on the way.
+    async fn recv(&mut self) -> String {
+        if let Some(text) = self.pending.pop_front() {
+            return text;
+        }
+        tokio::time::timeout(PATIENCE, self.recv_live())
+            .await
+            .expect("a message within the patience window")
+    }
+
+    async fn recv_live(&mut self) -> String {
+        loop {
+            let text = self.raw.recv_text().await;
+            if text == "2" {
+                self.raw.send("3").await;
+                continue;
+            }
+            return text;
+        }
+    }
+
+    /// Emits `name` with `args`, waits for the ack, returns its first argument.
+    async fn call(&mut self, name: &str, args: Value) -> Value {
+        self.next_ack += 1;
+        let id = self.next_ack;
+        let mut array = vec![json!(name)];
+        array.extend(args.as_array().cloned().unwrap_or_default());
+        self.raw
+            .send(&format!("42{id}{}", Value::Array(array)))
+            .await;
+        let prefix = format!("43{id}");
+        let mut others = Vec::new();
+        let ack = tokio::time::timeout(PATIENCE, async {
+            loop {
+                let text = self.recv_live().await;
+                match text.strip_prefix(&prefix) {
+                    Some(rest) => return rest.to_owned(),
+                    None => others.push(text),
+                }
+            }
+        })
+        .await
+        .expect("an ack within the patience window");
+        self.pending.extend(others);
+        let args: Value = serde_json::from_str(&ack).expect("ack json");
+        args[0].clone()
+    }
+
+    /// The next `msg` event's arguments.
+    async fn msg(&mut self) -> Vec<Value> {
+        let text = self.recv().await;
+        let array: Vec<Value> =
+            serde_json::from_str(text.strip_prefix("42").expect("an event")).expect("json");
+        assert_eq!(array[0], "msg", "{text}");
+        array[1..].to_vec()
+    }
+
+    /// Nothing arrives for a while (other than pings).
+    async fn silent(&mut self) {
+        assert!(self.pending.is_empty(), "unexpected {:?}", self.pending);
+        let quiet = tokio::time::timeout(Duration::from_millis(150), self.recv_live()).await;
+        assert!(quiet.is_err(), "unexpected message {quiet:?}");
+    }
+}
+
+fn sorted(value: Value) -> Vec<String> {
+    let mut v: Vec<String> = value
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|s| s.as_str().expect("string").to_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[tokio::test]
+async fn membership_join_leave_and_own_room() {
+    let server = Server::start(None).await;
+    let mut c = server.client(None).await;
+    let id = c.sid().to_owned();
+    let mut expected = vec![id.clone(), "a".to_owned(), "b".to_owned()];
+    expected.sort();
+    c.call("join", json!(["a"])).await;
+    assert_eq!(sorted(c.call("join", json!(["b"])).await), expected);
+    let rooms = sorted(c.call("leave", json!(["a"])).await);
+    assert!(rooms.contains(&id) && rooms.contains(&"b".to_owned()) && rooms.len() == 2);
+    // A socket cannot leave its own room.
+    assert!(sorted(c.call("leave", json!([id.clone()])).await).contains(&id));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn room_emits_and_exclusions() {
+    let server = Server::start(None).await;
+    let mut c1 = server.client(None).await;
+    let mut c2 = server.client(None).await;
+    let mut c3 = server.client(None).await;
+    c1.call("join", json!(["a"])).await;
+    c2.call("join", json!(["a"])).await;
+    c2.call("join", json!(["b"])).await;
+    c3.call("join", json!(["b"])).await;
+
+    assert_eq!(c3.call("to", json!([["a"], [], "to a"])).await, 2);
+    assert_eq!(c1.msg().await, vec![json!("to a")]);
+    assert_eq!(c2.msg().await, vec![json!("to a")]);
+    c3.silent().await;
+
+    assert_eq!(c1.call("to", json!([["b"], ["a"], "b not a"])).await, 1);
+    assert_eq!(c3.msg().await, vec![json!("b not a")]);
+    c2.silent().await;
+
+    // Several rooms: each socket once, even when in both.
+    assert_eq!(c1.call("to", json!([["a", "b"], [], "a or b"])).await, 3);
+    for c in [&mut c1, &mut c2, &mut c3] {
+        assert_eq!(c.msg().await, vec![json!("a or b")]);
+        c.silent().await;
+    }
+
+    // Everyone but the sender.
+    assert_eq!(c2.call("others", json!(["hi"])).await, 2);
+    assert_eq!(c1.msg().await, vec![json!("hi")]);
+    assert_eq!(c3.msg().await, vec![json!("hi")]);
+    c2.silent().await;
+
+    // The whole namespace, and one socket by its own room.
+    assert_eq!(c1.call("to", json!([[], [], "all"])).await, 3);
+    let c3_id = c3.sid().to_owned();
+    assert_eq!(c1.call("to", json!([[c3_id], [], "just you"])).await, 1);
+    for c in [&mut c1, &mut c2] {
+        assert_eq!(c.msg().await, vec![json!("all")]);
+    }
+    assert_eq!(c3.msg().await, vec![json!("all")]);
+    assert_eq!(c3.msg().await, vec![json!("just you")]);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn departed_sockets_leave_every_room() {
+    let server = Server::start(None).await;
+    let mut c1 = server.client(None).await;
+    let mut c2 = server.client(None).await;
+    c1.call("join", json!(["shared"])).await;
+    c2.call("join", json!(["shared"])).await;
+    c2.call("join", json!(["only-c2"])).await;
+    let c2_id = c2.sid().to_owned();
+    assert!(server.io.rooms("/").contains(&"only-c2".to_owned()));
+
+    c2.raw.send("41").await; // leaves the namespace
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while server.io.socket_count("/") != 1 {
+        assert!(tokio::time::Instant::now() < deadline, "socket not removed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let rooms = server.io.rooms("/");
+    assert!(!rooms.contains(&"only-c2".to_owned()), "{rooms:?}");
+    assert!(!rooms.contains(&c2_id), "{rooms:?}");
+    assert_eq!(server.io.to("/", "shared").sockets().len(), 1);
+    assert_eq!(c1.call("to", json!([["shared"], [], "x"])).await, 1);
+    assert_eq!(
+        server.reasons_for(&c2_id),
+        vec![DisconnectReason::ClientNamespaceDisconnect]
+    );
+    server.stop().await;
+}
+
+async fn wait_for_reason(server: &Server, id: &str) -> DisconnectReason {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        if let Some(r) = server.reasons_for(id).pop() {
+            return r;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no disconnect for {id}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn every_disconnect_reason_reaches_the_app() {
+    // A short heartbeat, for the ping timeout case; every client here is read
+    // (and so answers pings) until its own case.
+    let server = Server::start_with(Config {
+        ping_interval: Duration::from_millis(300),
+        ping_timeout: Duration::from_millis(200),
+        ..Config::default()
+    })
+    .await;
+
+    let mut kicked = server.client(None).await;
+    kicked.raw.send("421[\"kick\"]").await;
+    let id = kicked.sid().to_owned();
+    assert_eq!(
+        wait_for_reason(&server, &id).await,
+        DisconnectReason::ServerDisconnect
+    );
+
+    let closer = server.client(None).await;
+    let id = closer.sid().to_owned();
+    let mut raw = closer.raw;
+    raw.send("1").await; // engine.io close
+    assert_eq!(
+        wait_for_reason(&server, &id).await,
+        DisconnectReason::ClientClosed
+    );
+
+    let silent = server.client(None).await; // never answers pings
+    let id = silent.sid().to_owned();
+    let reason = wait_for_reason(&server, &id).await;
+    assert_eq!(reason, DisconnectReason::PingTimeout);
+
+    let cut = server.client(None).await;
+    let id = cut.sid().to_owned();
+    drop(cut); // the TCP connection goes away without a goodbye
+    assert!(matches!(
+        wait_for_reason(&server, &id).await,
+        DisconnectReason::Transport(_) | DisconnectReason::ClientClosed
+    ));
+
+    let bad = server.client(None).await;
+    let id = bad.sid().to_owned();
+    let mut raw = bad.raw;
+    raw.send("42{}").await;
+    assert!(matches!(
+        wait_for_reason(&server, &id).await,
+        DisconnectReason::Protocol(_)
+    ));
+
+    let mut last = server.client(None).await;
+    let id = last.sid().to_owned();
+    let io = server.io.clone();
+    let disconnects = server.disconnects.clone();
+    server.stop().await;
+    assert_eq!(last.recv().await, "1");
+    drop(io);
+    let reasons: Vec<DisconnectReason> = disconnects
+        .lock()
+        .expect("lock")
+        .iter()
+        .filter(|(sid, _)| *sid == id)
+        .map(|(_, r)| r.clone())
+        .collect();
+    assert_eq!(reasons, vec![DisconnectReason::ServerShutdown]);
+}
+
+#[tokio::test]
+async fn socket_data_is_kept_per_socket() {
+    let server = Server::start(None).await;
+    let mut a = server.client(None).await;
+    let mut b = server.client(None).await;
+    assert_eq!(
+        a.call("data", json!([{"user": "ada"}])).await,
+        json!({"user": "ada"})
+    );
+    assert_eq!(b.call("data", json!([null])).await, Value::Null);
+    assert_eq!(a.call("data", json!([null])).await, json!({"user": "ada"}));
+    server.stop().await;
+}
+
+/// The offset Socket.IO appends to a recoverable event: its last argument.
+fn offset_of(args: &[Value]) -> String {
+    args.last()
+        .and_then(Value::as_str)
+        .expect("an offset as last argument")
+        .to_owned()
+}
+
+#[tokio::test]
+async fn recovery_replays_missed_room_packets_once_in_order() {
+    let server = Server::start(Some(RecoveryConfig::default())).await;
+    let mut reader = server.client(None).await;
+    let (reader_id, pid) = reader.sid_and_pid.clone();
+    let pid = pid.expect("a pid when recovery is on");
+    reader.call("join", json!(["news"])).await;
+    reader.call("data", json!([{"user": "ada"}])).await;
+    let mut publisher = server.client(None).await;
+
+    publisher.call("to", json!([["news"], [], "before"])).await;
+    let before = reader.msg().await;
+    assert_eq!(before[0], "before");
+    let offset = offset_of(&before);
+
+    // Cut the reader's transport, not the server, then publish 100 items.
+    drop(reader);
+    wait_for_reason(&server, &reader_id).await;
+    for i in 0..100 {
+        publisher.call("to", json!([["news"], [], i])).await;
+    }
+    // Another room's traffic is not replayed to it.
+    publisher.call("to", json!([["elsewhere"], [], "no"])).await;
+
+    let mut back = server
+        .client(Some(json!({"pid": pid, "offset": offset})))
+        .await;
+    assert_eq!(back.sid(), reader_id, "same socket id after recovery");
+    assert_eq!(back.sid_and_pid.1.as_deref(), Some(pid.as_str()));
+    let mut last = offset;
+    for i in 0..100 {
+        let args = back.msg().await;
+        assert_eq!(args[0], json!(i), "item {i} in order");
+        let o = offset_of(&args);
+        assert!(o.parse::<u64>().expect("numeric") > last.parse::<u64>().expect("numeric"));
+        last = o;
+    }
+    back.silent().await;
+    // Rooms and data came back with it; live traffic continues after the replay.
+    assert!(sorted(back.call("join", json!(["other"])).await).contains(&"news".to_owned()));
+    assert_eq!(
+        back.call("data", json!([null])).await,
+        json!({"user": "ada"})
+    );
+    publisher.call("to", json!([["news"], [], "live"])).await;
+    assert_eq!(back.msg().await[0], "live");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn past_the_window_a_fresh_session_is_reported() {
+    let server = Server::start(Some(RecoveryConfig {
+        window: Duration::from_millis(200),
+        max_packets: 1000,
+    }))
+    .await;
+    let mut reader = server.client(None).await;
+    let (reader_id, pid) = reader.sid_and_pid.clone();
+    reader.call("join", json!(["news"])).await;
+    let mut publisher = server.client(None).await;
+    publisher.call("to", json!([["news"], [], "x"])).await;
+    let offset = offset_of(&reader.msg().await);
+    drop(reader);
+    wait_for_reason(&server, &reader_id).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    publisher.call("to", json!([["news"], [], "missed"])).await;
+
+    let mut back = server
+        .client(Some(json!({"pid": pid.expect("pid"), "offset": offset})))
+        .await;
+    assert_ne!(back.sid(), reader_id, "a fresh socket");
+    assert_ne!(back.sid_and_pid.1, None);
+    // Fresh: not in the old rooms, nothing replayed.
+    assert!(!sorted(back.call("leave", json!(["x"])).await).contains(&"news".to_owned()));
+    back.silent().await;
+    server.stop().await;
+}
