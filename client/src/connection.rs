@@ -79,7 +79,8 @@ impl Connection {
 
     /// The WebSocket closed or failed under the session.
     pub fn transport_closed(&mut self, why: String, now: Time) {
-        self.session.transport_closed(CloseReason::Transport(why));
+        self.session
+            .transport_closed(CloseReason::Transport(why), now);
         self.pump(now);
     }
 
@@ -105,7 +106,7 @@ impl Connection {
         while let Some(event) = self.session.poll_event() {
             match event {
                 ClientEvent::Open(open) => self.actions.push_back(Action::Opened(open)),
-                ClientEvent::Connected { sid } => {
+                ClientEvent::Connected { sid, .. } => {
                     self.actions.push_back(Action::Connected { sid });
                 }
                 ClientEvent::ConnectError { message, .. } => {
@@ -132,6 +133,11 @@ impl Connection {
                     self.actions.push_back(Action::NamespaceLeft);
                     self.session.disconnect();
                 }
+                // The page does not configure reconnection yet: a lost transport
+                // ends the session (`Closed`), so these never come.
+                ClientEvent::TransportLost(_)
+                | ClientEvent::Reconnecting { .. }
+                | ClientEvent::OpenTransport { .. } => {}
                 ClientEvent::Closed(reason) => {
                     self.actions.push_back(Action::Closed {
                         reason: reason.to_string(),

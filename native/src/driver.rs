@@ -145,7 +145,11 @@ impl Driver {
             // the new WebSocket right after the `5`.
             self.finish_upgrade().await;
             if let Err(e) = self.flush().await {
-                self.session.transport_closed(CloseReason::Transport(e));
+                {
+                    let now = self.now();
+                    self.session
+                        .transport_closed(CloseReason::Transport(e), now);
+                }
                 continue;
             }
             self.start_requests();
@@ -196,7 +200,7 @@ impl Driver {
                     Ok(ws) => self.link = Link::WebSocket(Box::new(ws)),
                     Err(e) => self
                         .session
-                        .transport_closed(CloseReason::Transport(e.to_string())),
+                        .transport_closed(CloseReason::Transport(e.to_string()), self.now()),
                 }
             }
             Transports::PollingOnly | Transports::PollingThenUpgrade => {
@@ -223,7 +227,7 @@ impl Driver {
                 ClientEvent::Open(open) => {
                     debug!(sid = %open.sid, upgrades = ?open.upgrades, "engine.io session open");
                 }
-                ClientEvent::Connected { sid } => {
+                ClientEvent::Connected { sid, .. } => {
                     debug!(%sid, nsp = %self.namespace, "namespace connected");
                     if let Some(connected) = self.connected.take() {
                         let _ = connected.send(Ok(sid));
@@ -271,6 +275,11 @@ impl Driver {
                     debug!(nsp = %self.namespace, "disconnected by the server");
                     self.session.disconnect();
                 }
+                // This client does not configure reconnection: a lost transport
+                // ends the session (`Closed`), so these never come.
+                ClientEvent::TransportLost(_)
+                | ClientEvent::Reconnecting { .. }
+                | ClientEvent::OpenTransport { .. } => {}
                 ClientEvent::Closed(reason) => {
                     debug!(%reason, "session closed");
                     if let Some(connected) = self.connected.take() {
@@ -394,7 +403,11 @@ impl Driver {
                 }
                 match result {
                     Ok(body) => self.on_payload(&body),
-                    Err(e) => self.session.transport_closed(CloseReason::Transport(e)),
+                    Err(e) => {
+                        let now = self.now();
+                        self.session
+                            .transport_closed(CloseReason::Transport(e), now);
+                    }
                 }
             }
             Wake::Post(result) => {
@@ -402,7 +415,11 @@ impl Driver {
                     polling.post = None;
                 }
                 if let Err(e) = result {
-                    self.session.transport_closed(CloseReason::Transport(e));
+                    {
+                        let now = self.now();
+                        self.session
+                            .transport_closed(CloseReason::Transport(e), now);
+                    }
                 }
             }
             Wake::Probe(result) => {
@@ -516,8 +533,10 @@ impl Driver {
         match message {
             Some(Ok(Message::Close(frame))) => {
                 let why = frame.map_or_else(String::new, |f| format!(": {} {}", f.code, f.reason));
-                self.session
-                    .transport_closed(CloseReason::Transport(format!("websocket closed{why}")));
+                self.session.transport_closed(
+                    CloseReason::Transport(format!("websocket closed{why}")),
+                    now,
+                );
             }
             Some(Ok(message)) => {
                 trace!(?message, "websocket received");
@@ -529,10 +548,10 @@ impl Driver {
             }
             Some(Err(e)) => self
                 .session
-                .transport_closed(CloseReason::Transport(e.to_string())),
+                .transport_closed(CloseReason::Transport(e.to_string()), self.now()),
             None => self
                 .session
-                .transport_closed(CloseReason::Transport("connection lost".to_owned())),
+                .transport_closed(CloseReason::Transport("connection lost".to_owned()), now),
         }
     }
 
@@ -556,7 +575,7 @@ impl Driver {
             Err(e) => {
                 warn!(error = %e, "invalid long-polling payload from the server, closing");
                 self.session
-                    .transport_closed(CloseReason::Protocol(ProtocolError::from(e)));
+                    .transport_closed(CloseReason::Protocol(ProtocolError::from(e)), now);
             }
         }
     }
@@ -576,7 +595,7 @@ impl Driver {
                     for frame in frames {
                         ws.feed(transport::to_message(frame)).await?;
                     }
-                    ws.close().await?;
+                    tokio_tungstenite::WebSocketStream::close(&mut ws, None).await?;
                 }
                 Link::Polling(mut polling) => {
                     // The last POST goes after the one in flight; the GET is dropped

@@ -1,4 +1,13 @@
-//! The client side of one Engine.IO session, joined to one Socket.IO namespace.
+//! The client side of a Socket.IO connection to one namespace, across as many
+//! Engine.IO sessions (transports) as reconnection takes.
+//!
+//! Reconnection (when [`ClientConfig::reconnection`] is set): when the transport
+//! is lost the session waits a [`Backoff`] delay ([`ClientEvent::Reconnecting`]),
+//! then asks its driver for a new transport ([`ClientEvent::OpenTransport`]);
+//! an explicit [`ClientSession::disconnect`] cancels it. Connection state
+//! recovery: the server's private session id (`pid`) and the offset of the last
+//! event received are tracked and presented in the next CONNECT, and
+//! [`ClientEvent::Connected`] says whether the server recovered the session.
 //!
 //! After the open packet the client sends CONNECT (with its auth) for its
 //! namespace, answers every ping with a pong, and declares the server dead when
@@ -13,6 +22,7 @@ use serde::Serialize;
 use serde_json::Value;
 use thiserror::Error;
 
+use super::backoff::{Backoff, Rng};
 use super::{AckId, CloseReason, ProtocolError};
 use crate::Time;
 use crate::engineio::{self, Frame, OpenPacket};
@@ -32,6 +42,10 @@ pub struct ClientConfig {
     /// [`EmitError::BufferFull`] (the caller sees it at once, nothing is dropped silently).
     pub max_buffered: usize,
     pub limits: Limits,
+    /// Reconnect after losing the transport; `None` ends the session instead.
+    pub reconnection: Option<Backoff>,
+    /// Seed of the jitter's random numbers (the driver supplies real randomness).
+    pub seed: u64,
 }
 
 impl Default for ClientConfig {
@@ -42,6 +56,8 @@ impl Default for ClientConfig {
             ack_timeout: Duration::from_secs(10),
             max_buffered: 1024,
             limits: Limits::default(),
+            reconnection: None,
+            seed: 0x9E37_79B9_7F4A_7C15,
         }
     }
 }
@@ -57,6 +73,11 @@ pub enum ClientState {
     Connected {
         sid: String,
     },
+    /// Transport lost; attempt `attempt` (0 for the first) is due at `at`.
+    Reconnecting {
+        attempt: u32,
+        at: Time,
+    },
     Closed,
 }
 
@@ -65,8 +86,9 @@ pub enum ClientState {
 pub enum ClientEvent {
     /// The Engine.IO handshake: session id and heartbeat settings.
     Open(OpenPacket),
-    /// The namespace accepted us.
-    Connected { sid: String },
+    /// The namespace accepted us. `recovered`: the server resumed our previous
+    /// session (same id, rooms, and the events missed meanwhile follow).
+    Connected { sid: String, recovered: bool },
     /// The namespace refused us (for example, bad auth).
     ConnectError { message: String, data: Value },
     /// An event from the server; `id` is set when it wants an ack ([`ClientSession::ack`]).
@@ -86,7 +108,14 @@ pub enum ClientEvent {
     AckTimeout { id: AckId },
     /// The server removed us from the namespace.
     Disconnected,
-    /// The session ended.
+    /// The transport was lost for this reason; reconnection follows.
+    TransportLost(CloseReason),
+    /// Attempt `attempt` (0 for the first) will start after `delay`.
+    Reconnecting { attempt: u32, delay: Duration },
+    /// The driver should open a new transport now (then feed its frames as usual,
+    /// or call `transport_closed` if it cannot be opened).
+    OpenTransport { attempt: u32 },
+    /// The session ended for good.
     Closed(CloseReason),
 }
 
@@ -115,11 +144,19 @@ pub struct ClientSession {
     buffered: VecDeque<socketio::Packet>,
     outbox: VecDeque<Frame>,
     events: VecDeque<ClientEvent>,
+    /// The server's private session id, for recovery.
+    pid: Option<String>,
+    /// The offset of the last event received, for recovery.
+    offset: Option<String>,
+    /// Reconnection attempts since the last successful connect.
+    attempt: u32,
+    rng: Rng,
 }
 
 impl ClientSession {
     /// A session waiting for the server's open packet (the transport is opening).
     pub fn new(config: ClientConfig) -> Self {
+        let rng = Rng::new(config.seed);
         ClientSession {
             decoder: Decoder::new(config.limits),
             config,
@@ -132,7 +169,31 @@ impl ClientSession {
             buffered: VecDeque::new(),
             outbox: VecDeque::new(),
             events: VecDeque::new(),
+            pid: None,
+            offset: None,
+            attempt: 0,
+            rng,
         }
+    }
+
+    /// The offset of the last event received (recovery), if any.
+    pub fn last_offset(&self) -> Option<&str> {
+        self.offset.as_deref()
+    }
+
+    /// The CONNECT payload: the configured auth, plus `pid` and `offset` once the
+    /// server has given us a session to recover.
+    fn connect_data(&self) -> Option<Value> {
+        let (Some(pid), Some(offset)) = (&self.pid, &self.offset) else {
+            return self.config.auth.clone();
+        };
+        let mut map = match &self.config.auth {
+            Some(Value::Object(map)) => map.clone(),
+            _ => serde_json::Map::new(),
+        };
+        map.insert("pid".into(), Value::String(pid.clone()));
+        map.insert("offset".into(), Value::String(offset.clone()));
+        Some(Value::Object(map))
     }
 
     pub fn state(&self) -> &ClientState {
@@ -178,13 +239,16 @@ impl ClientSession {
     /// A frame arrived from the server at `now`. A protocol violation closes the
     /// session and is returned.
     pub fn handle_frame(&mut self, frame: Frame, now: Time) -> Result<(), ProtocolError> {
-        if self.state == ClientState::Closed {
+        if !matches!(
+            self.state,
+            ClientState::Opening | ClientState::Connecting | ClientState::Connected { .. }
+        ) {
             return Ok(());
         }
         match self.process_frame(frame, now) {
             Ok(()) => Ok(()),
             Err(err) => {
-                self.finish(CloseReason::Protocol(err.clone()));
+                self.lose(CloseReason::Protocol(err.clone()), now);
                 Err(err)
             }
         }
@@ -202,7 +266,7 @@ impl ClientSession {
                 self.events.push_back(ClientEvent::Open(open));
                 let connect = socketio::Packet::Connect {
                     nsp: self.config.namespace.clone(),
-                    data: self.config.auth.clone(),
+                    data: self.connect_data(),
                 };
                 self.push_packet(&connect);
                 Ok(())
@@ -216,7 +280,7 @@ impl ClientSession {
                 Ok(())
             }
             engineio::Packet::Close => {
-                self.finish(CloseReason::PeerClosed);
+                self.lose(CloseReason::PeerClosed, now);
                 Ok(())
             }
             engineio::Packet::Message(text) => {
@@ -244,14 +308,24 @@ impl ClientSession {
         }
         match packet {
             P::Connect { data, .. } => {
-                let sid = data
-                    .as_ref()
-                    .and_then(|d| d.get("sid"))
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_owned();
+                let field = |name: &str| {
+                    data.as_ref()
+                        .and_then(|d| d.get(name))
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                };
+                let sid = field("sid").unwrap_or_default();
+                let pid = field("pid");
+                let recovered = pid.is_some() && pid == self.pid;
+                if !recovered {
+                    // A fresh session: offsets of the old one mean nothing now.
+                    self.offset = None;
+                }
+                self.pid = pid;
+                self.attempt = 0;
                 self.state = ClientState::Connected { sid: sid.clone() };
-                self.events.push_back(ClientEvent::Connected { sid });
+                self.events
+                    .push_back(ClientEvent::Connected { sid, recovered });
                 while let Some(p) = self.buffered.pop_front() {
                     self.push_packet(&p);
                 }
@@ -278,12 +352,21 @@ impl ClientSession {
                 args,
                 attachments,
                 ..
-            } => self.events.push_back(ClientEvent::Event {
-                id,
-                name,
-                args,
-                attachments,
-            }),
+            } => {
+                // Socket.IO's recovery convention: with a session to recover, an
+                // event's last string argument is its offset.
+                if self.pid.is_some() {
+                    if let Some(Value::String(offset)) = args.last() {
+                        self.offset = Some(offset.clone());
+                    }
+                }
+                self.events.push_back(ClientEvent::Event {
+                    id,
+                    name,
+                    args,
+                    attachments,
+                });
+            }
             P::Ack {
                 id,
                 args,
@@ -322,29 +405,55 @@ impl ClientSession {
         args: Vec<Value>,
         now: Time,
     ) -> Result<AckId, EmitError> {
-        let id = self.next_ack_id;
+        self.emit_binary(name, args, Vec::new(), Some(now))
+            .map(|id| id.expect("an ack was asked for"))
+    }
+
+    /// Emits `name` with binary `attachments` (referenced from `args` by
+    /// [`socketio::placeholder`]s); with `ack_from: Some(now)` it asks for an ack
+    /// and returns its id.
+    pub fn emit_binary(
+        &mut self,
+        name: &str,
+        args: Vec<Value>,
+        attachments: Vec<Vec<u8>>,
+        ack_from: Option<Time>,
+    ) -> Result<Option<AckId>, EmitError> {
+        let id = ack_from.map(|_| self.next_ack_id);
         let packet = socketio::Packet::Event {
             nsp: self.config.namespace.clone(),
-            id: Some(id),
+            id,
             name: name.to_owned(),
             args,
-            attachments: Vec::new(),
+            attachments,
         };
         self.send_or_buffer(packet)?;
-        self.next_ack_id += 1;
-        let deadline = now + self.config.ack_timeout;
-        self.acks.insert(id, deadline);
-        self.ack_deadlines.insert((deadline, id));
+        if let (Some(id), Some(now)) = (id, ack_from) {
+            self.next_ack_id += 1;
+            let deadline = now + self.config.ack_timeout;
+            self.acks.insert(id, deadline);
+            self.ack_deadlines.insert((deadline, id));
+        }
         Ok(id)
     }
 
     /// Answers the server's event `id`.
     pub fn ack(&mut self, id: AckId, args: Vec<Value>) -> Result<(), EmitError> {
+        self.ack_with_attachments(id, args, Vec::new())
+    }
+
+    /// Answers the server's event `id` with binary attachments.
+    pub fn ack_with_attachments(
+        &mut self,
+        id: AckId,
+        args: Vec<Value>,
+        attachments: Vec<Vec<u8>>,
+    ) -> Result<(), EmitError> {
         let packet = socketio::Packet::Ack {
             nsp: self.config.namespace.clone(),
             id,
             args,
-            attachments: Vec::new(),
+            attachments,
         };
         self.send_or_buffer(packet)
     }
@@ -366,28 +475,74 @@ impl ClientSession {
         }
     }
 
-    /// Leaves the namespace and closes the session.
+    /// Leaves the namespace and closes the session for good (cancelling any
+    /// reconnection).
     pub fn disconnect(&mut self) {
         if self.is_connected() {
             self.push_packet(&socketio::Packet::Disconnect {
                 nsp: self.config.namespace.clone(),
             });
         }
-        if self.state != ClientState::Closed && self.state != ClientState::Opening {
+        if matches!(
+            self.state,
+            ClientState::Connecting | ClientState::Connected { .. }
+        ) {
             self.outbox.push_back(engineio::Packet::Close.into_frame());
         }
         self.finish(CloseReason::LocalClose);
     }
 
-    /// The transport closed or failed.
-    pub fn transport_closed(&mut self, reason: CloseReason) {
-        self.finish(reason);
+    /// The transport closed, failed, or could not be opened, at `now`.
+    /// Reconnection follows if configured; otherwise the session ends.
+    pub fn transport_closed(&mut self, reason: CloseReason, now: Time) {
+        if matches!(
+            self.state,
+            ClientState::Opening | ClientState::Connecting | ClientState::Connected { .. }
+        ) {
+            self.lose(reason, now);
+        }
     }
 
-    /// Time `now` was reached: checks the server's liveness and ack deadlines.
+    /// The transport is gone: schedule the next attempt, or end.
+    fn lose(&mut self, reason: CloseReason, now: Time) {
+        let Some(backoff) = self.config.reconnection else {
+            self.finish(reason);
+            return;
+        };
+        if reason == CloseReason::LocalClose || !backoff.allows(self.attempt) {
+            self.finish(reason);
+            return;
+        }
+        let delay = backoff.delay(self.attempt, self.rng.next_f64());
+        let attempt = self.attempt;
+        self.attempt += 1;
+        self.state = ClientState::Reconnecting {
+            attempt,
+            at: now + delay,
+        };
+        self.server_deadline = None;
+        self.open = None;
+        self.decoder = Decoder::new(self.config.limits);
+        // Frames not yet handed to the dead transport are dropped: their events
+        // were emitted while "connected" and are not retried (acks time out).
+        self.outbox.clear();
+        self.events.push_back(ClientEvent::TransportLost(reason));
+        self.events
+            .push_back(ClientEvent::Reconnecting { attempt, delay });
+    }
+
+    /// Time `now` was reached: checks the server's liveness and ack deadlines,
+    /// and starts a due reconnection attempt.
     pub fn handle_timeout(&mut self, now: Time) {
         if self.state == ClientState::Closed {
             return;
+        }
+        if let ClientState::Reconnecting { attempt, at } = self.state {
+            if now >= at {
+                self.state = ClientState::Opening;
+                self.events
+                    .push_back(ClientEvent::OpenTransport { attempt });
+            }
         }
         while let Some(&(deadline, id)) = self.ack_deadlines.first() {
             if deadline > now {
@@ -398,7 +553,7 @@ impl ClientSession {
             self.events.push_back(ClientEvent::AckTimeout { id });
         }
         if self.server_deadline.is_some_and(|d| now >= d) {
-            self.finish(CloseReason::ServerSilent);
+            self.lose(CloseReason::ServerSilent, now);
         }
     }
 
@@ -407,9 +562,14 @@ impl ClientSession {
         if self.state == ClientState::Closed {
             return None;
         }
+        let reconnect = match self.state {
+            ClientState::Reconnecting { at, .. } => Some(at),
+            _ => None,
+        };
         [
             self.server_deadline,
             self.ack_deadlines.first().map(|&(d, _)| d),
+            reconnect,
         ]
         .into_iter()
         .flatten()
@@ -502,7 +662,10 @@ mod tests {
             .expect("valid");
         assert_eq!(
             events(&mut s),
-            vec![ClientEvent::Connected { sid: "abc".into() }]
+            vec![ClientEvent::Connected {
+                sid: "abc".into(),
+                recovered: false
+            }]
         );
         assert_eq!(s.state(), &ClientState::Connected { sid: "abc".into() });
     }
@@ -594,7 +757,7 @@ mod tests {
     fn close_fails_pending_acks() {
         let mut s = connected();
         let a = s.emit_with_ack("q", vec![], Time::ZERO).expect("sent");
-        s.transport_closed(CloseReason::Transport("reset".into()));
+        s.transport_closed(CloseReason::Transport("reset".into()), MS);
         assert_eq!(
             events(&mut s),
             vec![
@@ -658,6 +821,166 @@ mod tests {
             s.handle_frame(frame, Time::ZERO).expect("valid");
         }
         assert!(s.is_connected());
+    }
+
+    fn reconnecting(seed: u64) -> ClientSession {
+        ClientSession::new(ClientConfig {
+            reconnection: Some(Backoff::default()),
+            seed,
+            ..ClientConfig::default()
+        })
+    }
+
+    #[test]
+    fn reconnects_with_backoff_then_recovers() {
+        let mut s = reconnecting(7);
+        s.handle_frame(text(OPEN), Time::ZERO).expect("valid");
+        s.handle_frame(text(r#"40{"sid":"a","pid":"p1"}"#), MS)
+            .expect("valid");
+        s.handle_frame(text(r#"42["news",{"n":1},"17"]"#), MS)
+            .expect("valid");
+        assert_eq!(s.last_offset(), Some("17"));
+        drain(&mut s);
+        events(&mut s);
+
+        s.transport_closed(CloseReason::Transport("reset".into()), 10 * MS);
+        let evs = events(&mut s);
+        let ClientEvent::Reconnecting { attempt: 0, delay } = evs[1] else {
+            panic!("{evs:?}");
+        };
+        assert!(delay >= 500 * MS && delay <= 1500 * MS, "{delay:?}");
+        assert_eq!(s.poll_timeout(), Some(10 * MS + delay));
+        // Emits while away are buffered.
+        s.emit("queued", vec![]).expect("buffered");
+        s.handle_timeout(10 * MS + delay - MS);
+        assert!(events(&mut s).is_empty());
+        s.handle_timeout(10 * MS + delay);
+        assert_eq!(
+            events(&mut s),
+            vec![ClientEvent::OpenTransport { attempt: 0 }]
+        );
+
+        // The new transport fails too: attempt 1, about twice as long.
+        s.transport_closed(CloseReason::Transport("refused".into()), 2000 * MS);
+        let evs = events(&mut s);
+        assert!(
+            matches!(evs[1], ClientEvent::Reconnecting { attempt: 1, delay }
+            if delay >= 1000 * MS && delay <= 3000 * MS),
+            "{evs:?}"
+        );
+        let due = s.poll_timeout().expect("scheduled");
+        s.handle_timeout(due);
+        events(&mut s);
+
+        // This one works: CONNECT carries pid and offset, the server recovers.
+        s.handle_frame(text(OPEN), due).expect("valid");
+        assert_eq!(drain(&mut s), vec![text(r#"40{"pid":"p1","offset":"17"}"#)]);
+        s.handle_frame(text(r#"40{"sid":"a","pid":"p1"}"#), due)
+            .expect("valid");
+        assert!(events(&mut s).contains(&ClientEvent::Connected {
+            sid: "a".into(),
+            recovered: true
+        }));
+        assert_eq!(drain(&mut s), vec![text(r#"42["queued"]"#)]);
+        // Backoff starts over after a success.
+        s.transport_closed(CloseReason::PeerClosed, due + MS);
+        assert!(
+            events(&mut s)
+                .iter()
+                .any(|e| matches!(e, ClientEvent::Reconnecting { attempt: 0, .. }))
+        );
+    }
+
+    #[test]
+    fn a_fresh_session_after_reconnect_is_reported() {
+        let mut s = reconnecting(1);
+        s.handle_frame(text(OPEN), Time::ZERO).expect("valid");
+        s.handle_frame(text(r#"40{"sid":"a","pid":"p1"}"#), MS)
+            .expect("valid");
+        s.handle_frame(text(r#"42["x","5"]"#), MS).expect("valid");
+        s.transport_closed(CloseReason::PeerClosed, MS);
+        let due = s.poll_timeout().expect("scheduled");
+        s.handle_timeout(due);
+        s.handle_frame(text(OPEN), due).expect("valid");
+        s.handle_frame(text(r#"40{"sid":"b","pid":"p2"}"#), due)
+            .expect("valid");
+        assert!(events(&mut s).contains(&ClientEvent::Connected {
+            sid: "b".into(),
+            recovered: false
+        }));
+        assert_eq!(s.last_offset(), None);
+    }
+
+    #[test]
+    fn jitter_spreads_clients_dropped_together() {
+        let delays: Vec<Duration> = (0..200u64)
+            .map(|seed| {
+                let mut s = reconnecting(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+                s.handle_frame(text(OPEN), Time::ZERO).expect("valid");
+                s.transport_closed(CloseReason::PeerClosed, Time::ZERO);
+                s.poll_timeout().expect("scheduled")
+            })
+            .collect();
+        let min = delays.iter().min().expect("some");
+        let max = delays.iter().max().expect("some");
+        assert!(*max - *min > 500 * MS, "{min:?}..{max:?}");
+    }
+
+    #[test]
+    fn explicit_disconnect_cancels_reconnection() {
+        let mut s = reconnecting(3);
+        s.handle_frame(text(OPEN), Time::ZERO).expect("valid");
+        s.transport_closed(CloseReason::PeerClosed, MS);
+        s.disconnect();
+        assert_eq!(s.state(), &ClientState::Closed);
+        assert_eq!(s.poll_timeout(), None);
+        assert!(matches!(s.emit("x", vec![]), Err(EmitError::Closed)));
+    }
+
+    #[test]
+    fn attempts_run_out() {
+        let mut s = ClientSession::new(ClientConfig {
+            reconnection: Some(Backoff {
+                max_attempts: Some(1),
+                ..Backoff::default()
+            }),
+            ..ClientConfig::default()
+        });
+        s.transport_closed(CloseReason::Transport("refused".into()), MS);
+        let due = s.poll_timeout().expect("one attempt");
+        s.handle_timeout(due);
+        s.transport_closed(CloseReason::Transport("refused".into()), due);
+        assert_eq!(s.state(), &ClientState::Closed);
+    }
+
+    #[test]
+    fn binary_emits_and_acks() {
+        let mut s = connected();
+        let id = s
+            .emit_binary(
+                "file",
+                vec![socketio::placeholder(0)],
+                vec![vec![1, 2]],
+                Some(MS),
+            )
+            .expect("sent");
+        assert_eq!(id, Some(0));
+        assert_eq!(
+            drain(&mut s),
+            vec![
+                text(r#"451-0["file",{"_placeholder":true,"num":0}]"#),
+                Frame::Binary(vec![1, 2])
+            ]
+        );
+        s.ack_with_attachments(3, vec![socketio::placeholder(0)], vec![vec![9]])
+            .expect("sent");
+        assert_eq!(
+            drain(&mut s),
+            vec![
+                text(r#"461-3[{"_placeholder":true,"num":0}]"#),
+                Frame::Binary(vec![9])
+            ]
+        );
     }
 
     #[test]

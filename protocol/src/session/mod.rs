@@ -7,6 +7,7 @@
 //! reads a clock, sleeps or touches a socket, so the server's warp transport, the
 //! browser's gloo-net transport and the unit tests drive the same code.
 
+pub mod backoff;
 pub mod client;
 pub mod engine;
 pub mod server;
@@ -17,6 +18,7 @@ use thiserror::Error;
 
 use crate::{engineio, socketio};
 
+pub use backoff::Backoff;
 pub use client::{ClientConfig, ClientEvent, ClientSession};
 pub use engine::{EngineConfig, EngineEvent, EngineSession, Probe, Transport};
 pub use server::{ServerConfig, ServerEvent, ServerSession};
