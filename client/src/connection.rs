@@ -307,7 +307,8 @@ mod tests {
                 Action::News {
                     item: NewsItem {
                         hello: "world".into(),
-                        from: None
+                        from: None,
+                        channel: None,
                     },
                     at: 5 * MS,
                 },
@@ -380,6 +381,7 @@ mod tests {
         c.handle_command(
             Command::Publish(Publish {
                 text: "extra".into(),
+                channel: None,
             }),
             MS,
         );

@@ -445,6 +445,7 @@ mod tests {
                 item: NewsItem {
                     hello: "world".into(),
                     from: None,
+                    channel: None,
                 },
                 at: MS,
             },
@@ -508,6 +509,7 @@ mod tests {
             item: NewsItem {
                 hello: format!("n{i}"),
                 from: None,
+                channel: None,
             },
             at: MS,
         }));

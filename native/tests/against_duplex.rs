@@ -102,6 +102,7 @@ async fn publish_reaches_every_client() {
         expect_greeting(&mut b, Greeting::NewsThenHandshake).await;
         let publish = Publish {
             text: format!("from {a_mode:?} to {b_mode:?}"),
+            channel: None,
         };
         let args = protocol::event::encode::<PublishNews>(&publish).expect("encodes");
         let ack = a.emit_with_ack("publish", args).await.expect("acked");
@@ -110,6 +111,7 @@ async fn publish_reaches_every_client() {
         let expected = NewsItem {
             hello: publish.text.clone(),
             from: Some(a.sid().to_owned()),
+            channel: None,
         };
         for client in [&mut a, &mut b] {
             let news = next(client).await;

@@ -17,6 +17,9 @@ pub struct NewsItem {
     /// The Socket.IO id of the client that published it, if a client did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,
+    /// The channel it was published to; `None` for news to everyone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
 }
 
 /// The tutorial's `{"my":"data"}`.
@@ -25,10 +28,39 @@ pub struct MyData {
     pub my: String,
 }
 
-/// A news item a client asks the server to broadcast.
+/// A news item a client asks the server to broadcast: to everyone, or to the
+/// subscribers of `channel`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Publish {
     pub text: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+}
+
+/// A news channel to join or leave.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Channel {
+    pub channel: String,
+}
+
+/// The answer to `join` and `leave`: the channels the client is now in, or why not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Channels {
+    #[serde(default)]
+    pub channels: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The longest channel name accepted.
+pub const MAX_CHANNEL_LEN: usize = 64;
+
+/// Whether `name` is an acceptable channel name: 1 to 64 characters, no control
+/// characters, not blank.
+pub fn valid_channel(name: &str) -> bool {
+    !name.trim().is_empty()
+        && name.chars().count() <= MAX_CHANNEL_LEN
+        && !name.chars().any(char::is_control)
 }
 
 /// What the server saw of this connection's WebSocket upgrade, so the page can
@@ -71,6 +103,14 @@ event!(
     /// Server → client, right after `news`: the upgrade request as the server saw it.
     Handshake, "handshake", HandshakeInfo
 );
+event!(
+    /// Client → server: subscribe to a news channel (ack: [`Channels`]).
+    JoinChannel, "join", Channel
+);
+event!(
+    /// Client → server: unsubscribe from a news channel (ack: [`Channels`]).
+    LeaveChannel, "leave", Channel
+);
 
 #[cfg(test)]
 mod tests {
@@ -83,6 +123,7 @@ mod tests {
         let args = encode::<News>(&NewsItem {
             hello: "world".into(),
             from: None,
+            channel: None,
         })
         .expect("serializes");
         let (text, _) = Packet::event("/", News::NAME, args).encode();
@@ -98,6 +139,22 @@ mod tests {
             decode::<MyOtherEvent>(&args).expect("decodes"),
             MyData { my: "data".into() }
         );
+    }
+
+    #[test]
+    fn channel_names() {
+        assert!(valid_channel("sports"));
+        assert!(valid_channel("météo du jour"));
+        assert!(!valid_channel(""));
+        assert!(!valid_channel("   "));
+        assert!(!valid_channel("a\nb"));
+        assert!(!valid_channel(&"x".repeat(65)));
+    }
+
+    #[test]
+    fn publish_without_channel_is_still_accepted() {
+        let p = decode::<PublishNews>(&[serde_json::json!({"text": "hi"})]).expect("decodes");
+        assert_eq!(p.channel, None);
     }
 
     #[test]

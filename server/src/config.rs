@@ -26,6 +26,8 @@ pub struct Config {
     /// `None`, the library default as in Socket.IO, turns it off. The binary turns
     /// it on with a 2-minute window.
     pub recovery: Option<RecoveryConfig>,
+    /// A shared token the news app requires in each client's CONNECT auth.
+    pub token: Option<String>,
 }
 
 impl Default for Config {
@@ -40,6 +42,7 @@ impl Default for Config {
             outbound_queue: 1024,
             shutdown_timeout: Duration::from_secs(10),
             recovery: None,
+            token: None,
         }
     }
 }

@@ -58,7 +58,7 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let addr = listener.local_addr()?;
     let io = io::Io::builder(config.session_config())
-        .namespace("/", app::NewsApp::new())
+        .namespace("/", app::NewsApp::with_token(config.token.clone()))
         .build();
     serve(listener, config, io, shutdown)
         .await

@@ -28,6 +28,13 @@ struct Args {
     /// Seconds shutdown waits for connections to close.
     #[arg(long, env = "DUPLEX_SHUTDOWN_TIMEOUT", default_value_t = 10)]
     shutdown_timeout: u64,
+    /// Seconds a disconnected client's missed news is kept for it to recover
+    /// (connection state recovery); 0 turns recovery off.
+    #[arg(long, env = "DUPLEX_RECOVERY_WINDOW", default_value_t = 120)]
+    recovery_window: u64,
+    /// Require this token in every client's CONNECT auth (`{"token": "..."}`).
+    #[arg(long, env = "DUPLEX_TOKEN")]
+    token: Option<String>,
 }
 
 #[tokio::main]
@@ -41,6 +48,11 @@ async fn main() -> anyhow::Result<()> {
         ping_interval: Duration::from_millis(args.ping_interval),
         ping_timeout: Duration::from_millis(args.ping_timeout),
         shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
+        recovery: (args.recovery_window > 0).then(|| duplex_server::rooms::RecoveryConfig {
+            window: Duration::from_secs(args.recovery_window),
+            ..duplex_server::rooms::RecoveryConfig::default()
+        }),
+        token: args.token,
         ..duplex_server::Config::default()
     };
     let listener = duplex_server::bind(args.addr)

@@ -253,3 +253,68 @@ async fn shutdown_tells_clients() {
     assert_eq!(close.map(|c| c.0), Some(1001));
     stopping.await.expect("server stopped");
 }
+
+#[tokio::test]
+async fn news_channels_reach_their_subscribers_only() {
+    let server = TestServer::default().await;
+    let (mut fan, _) = RawClient::connect_greeted(&server).await;
+    let (mut other, _) = RawClient::connect_greeted(&server).await;
+    let (mut publisher, publisher_sid) = RawClient::connect_greeted(&server).await;
+    fan.send(r#"421["join",{"channel":"sports"}]"#).await;
+    assert_eq!(fan.recv_text().await, r#"431[{"channels":["sports"]}]"#);
+    fan.send(r#"422["join",{"channel":""}]"#).await;
+    let refused = fan.recv_text().await;
+    assert!(
+        refused.contains(r#""error":"invalid channel name"#),
+        "{refused}"
+    );
+
+    publisher
+        .send(r#"423["publish",{"text":"goal!","channel":"sports"}]"#)
+        .await;
+    assert_eq!(publisher.recv_text().await, r#"433[{"delivered":1}]"#);
+    assert_eq!(
+        fan.recv_text().await,
+        format!(r#"42["news",{{"hello":"goal!","from":"{publisher_sid}","channel":"sports"}}]"#)
+    );
+    // The non-subscriber got nothing: its next message is the answer to its own probe.
+    other.round_trip(7).await;
+
+    fan.send(r#"424["leave",{"channel":"sports"}]"#).await;
+    assert_eq!(fan.recv_text().await, r#"434[{"channels":[]}]"#);
+    publisher
+        .send(r#"425["publish",{"text":"again","channel":"sports"}]"#)
+        .await;
+    assert_eq!(publisher.recv_text().await, r#"435[{"delivered":0}]"#);
+    fan.round_trip(8).await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn token_middleware_refuses_with_a_clear_message() {
+    let server = TestServer::start(Config {
+        dist: std::env::temp_dir().join("duplex-no-bundle"),
+        token: Some("s3cret".into()),
+        ..Config::default()
+    })
+    .await;
+    for (auth, expected) in [
+        ("", "authentication required"),
+        (r#"{"token":"nope"}"#, "invalid token"),
+    ] {
+        let mut c = RawClient::open(&server.ws_url()).await;
+        c.recv_text().await;
+        c.send(&format!("40{auth}")).await;
+        let refusal = c.recv_text().await;
+        assert!(
+            refusal.starts_with(r#"44{"message":""#) && refusal.contains(expected),
+            "{refusal}"
+        );
+    }
+    let mut c = RawClient::open(&server.ws_url()).await;
+    c.recv_text().await;
+    c.send(r#"40{"token":"s3cret"}"#).await;
+    assert!(c.recv_text().await.starts_with(r#"40{"sid":"#));
+    assert_eq!(c.recv_text().await, r#"42["news",{"hello":"world"}]"#);
+    server.stop().await;
+}

@@ -26,7 +26,10 @@ pub fn PublishForm() -> Html {
             if item.is_empty() {
                 return;
             }
-            if socket.send(Command::Publish(Publish { text: item })) {
+            if socket.send(Command::Publish(Publish {
+                text: item,
+                channel: None,
+            })) {
                 input.set_value("");
             }
         })

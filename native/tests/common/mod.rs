@@ -66,7 +66,8 @@ pub async fn expect_greeting(client: &mut Client, greeting: Greeting) -> Option<
         news.decode::<News>().expect("typed news"),
         NewsItem {
             hello: "world".into(),
-            from: None
+            from: None,
+            channel: None,
         }
     );
     match greeting {
