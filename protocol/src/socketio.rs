@@ -19,6 +19,8 @@ pub struct Limits {
     pub max_attachments: usize,
     /// Longest namespace name, in bytes.
     pub max_namespace_len: usize,
+    /// Deepest nesting of JSON arrays and objects accepted in a payload.
+    pub max_depth: usize,
 }
 
 impl Default for Limits {
@@ -26,6 +28,7 @@ impl Default for Limits {
         Limits {
             max_attachments: 10,
             max_namespace_len: 256,
+            max_depth: 64,
         }
     }
 }
@@ -83,6 +86,8 @@ pub enum DecodeError {
     ExpectedBinary(usize),
     #[error("placeholders do not match the {0} announced attachments")]
     PlaceholderMismatch(usize),
+    #[error("JSON nested deeper than {0} levels")]
+    TooDeep(usize),
 }
 
 impl Packet {
@@ -277,6 +282,7 @@ fn decode_header(text: &str, limits: &Limits) -> Result<(Packet, usize), DecodeE
     };
 
     let rest = &text[pos..];
+    check_depth(rest, limits.max_depth)?;
     let json = if rest.is_empty() {
         None
     } else {
@@ -362,6 +368,37 @@ fn decode_header(text: &str, limits: &Limits) -> Result<(Packet, usize), DecodeE
         }
     }
     Ok((packet, attachments))
+}
+
+/// Refuses JSON nested deeper than `max`, in one pass over the bytes and before
+/// any parsing, so hostile nesting costs neither stack nor allocations.
+fn check_depth(json: &str, max: usize) -> Result<(), DecodeError> {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in json.as_bytes() {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return Err(DecodeError::TooDeep(max));
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Reassembles packets from Engine.IO messages: a binary packet's header, then its
@@ -605,7 +642,15 @@ mod tests {
     #[test]
     fn deep_nesting_is_an_error_not_a_stack_overflow() {
         let deep = format!("2[\"a\",{}{}]", "[".repeat(100_000), "]".repeat(100_000));
-        assert!(matches!(decode(&deep), Err(DecodeError::InvalidJson(_))));
+        assert_eq!(decode(&deep), Err(DecodeError::TooDeep(64)));
+        // 64 levels in all (the event array is the first) are fine...
+        let ok = format!("2[\"a\",{}{}]", "[".repeat(63), "]".repeat(63));
+        assert!(decode(&ok).is_ok());
+        // ...and brackets inside strings do not count.
+        let quoted = format!("2[\"a\",\"{}\\\"{}\"]", "[".repeat(100), "{".repeat(100));
+        assert!(decode(&quoted).is_ok(), "{quoted}");
+        let over = format!("2[\"a\",{}{}]", "{\"k\":".repeat(64), "}".repeat(64));
+        assert_eq!(decode(&over), Err(DecodeError::TooDeep(64)));
     }
 
     #[test]

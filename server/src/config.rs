@@ -28,6 +28,10 @@ pub struct Config {
     pub recovery: Option<RecoveryConfig>,
     /// A shared token the news app requires in each client's CONNECT auth.
     pub token: Option<String>,
+    /// Which web pages may connect.
+    pub origins: OriginPolicy,
+    /// Most sessions at once; more are refused with 503 until some close.
+    pub max_connections: usize,
 }
 
 impl Default for Config {
@@ -43,6 +47,8 @@ impl Default for Config {
             shutdown_timeout: Duration::from_secs(10),
             recovery: None,
             token: None,
+            origins: OriginPolicy::Any,
+            max_connections: 100_000,
         }
     }
 }
@@ -82,4 +88,65 @@ pub struct SessionSettings {
     /// Capacity of each connection's outbound queue.
     pub outbound_queue: usize,
     pub recovery: Option<RecoveryConfig>,
+}
+
+/// Which web pages may open sessions. Browsers send the page's `Origin` with both
+/// the WebSocket upgrade and polling requests, and CORS does not protect
+/// WebSocket: the server must check it itself.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum OriginPolicy {
+    /// Any origin (Socket.IO's default; the library's default too).
+    #[default]
+    Any,
+    /// Pages served by this server itself (the `Origin` names the request's
+    /// `Host`), plus these origins (`scheme://host[:port]`).
+    SameOriginAnd(Vec<String>),
+}
+
+impl OriginPolicy {
+    /// Whether a request with `origin` (its `Origin` header) to `host` (its `Host`
+    /// header) is allowed. Requests without an `Origin` do not come from a web page
+    /// (native clients, curl) and are allowed.
+    pub fn allows(&self, origin: Option<&str>, host: Option<&str>) -> bool {
+        let Some(origin) = origin else {
+            return true;
+        };
+        let list = match self {
+            OriginPolicy::Any => return true,
+            OriginPolicy::SameOriginAnd(list) => list,
+        };
+        let origin = origin.trim_end_matches('/');
+        let same = host.is_some_and(|host| {
+            origin.split_once("://").is_some_and(|(scheme, rest)| {
+                matches!(scheme, "http" | "https") && rest.eq_ignore_ascii_case(host)
+            })
+        });
+        same || list
+            .iter()
+            .any(|allowed| allowed.trim_end_matches('/').eq_ignore_ascii_case(origin))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origin_policy() {
+        let any = OriginPolicy::Any;
+        assert!(any.allows(Some("http://evil.example"), Some("127.0.0.1:8124")));
+        let strict = OriginPolicy::SameOriginAnd(vec!["http://127.0.0.1:8080/".into()]);
+        assert!(
+            strict.allows(None, Some("127.0.0.1:8124")),
+            "no Origin: not a page"
+        );
+        assert!(strict.allows(Some("http://127.0.0.1:8124"), Some("127.0.0.1:8124")));
+        assert!(strict.allows(Some("https://LOCALHOST:8124"), Some("localhost:8124")));
+        assert!(strict.allows(Some("http://127.0.0.1:8080"), Some("127.0.0.1:8124")));
+        assert!(!strict.allows(Some("http://evil.example"), Some("127.0.0.1:8124")));
+        assert!(!strict.allows(Some("null"), Some("127.0.0.1:8124")));
+        assert!(!strict.allows(Some("http://127.0.0.1:8125"), Some("127.0.0.1:8124")));
+        assert!(!strict.allows(Some("ftp://127.0.0.1:8124"), Some("127.0.0.1:8124")));
+        assert!(!strict.allows(Some("http://127.0.0.1:8124"), None));
+    }
 }

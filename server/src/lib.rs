@@ -115,7 +115,7 @@ pub async fn serve_engine<H: engine::EngineHandler>(
     let addr = listener.local_addr()?;
     let tracker = TaskTracker::new();
     let endpoint = transport::Endpoint::new(Arc::new(app), tracker.clone(), shutdown.clone());
-    let routes = transport::routes::mount(path, endpoint);
+    let routes = transport::routes::mount(path, endpoint, transport::routes::Admission::default());
     tracing::info!(%addr, path, "engine.io listening");
     let signal = shutdown.clone();
     warp::serve(routes)

@@ -35,6 +35,24 @@ struct Args {
     /// Require this token in every client's CONNECT auth (`{"token": "..."}`).
     #[arg(long, env = "DUPLEX_TOKEN")]
     token: Option<String>,
+    /// Also accept pages from this origin (`scheme://host[:port]`; repeatable).
+    /// Pages served by this server are always accepted. For `trunk serve`:
+    /// `--allow-origin http://127.0.0.1:8080`.
+    #[arg(
+        long = "allow-origin",
+        env = "DUPLEX_ALLOW_ORIGINS",
+        value_delimiter = ','
+    )]
+    allow_origins: Vec<String>,
+    /// Accept pages from any origin.
+    #[arg(long, env = "DUPLEX_ANY_ORIGIN")]
+    any_origin: bool,
+    /// Largest message accepted from a client, in bytes (the Engine.IO maxPayload).
+    #[arg(long, env = "DUPLEX_MAX_PAYLOAD", default_value_t = 1_000_000)]
+    max_payload: usize,
+    /// Most connections at once; more are refused with 503.
+    #[arg(long, env = "DUPLEX_MAX_CONNECTIONS", default_value_t = 100_000)]
+    max_connections: usize,
 }
 
 #[tokio::main]
@@ -53,6 +71,13 @@ async fn main() -> anyhow::Result<()> {
             ..duplex_server::rooms::RecoveryConfig::default()
         }),
         token: args.token,
+        origins: if args.any_origin {
+            duplex_server::config::OriginPolicy::Any
+        } else {
+            duplex_server::config::OriginPolicy::SameOriginAnd(args.allow_origins)
+        },
+        max_payload: args.max_payload,
+        max_connections: args.max_connections,
         ..duplex_server::Config::default()
     };
     let listener = duplex_server::bind(args.addr)

@@ -18,7 +18,11 @@ pub(crate) fn routes(
     config: Arc<Config>,
     socket_io: Arc<Endpoint<Io>>,
 ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
-    transport::routes::mount("socket.io", socket_io)
+    let admission = transport::routes::Admission {
+        origins: config.origins.clone(),
+        max_sessions: config.max_connections,
+    };
+    transport::routes::mount("socket.io", socket_io, admission)
         .or(index(config.clone()))
         .unify()
         .or(assets(config))

@@ -10,13 +10,14 @@ use bytes::Bytes;
 use protocol::app::WEBSOCKET_GUID;
 use protocol::session::Transport;
 use tokio::sync::oneshot;
-use tracing::info;
+use tracing::{info, warn};
 use warp::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use warp::reply::Response;
 use warp::{Filter, Reply};
 
 use super::query::{self, HandshakeError, TransportKind};
 use super::session::{Endpoint, Input, PollError};
+use crate::config::OriginPolicy;
 use crate::engine::Factory;
 use crate::io::Handshake;
 
@@ -24,21 +25,57 @@ fn with<T: Clone + Send>(value: T) -> impl Filter<Extract = (T,), Error = Infall
     warp::any().map(move || value.clone())
 }
 
+/// Who may open sessions at a mount point.
+#[derive(Debug, Clone)]
+pub struct Admission {
+    pub origins: OriginPolicy,
+    /// Most live sessions; new ones past it get 503.
+    pub max_sessions: usize,
+}
+
+impl Default for Admission {
+    fn default() -> Self {
+        Admission {
+            origins: OriginPolicy::Any,
+            max_sessions: usize::MAX,
+        }
+    }
+}
+
+/// A request's body, as far as the polling transport is concerned.
+#[derive(Debug)]
+enum Body {
+    None,
+    Bytes(Bytes),
+    /// Past maxPayload: refused with 413 without being read.
+    TooLarge,
+    /// A POST without Content-Length: refused with 411, so no body is unbounded.
+    LengthRequired,
+}
+
 /// Every route under `/<path>/`.
 pub fn mount<F: Factory>(
     path: &'static str,
     endpoint: Arc<Endpoint<F>>,
+    admission: Admission,
 ) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
     let raw_query = warp::query::raw().or(warp::any().map(String::new)).unify();
     let upgrade = warp::ws().map(Some).or(warp::any().map(|| None)).unify();
     let max = endpoint.factory().engine_config().max_payload;
-    // POST bodies: refused with 413 past maxPayload, before being read.
     let body = warp::post()
         .and(warp::body::content_length_limit(max as u64))
         .and(warp::body::bytes())
-        .map(Some)
-        .or(warp::any().map(|| None))
-        .unify();
+        .map(Body::Bytes)
+        .or_else(|rejection: warp::Rejection| async move {
+            let body = if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
+                Body::TooLarge
+            } else if rejection.find::<warp::reject::LengthRequired>().is_some() {
+                Body::LengthRequired
+            } else {
+                Body::None
+            };
+            Ok::<_, warp::Rejection>((body,))
+        });
     warp::path(path)
         .and(warp::path::end())
         .and(warp::method())
@@ -48,6 +85,7 @@ pub fn mount<F: Factory>(
         .and(upgrade)
         .and(body)
         .and(with(endpoint))
+        .and(with(Arc::new(admission)))
         .then(handle)
 }
 
@@ -58,10 +96,55 @@ async fn handle<F: Factory>(
     headers: HeaderMap,
     remote: Option<SocketAddr>,
     ws: Option<warp::ws::Ws>,
-    body: Option<Bytes>,
+    body: Body,
     endpoint: Arc<Endpoint<F>>,
+    admission: Arc<Admission>,
 ) -> Response {
     let origin = headers.get(header::ORIGIN).cloned();
+    let origin_text = origin.as_ref().and_then(|o| o.to_str().ok());
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    if !admission.origins.allows(origin_text, host) {
+        warn!(
+            origin = origin_text.unwrap_or("?"),
+            ?remote,
+            "request from a forbidden origin refused"
+        );
+        return status_json(StatusCode::FORBIDDEN, 4, "Forbidden origin");
+    }
+    let opens_session = !raw_query.contains("sid=");
+    if opens_session && endpoint.session_count() >= admission.max_sessions {
+        warn!(
+            ?remote,
+            limit = admission.max_sessions,
+            "session refused: server full"
+        );
+        let message = format!("server full: {} sessions", admission.max_sessions);
+        return cors(
+            status_json(StatusCode::SERVICE_UNAVAILABLE, 3, &message),
+            origin.as_ref(),
+        );
+    }
+    let body = match body {
+        Body::TooLarge => {
+            let message = format!(
+                "payload larger than maxPayload ({} bytes)",
+                endpoint.factory().engine_config().max_payload
+            );
+            info!(?remote, "{message}");
+            return cors(
+                status_json(StatusCode::PAYLOAD_TOO_LARGE, 3, &message),
+                origin.as_ref(),
+            );
+        }
+        Body::LengthRequired => {
+            return cors(
+                status_json(StatusCode::LENGTH_REQUIRED, 3, "Content-Length required"),
+                origin.as_ref(),
+            );
+        }
+        Body::Bytes(bytes) => Some(bytes),
+        Body::None => None,
+    };
     if method == Method::OPTIONS {
         return cors(StatusCode::NO_CONTENT.into_response(), origin.as_ref());
     }
@@ -156,6 +239,11 @@ fn poll_refused(error: &PollError) -> Response {
     let body = HandshakeError::BadRequest.body();
     let body = serde_json::json!({ "code": body.code, "message": error.to_string() });
     warp::reply::with_status(warp::reply::json(&body), StatusCode::BAD_REQUEST).into_response()
+}
+
+fn status_json(status: StatusCode, code: u8, message: &str) -> Response {
+    let body = serde_json::json!({ "code": code, "message": message });
+    warp::reply::with_status(warp::reply::json(&body), status).into_response()
 }
 
 fn refuse(error: &HandshakeError, raw_query: &str) -> Response {
