@@ -173,14 +173,14 @@ impl ServerSession {
                     continue;
                 }
             };
-            match packet {
+            let handled = match packet {
                 Ok(Some(packet)) => self.handle_packet(packet),
-                Ok(None) => {}
-                Err(e) => {
-                    let e = ProtocolError::SocketIo(e);
-                    self.engine.abort(CloseReason::Protocol(e.clone()));
-                    return Err(e);
-                }
+                Ok(None) => Ok(()),
+                Err(e) => Err(ProtocolError::SocketIo(e)),
+            };
+            if let Err(e) = handled {
+                self.engine.abort(CloseReason::Protocol(e.clone()));
+                return Err(e);
             }
         }
         Ok(())
@@ -195,21 +195,24 @@ impl ServerSession {
         }
     }
 
-    fn handle_packet(&mut self, packet: socketio::Packet) {
+    fn handle_packet(&mut self, packet: socketio::Packet) -> Result<(), ProtocolError> {
         use socketio::Packet as P;
         match packet {
             P::Connect { nsp, data } => {
                 if self.connected.contains(&nsp) || !self.pending_connect.insert(nsp.clone()) {
                     // A duplicate CONNECT is ignored, as the reference server does.
-                    return;
+                    return Ok(());
                 }
                 self.events
                     .push_back(ServerEvent::Connect { nsp, auth: data });
             }
             P::Disconnect { nsp } => {
-                if self.connected.remove(&nsp) {
-                    self.events.push_back(ServerEvent::Disconnect { nsp });
+                if !self.connected.remove(&nsp) {
+                    return Err(ProtocolError::Unexpected(
+                        "DISCONNECT from a namespace not joined",
+                    ));
                 }
+                self.events.push_back(ServerEvent::Disconnect { nsp });
             }
             P::Event {
                 nsp,
@@ -218,17 +221,20 @@ impl ServerSession {
                 args,
                 attachments,
             } => {
-                // Events for a namespace the client has not joined (or just left)
-                // have no socket to go to; like the reference server, drop them.
-                if self.connected.contains(&nsp) {
-                    self.events.push_back(ServerEvent::Event {
-                        nsp,
-                        id,
-                        name,
-                        args,
-                        attachments,
-                    });
+                // An event for a namespace the client has not joined (or has left)
+                // has no socket to go to: like the reference server, close.
+                if !self.connected.contains(&nsp) {
+                    return Err(ProtocolError::Unexpected(
+                        "EVENT for a namespace not joined",
+                    ));
                 }
+                self.events.push_back(ServerEvent::Event {
+                    nsp,
+                    id,
+                    name,
+                    args,
+                    attachments,
+                });
             }
             P::Ack {
                 nsp,
@@ -246,9 +252,11 @@ impl ServerSession {
                     });
                 }
             }
-            // Only a server sends these; a client that does is ignored, not trusted.
-            P::ConnectError { .. } => {}
+            P::ConnectError { .. } => {
+                return Err(ProtocolError::Unexpected("CONNECT_ERROR from the client"));
+            }
         }
+        Ok(())
     }
 
     /// Admits the client to `nsp` under the Socket.IO id `socket_id`.
@@ -667,9 +675,28 @@ mod tests {
             vec![ServerEvent::Disconnect { nsp: "/".into() }]
         );
         assert!(!s.is_closed());
-        // Events for the namespace it left go nowhere.
-        s.handle_frame(text(r#"42["x"]"#), MS).expect("valid");
-        assert!(events(&mut s).is_empty());
+        // An event for the namespace it left is a protocol error, as in Socket.IO.
+        assert!(s.handle_frame(text(r#"42["x"]"#), MS).is_err());
+        assert!(s.is_closed());
+    }
+
+    #[test]
+    fn packets_for_namespaces_not_joined_close() {
+        for bad in [
+            r#"42["early"]"#,
+            "41/other,",
+            r#"44{"message":"x"}"#,
+            r#"42/other,["x"]"#,
+        ] {
+            let mut s =
+                ServerSession::new("abc".into(), config(), Transport::WebSocket, Time::ZERO);
+            if bad.contains("other") {
+                s.handle_frame(text("40"), Time::ZERO).expect("valid");
+                s.accept_connect("/", "x");
+            }
+            assert!(s.handle_frame(text(bad), MS).is_err(), "{bad}");
+            assert!(s.is_closed(), "{bad}");
+        }
     }
 
     #[test]

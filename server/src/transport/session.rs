@@ -199,7 +199,15 @@ impl<F: Factory> SessionTask<F> {
             let wake = self.machine.poll_timeout().map(|t| factory.instant(t));
             tokio::select! {
                 biased;
-                () = shutdown.cancelled() => self.machine.close(DisconnectReason::ServerShutdown),
+                () = shutdown.cancelled() => {
+                    // What the application already queued was accepted: it goes
+                    // out before the close packet.
+                    let now = factory.now();
+                    while let Ok(command) = commands.try_recv() {
+                        self.machine.handle_command(command, now);
+                    }
+                    self.machine.close(DisconnectReason::ServerShutdown);
+                }
                 () = kill.cancelled() => {
                     let reason = self.machine.kill_reason();
                     self.machine.close(reason);

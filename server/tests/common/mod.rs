@@ -3,6 +3,11 @@
 
 #![allow(dead_code)] // each test binary uses a different part
 
+pub mod compliance;
+pub mod eio;
+pub mod engine_cases;
+pub mod http;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
