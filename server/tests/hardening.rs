@@ -267,10 +267,7 @@ async fn shutdown_flushes_what_was_queued_then_says_why() {
     }
     assert_eq!(c.recv_text().await, "1");
     let close = c.expect_closed(PATIENCE).await;
-    assert_eq!(
-        close.map(|(code, reason)| (code, reason)),
-        Some((1001, "server shutting down".into()))
-    );
+    assert_eq!(close, Some((1001, "server shutting down".into())));
     stopping.await.expect("stopped");
 }
 
