@@ -2,7 +2,9 @@
 
 use yew::prelude::*;
 
-use crate::components::{EventForm, EventLog, HandshakePanel, NewsList, PublishForm, StatusBar};
+use crate::components::{
+    ChannelPanel, EventForm, EventLog, HandshakePanel, NewsList, PublishForm, StatusBar,
+};
 use crate::socket::{SocketHandle, use_socket};
 use crate::state::AppState;
 
@@ -23,7 +25,7 @@ pub fn use_app() -> AppContext {
 #[component]
 pub fn App() -> Html {
     let state = use_reducer(AppState::default);
-    let socket = use_socket(state.dispatcher().to_callback());
+    let socket = use_socket(state.dispatcher().to_callback(), &state.channels);
     let context = AppContext { state, socket };
 
     html! {
@@ -35,6 +37,7 @@ pub fn App() -> Html {
             <main class="columns">
                 <div class="column">
                     <NewsList />
+                    <ChannelPanel />
                     <PublishForm />
                     <EventForm />
                 </div>

@@ -1,5 +1,6 @@
-//! The few things the page asks the browser directly: the clock, where the page
-//! came from, and a SHA-1 for checking the WebSocket handshake.
+//! The few things the page asks the browser directly: the clock, randomness,
+//! where the page came from (server, token), whether it is online, window
+//! events, and a SHA-1 for checking the WebSocket handshake.
 //!
 //! Kept apart so the rest of the crate stays pure; these functions compile
 //! natively but only work in a browser.
@@ -8,7 +9,8 @@ use std::time::Duration;
 
 use protocol::Time;
 use protocol::app::WEBSOCKET_GUID;
-use wasm_bindgen::JsValue;
+use wasm_bindgen::closure::Closure;
+use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 
 use crate::url::{self, PageLocation, UrlError};
@@ -36,11 +38,41 @@ pub fn clock(at: Time) -> String {
     )
 }
 
+/// A seed for the reconnection jitter: 64 bits from `crypto.getRandomValues`, or
+/// from `Math.random` and the clock where that is missing.
+pub fn random_seed() -> u64 {
+    let mut bytes = [0_u8; 8];
+    let crypto = web_sys::window()
+        .and_then(|w| w.crypto().ok())
+        .and_then(|c| c.get_random_values_with_u8_array(&mut bytes).ok());
+    match crypto {
+        Some(_) => u64::from_le_bytes(bytes),
+        // Truncation is fine: any bits will do.
+        None => (js_sys::Math::random() * 9_007_199_254_740_992.0) as u64 ^ now().as_nanos() as u64,
+    }
+}
+
+/// The `name` parameter of the page's query string.
+fn query_param(name: &str) -> Option<String> {
+    let search = web_sys::window()?.location().search().ok()?;
+    web_sys::UrlSearchParams::new_with_str(&search)
+        .ok()?
+        .get(name)
+}
+
+/// The `content` of `<meta name="{name}">`.
+fn meta_content(name: &str) -> Option<String> {
+    web_sys::window()?
+        .document()?
+        .query_selector(&format!(r#"meta[name="{name}"]"#))
+        .ok()??
+        .get_attribute("content")
+}
+
 /// The Socket.IO WebSocket URL for this page: `?server=` beats
 /// `<meta name="duplex-server">`, and neither (or blank) means the page's origin.
 pub fn socket_url() -> Result<String, UrlError> {
-    let window = web_sys::window();
-    let location = window.as_ref().map(web_sys::Window::location);
+    let location = web_sys::window().map(|w| w.location());
     let protocol = location
         .as_ref()
         .and_then(|l| l.protocol().ok())
@@ -49,19 +81,8 @@ pub fn socket_url() -> Result<String, UrlError> {
         .as_ref()
         .and_then(|l| l.host().ok())
         .unwrap_or_default();
-    let query = location
-        .as_ref()
-        .and_then(|l| l.search().ok())
-        .and_then(|search| web_sys::UrlSearchParams::new_with_str(&search).ok())
-        .and_then(|params| params.get("server"));
-    let meta = window
-        .and_then(|w| w.document())
-        .and_then(|d| {
-            d.query_selector(r#"meta[name="duplex-server"]"#)
-                .ok()
-                .flatten()
-        })
-        .and_then(|m| m.get_attribute("content"));
+    let query = query_param("server");
+    let meta = meta_content("duplex-server");
     let page = PageLocation {
         protocol: &protocol,
         host: &host,
@@ -70,6 +91,50 @@ pub fn socket_url() -> Result<String, UrlError> {
         page,
         url::server_override(query.as_deref(), meta.as_deref()),
     )
+}
+
+/// The token for the CONNECT auth: `?token=` beats `<meta name="duplex-token">`;
+/// neither (or blank) means none.
+pub fn token() -> Option<String> {
+    let query = query_param("token");
+    let meta = meta_content("duplex-token");
+    url::token(query.as_deref(), meta.as_deref()).map(str::to_owned)
+}
+
+/// Whether the browser believes it has a network (`navigator.onLine`).
+pub fn is_online() -> bool {
+    web_sys::window().is_none_or(|w| w.navigator().on_line())
+}
+
+/// A listener for a window event; removed when dropped.
+pub struct Listener {
+    target: web_sys::EventTarget,
+    event: &'static str,
+    callback: Closure<dyn FnMut()>,
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        let _ = self.target.remove_event_listener_with_callback(
+            self.event,
+            self.callback.as_ref().unchecked_ref(),
+        );
+    }
+}
+
+/// Calls `f` on every `event` of the window (e.g. `online`), until the returned
+/// listener is dropped. `None` outside a browser window.
+pub fn on_window(event: &'static str, f: impl FnMut() + 'static) -> Option<Listener> {
+    let target: web_sys::EventTarget = web_sys::window()?.into();
+    let callback = Closure::wrap(Box::new(f) as Box<dyn FnMut()>);
+    target
+        .add_event_listener_with_callback(event, callback.as_ref().unchecked_ref())
+        .ok()?;
+    Some(Listener {
+        target,
+        event,
+        callback,
+    })
 }
 
 /// `base64(SHA-1(key + GUID))` computed by the browser (SubtleCrypto), to check the

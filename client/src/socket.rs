@@ -1,15 +1,20 @@
 //! The `use_socket` hook: owns the page's connection to the server.
 //!
-//! The hook's effect opens a gloo-net WebSocket and spawns a local task, the
-//! driver, that moves data between it and a [`Connection`] (the protocol session
-//! plus the page's reactions): frames from the socket, commands from the page, and
-//! a timer for the session's next deadline go in; frames to send and page
-//! [`Action`]s come out. The page holds a [`SocketHandle`] to send commands.
+//! The hook's effect starts a local task, the driver, that moves data between a
+//! gloo-net WebSocket and a [`Connection`] (the protocol session plus the page's
+//! reactions): frames from the socket, commands from the page, and a timer for
+//! the session's next deadline go in; frames to send, page [`Action`]s and
+//! transport requests come out. The page holds a [`SocketHandle`] to send
+//! commands.
 //!
-//! One run of [`drive`] is one session, from opening the WebSocket to its close;
-//! it returns when the session ends. Reconnecting is running it again: today the
-//! "Reconnect" button bumps the effect's generation, and automatic reconnection
-//! can loop around `drive` with a backoff in the same spot.
+//! One run of [`drive`] is one session, which may span many WebSockets: when the
+//! session loses its transport it says so ([`TransportRequest::Close`]), waits
+//! out its backoff, then asks for a new one ([`TransportRequest::Open`]), and the
+//! driver opens it and keeps feeding the same session — pending acks, buffered
+//! emits and the recovery offset survive. The driver returns when the session
+//! ends: "Disconnect", a refusal, or the component going away. "Reconnect" bumps
+//! the effect's generation and starts a new session. The browser's `online`
+//! event cuts a pending backoff short ([`Command::RetryNow`]).
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -17,15 +22,16 @@ use std::time::Duration;
 
 use futures::channel::{mpsc, oneshot};
 use futures::future::{self, Either};
+use futures::stream::{SplitSink, SplitStream};
 use futures::{FutureExt, SinkExt, StreamExt};
-use gloo_net::websocket::Message;
 use gloo_net::websocket::futures::WebSocket;
+use gloo_net::websocket::{Message, WebSocketError};
 use gloo_timers::future::TimeoutFuture;
 use protocol::Frame;
 use yew::prelude::*;
 
 use crate::browser;
-use crate::connection::{Command, Connection};
+use crate::connection::{self, Command, Connection, TransportRequest};
 use crate::state::Action;
 
 /// Commands waiting for the driver. The driver takes each one as soon as the
@@ -36,7 +42,7 @@ const COMMAND_QUEUE: usize = 32;
 /// The page's side of the connection: sends commands to the running driver.
 #[derive(Clone)]
 pub struct SocketHandle {
-    /// The current driver's queue; `None` while no connection runs.
+    /// The current driver's queue; `None` while no session runs.
     commands: Rc<RefCell<Option<mpsc::Sender<Command>>>>,
     dispatch: Callback<Action>,
     reconnect: Callback<()>,
@@ -50,45 +56,69 @@ impl PartialEq for SocketHandle {
 }
 
 impl SocketHandle {
-    /// Hands `command` to the driver. If it cannot take it (no connection, or the
-    /// queue is full) the page is told why and `false` is returned.
+    /// Hands `command` to the driver. If it cannot take it (no session, or the
+    /// queue is full) the page is told why, next to the form that asked, and
+    /// `false` is returned.
     pub fn send(&self, command: Command) -> bool {
-        let event = match &command {
-            Command::Emit { event, .. } => event.clone(),
-            Command::Publish(_) => "publish".to_owned(),
-            Command::Disconnect => return self.try_send(command).is_ok(),
+        let refused: Box<dyn FnOnce(String) -> Action> = match &command {
+            Command::Emit { event, .. } => {
+                let event = event.clone();
+                Box::new(move |reason| Action::EmitRefused { event, reason })
+            }
+            Command::Publish(_) => Box::new(|reason| Action::EmitRefused {
+                event: "publish".to_owned(),
+                reason,
+            }),
+            Command::Join(channel) | Command::Leave(channel) => {
+                let verb = if matches!(command, Command::Join(_)) {
+                    "join"
+                } else {
+                    "leave"
+                };
+                let channel = channel.clone();
+                Box::new(move |reason| Action::ChannelError {
+                    message: format!("could not {verb} {channel:?}: {reason}"),
+                })
+            }
+            Command::RetryNow | Command::Disconnect => {
+                return send_to(&self.commands, command).is_ok();
+            }
         };
-        match self.try_send(command) {
+        match send_to(&self.commands, command) {
             Ok(()) => true,
             Err(reason) => {
-                self.dispatch.emit(Action::EmitRefused { event, reason });
+                self.dispatch.emit(refused(reason));
                 false
             }
         }
     }
 
-    fn try_send(&self, command: Command) -> Result<(), String> {
-        let mut commands = self.commands.borrow_mut();
-        let sender = commands.as_mut().ok_or("not connected")?;
-        sender.try_send(command).map_err(|err| {
-            if err.is_full() {
-                "too many commands waiting for the connection".to_owned()
-            } else {
-                "the connection is closed".to_owned()
-            }
-        })
-    }
-
-    /// Drops the current connection (if any) and opens a new one.
+    /// Drops the current session (if any) and starts a new one.
     pub fn reconnect(&self) {
         self.reconnect.emit(());
     }
 }
 
+fn send_to(
+    commands: &RefCell<Option<mpsc::Sender<Command>>>,
+    command: Command,
+) -> Result<(), String> {
+    let mut commands = commands.borrow_mut();
+    let sender = commands.as_mut().ok_or("not connected")?;
+    sender.try_send(command).map_err(|err| {
+        if err.is_full() {
+            "too many commands waiting for the connection".to_owned()
+        } else {
+            "the connection is closed (press Reconnect)".to_owned()
+        }
+    })
+}
+
 /// Connects the page to its server and keeps the connection while the component
-/// is mounted: state changes are dispatched to `dispatch`.
+/// is mounted: state changes are dispatched to `dispatch`. `channels` are the
+/// page's news channels, joined again by a session started with "Reconnect".
 #[hook]
-pub fn use_socket(dispatch: Callback<Action>) -> SocketHandle {
+pub fn use_socket(dispatch: Callback<Action>, channels: &[String]) -> SocketHandle {
     // Bumped by "Reconnect": the effect below tears down and starts over.
     let generation = use_state(|| 0_u32);
     let commands = use_mut_ref(|| None::<mpsc::Sender<Command>>);
@@ -96,6 +126,8 @@ pub fn use_socket(dispatch: Callback<Action>) -> SocketHandle {
     {
         let commands = commands.clone();
         let dispatch = dispatch.clone();
+        // Read when the effect runs, i.e. for a new session only.
+        let channels = channels.to_vec();
         use_effect_with(*generation, move |_| {
             // Set synchronously on teardown so a stopping driver can never report
             // into the page after its successor started.
@@ -116,7 +148,12 @@ pub fn use_socket(dispatch: Callback<Action>) -> SocketHandle {
                             }
                         }
                     };
-                    wasm_bindgen_futures::spawn_local(drive(url, rx, stop_rx, report));
+                    let config = connection::page_config(
+                        browser::token().as_deref(),
+                        browser::random_seed(),
+                    );
+                    let conn = Connection::new(config, channels);
+                    wasm_bindgen_futures::spawn_local(drive(url, conn, rx, stop_rx, report));
                 }
             }
             move || {
@@ -124,6 +161,29 @@ pub fn use_socket(dispatch: Callback<Action>) -> SocketHandle {
                 let _ = stop_tx.send(());
                 commands.borrow_mut().take();
             }
+        });
+    }
+
+    // The browser's idea of the network, for the status; and when it comes back,
+    // a reconnection waiting out its backoff goes at once.
+    {
+        let commands = commands.clone();
+        let dispatch = dispatch.clone();
+        use_effect_with((), move |()| {
+            if !browser::is_online() {
+                dispatch.emit(Action::Network { online: false });
+            }
+            let offline = {
+                let dispatch = dispatch.clone();
+                browser::on_window("offline", move || {
+                    dispatch.emit(Action::Network { online: false });
+                })
+            };
+            let online = browser::on_window("online", move || {
+                dispatch.emit(Action::Network { online: true });
+                let _ = send_to(&commands, Command::RetryNow);
+            });
+            move || drop((offline, online))
         });
     }
 
@@ -138,37 +198,41 @@ pub fn use_socket(dispatch: Callback<Action>) -> SocketHandle {
     }
 }
 
-/// One session: opens `url`, runs the connection until it closes (or `stop`
-/// fires or the command queue is dropped, which both say goodbye to the server
-/// first), then closes the WebSocket.
+/// One WebSocket, split so that reading and writing can wait independently.
+type Transport = (SplitSink<WebSocket, Message>, SplitStream<WebSocket>);
+
+/// One session: opens `url`, runs `conn` over as many WebSockets to it as
+/// reconnection asks for, until the session ends (`stop` firing or the command
+/// queue being dropped both say goodbye to the server first).
 async fn drive(
     url: String,
+    mut conn: Connection,
     mut commands: mpsc::Receiver<Command>,
     mut stop: oneshot::Receiver<()>,
     report: impl Fn(Action),
 ) {
     report(Action::Connecting { url: url.clone() });
-    let mut conn = Connection::default();
-    let ws = match WebSocket::open(&url) {
-        Ok(ws) => ws,
-        Err(err) => {
-            conn.transport_closed(err.to_string(), browser::now());
-            while let Some(action) = conn.poll_action() {
-                report(action);
-            }
-            return;
-        }
-    };
-    let (mut sink, mut stream) = ws.split();
+    let mut transport = open(&url, &mut conn);
 
     loop {
-        while let Some(frame) = conn.poll_transmit() {
-            // Frames only exist once the server's open packet arrived, so the socket
-            // is open and `send` does not wait.
-            if let Err(err) = sink.send(to_message(frame)).await {
-                conn.transport_closed(err.to_string(), browser::now());
-                while conn.poll_transmit().is_some() {}
+        // One step at a time, transport changes first: frames queued after a
+        // reconnect must go to the new WebSocket, never the old one.
+        if let Some(request) = conn.poll_transport() {
+            close(transport.take());
+            if request == TransportRequest::Open {
+                transport = open(&url, &mut conn);
             }
+            continue;
+        }
+        if let Some(frame) = conn.poll_transmit() {
+            // The session only makes frames once a transport's open packet arrived,
+            // so there is one, it is open, and `send` does not wait.
+            if let Some((sink, _)) = &mut transport {
+                if let Err(err) = sink.send(to_message(frame)).await {
+                    conn.transport_closed(describe(&err), browser::now());
+                }
+            }
+            continue;
         }
         while let Some(action) = conn.poll_action() {
             report(action);
@@ -177,6 +241,11 @@ async fn drive(
             break;
         }
 
+        let incoming = match &mut transport {
+            Some((_, stream)) => Either::Left(stream.next()),
+            // Between transports: only commands, `stop` and the timer can happen.
+            None => Either::Right(future::pending()),
+        };
         let timer = match conn.poll_timeout() {
             Some(at) => Either::Left(TimeoutFuture::new(ceil_millis(
                 at.saturating_sub(browser::now()),
@@ -184,9 +253,9 @@ async fn drive(
             None => Either::Right(future::pending()),
         };
         futures::select! {
-            message = stream.next().fuse() => match message {
+            message = incoming.fuse() => match message {
                 Some(Ok(message)) => conn.handle_frame(to_frame(message), browser::now()),
-                Some(Err(err)) => conn.transport_closed(err.to_string(), browser::now()),
+                Some(Err(err)) => conn.transport_closed(describe(&err), browser::now()),
                 None => conn.transport_closed("the WebSocket closed".to_owned(), browser::now()),
             },
             command = commands.next() => match command {
@@ -198,9 +267,47 @@ async fn drive(
         }
     }
 
-    // Close now with 1000 (normal closure) rather than whenever the halves drop.
-    if let Ok(ws) = sink.reunite(stream) {
-        let _ = ws.close(Some(1000), None);
+    close(transport);
+}
+
+/// A new WebSocket to `url`. Failing to connect shows up later, on its stream;
+/// failing here (a malformed URL, a page policy) cannot be fixed by retrying.
+fn open(url: &str, conn: &mut Connection) -> Option<Transport> {
+    match WebSocket::open(url) {
+        Ok(ws) => Some(ws.split()),
+        Err(err) => {
+            conn.give_up(
+                format!("cannot open a WebSocket to {url}: {err}"),
+                browser::now(),
+            );
+            None
+        }
+    }
+}
+
+/// Closes a transport now with 1000 (normal closure) rather than whenever its
+/// halves are dropped; nothing more is read from it.
+fn close(transport: Option<Transport>) {
+    if let Some((sink, stream)) = transport {
+        if let Ok(ws) = sink.reunite(stream) {
+            let _ = ws.close(Some(1000), None);
+        }
+    }
+}
+
+/// Why a WebSocket failed, for the status line.
+fn describe(err: &WebSocketError) -> String {
+    match err {
+        WebSocketError::ConnectionError => "the WebSocket connection failed".to_owned(),
+        WebSocketError::ConnectionClose(close) if close.reason.is_empty() => {
+            format!("the WebSocket closed with code {}", close.code)
+        }
+        WebSocketError::ConnectionClose(close) => format!(
+            "the WebSocket closed with code {}: {}",
+            close.code, close.reason
+        ),
+        WebSocketError::MessageSendError(err) => format!("cannot send on the WebSocket: {err}"),
+        other => other.to_string(),
     }
 }
 

@@ -29,7 +29,12 @@ pub enum Status {
     Connecting,
     /// The namespace accepted us.
     Connected,
-    /// The namespace refused us (CONNECT_ERROR); the Engine.IO session may live on.
+    /// The transport was lost: waiting for the next attempt, or making it.
+    Reconnecting,
+    /// The browser says it has no network (`navigator.onLine` false). Only ever
+    /// shown (see [`AppState::status_line`]), never the connection's own state.
+    Offline,
+    /// The namespace refused us (CONNECT_ERROR); the page does not retry.
     Refused,
     /// No session: closed, failed, or never started.
     Disconnected,
@@ -41,8 +46,51 @@ impl Status {
         match self {
             Status::Connecting => "connecting",
             Status::Connected => "connected",
+            Status::Reconnecting => "reconnecting",
+            Status::Offline => "offline",
             Status::Refused => "refused",
             Status::Disconnected => "disconnected",
+        }
+    }
+
+    /// Whether a session is alive (connected, or working on it).
+    pub fn is_live(self) -> bool {
+        matches!(
+            self,
+            Status::Connecting | Status::Connected | Status::Reconnecting
+        )
+    }
+}
+
+/// Where a lost connection stands while it is being re-established.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reconnect {
+    /// 1 for the first attempt after the loss.
+    pub attempt: u32,
+    /// When the attempt starts (page clock).
+    pub due: Time,
+    /// Why the previous transport was lost.
+    pub reason: String,
+    /// The attempt has started: a new WebSocket is opening.
+    pub trying: bool,
+}
+
+/// What the server made of a reconnect (`#recovery`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recovery {
+    /// Same socket id and rooms; the events missed meanwhile were replayed.
+    Recovered,
+    /// The server started over: nothing missed was replayed, and the page re-joins
+    /// its channels.
+    NewSession,
+}
+
+impl Recovery {
+    /// The exact `#recovery` text.
+    pub fn label(self) -> &'static str {
+        match self {
+            Recovery::Recovered => "recovered",
+            Recovery::NewSession => "new session",
         }
     }
 }
@@ -107,7 +155,7 @@ impl fmt::Display for AckResult {
             AckResult::Received { rtt_ms, args, .. } => write!(f, "ack in {rtt_ms} ms: {args}"),
             AckResult::TimedOut { event } => write!(
                 f,
-                "ack timeout: no ack for {event:?} (no reply in time, or the connection closed)"
+                "ack timeout: no ack for {event:?} in time (no reply, or the connection was lost)"
             ),
         }
     }
@@ -122,17 +170,29 @@ struct PendingAck {
 /// Everything the page shows.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AppState {
+    /// The connection's own state; never [`Status::Offline`] (see [`Self::status_line`]).
     pub status: Status,
     /// Extra words for the status: the URL being opened, the close reason, ...
     pub detail: String,
+    /// Set while [`Status::Reconnecting`].
+    pub reconnect: Option<Reconnect>,
+    /// What the server made of the last reconnect of this session.
+    pub recovery: Option<Recovery>,
+    /// What the browser last said about the network (`online`/`offline` events).
+    pub online: bool,
     /// The WebSocket URL of the current (or last) connection.
     pub url: Option<String>,
-    /// The Engine.IO open packet of the current session.
+    /// The Engine.IO open packet of the current transport.
     pub open: Option<OpenPacket>,
     /// Our Socket.IO id in the namespace, while connected.
     pub socket_id: Option<String>,
     /// What the server saw of our WebSocket upgrade.
     pub handshake: Option<HandshakeInfo>,
+    /// The news channels the page is in, as the server last confirmed them; the
+    /// page re-joins them when the server starts a new session.
+    pub channels: Vec<String>,
+    /// Why the last join/leave did not work (`#channel-error`).
+    pub channel_error: Option<String>,
     pub news: VecDeque<NewsEntry>,
     pub log: VecDeque<LogEntry>,
     pub ack: Option<AckResult>,
@@ -147,10 +207,15 @@ impl Default for AppState {
         AppState {
             status: Status::Connecting,
             detail: "starting".to_owned(),
+            reconnect: None,
+            recovery: None,
+            online: true,
             url: None,
             open: None,
             socket_id: None,
             handshake: None,
+            channels: Vec::new(),
+            channel_error: None,
             news: VecDeque::new(),
             log: VecDeque::new(),
             ack: None,
@@ -164,7 +229,7 @@ impl Default for AppState {
 /// Everything that changes the page.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
-    /// A new connection to `url` is starting (first one, or a reconnect).
+    /// A new session to `url` is starting (the page opened, or "Reconnect").
     Connecting {
         url: String,
     },
@@ -172,11 +237,17 @@ pub enum Action {
     InvalidServer {
         message: String,
     },
-    /// The Engine.IO handshake arrived.
+    /// The Engine.IO handshake arrived (on the first transport or a later one).
     Opened(OpenPacket),
-    /// The namespace accepted us.
+    /// The namespace accepted this session for the first time.
     Connected {
         sid: String,
+    },
+    /// The namespace accepted us again after a lost transport; `recovered` says
+    /// whether the server resumed the session.
+    Reconnected {
+        sid: String,
+        recovered: bool,
     },
     /// The namespace refused us.
     ConnectRefused {
@@ -184,7 +255,22 @@ pub enum Action {
     },
     /// The server removed us from the namespace.
     NamespaceLeft,
-    /// The session ended; `reason` is the `CloseReason`'s Display.
+    /// The transport was lost (`reason`); attempt `attempt` (1 for the first)
+    /// starts at `due`.
+    Reconnecting {
+        attempt: u32,
+        due: Time,
+        reason: String,
+    },
+    /// Attempt `attempt` started: a new WebSocket to the same URL is opening.
+    ReconnectAttempt {
+        attempt: u32,
+    },
+    /// The browser went online or offline.
+    Network {
+        online: bool,
+    },
+    /// The session ended for good; `reason` is the `CloseReason`'s Display.
     Closed {
         reason: String,
     },
@@ -202,6 +288,15 @@ pub enum Action {
     },
     /// The `handshake` event arrived.
     Handshake(HandshakeInfo),
+    /// The server's answer to a join or leave: the channels we are now in.
+    Channels {
+        channels: Vec<String>,
+        error: Option<String>,
+    },
+    /// A join or leave could not be made, or got no answer.
+    ChannelError {
+        message: String,
+    },
     /// An emit asked for ack `id`.
     AckPending {
         id: AckId,
@@ -238,7 +333,45 @@ pub fn payload_text(args: &[Value]) -> String {
     }
 }
 
+/// Seconds from `from` to `to` with one decimal, rounded up (it reads 0.0 only
+/// once the time has come) and never negative: the reconnect countdown.
+fn countdown(from: Time, to: Time) -> String {
+    let tenths = to.saturating_sub(from).as_millis().div_ceil(100);
+    format!("{}.{}", tenths / 10, tenths % 10)
+}
+
 impl AppState {
+    /// What `#status` and `#status-detail` show at page time `now`: the
+    /// connection's state, or [`Status::Offline`] over a live one while the
+    /// browser says it has no network; the detail counts down to the next
+    /// reconnection attempt.
+    pub fn status_line(&self, now: Time) -> (Status, String) {
+        let detail = match (&self.reconnect, self.status) {
+            (Some(r), Status::Reconnecting) if r.trying => {
+                format!("attempt {}: {}", r.attempt, self.detail)
+            }
+            (Some(r), Status::Reconnecting) => format!(
+                "attempt {}, next try in {} s ({})",
+                r.attempt,
+                countdown(now, r.due),
+                r.reason
+            ),
+            _ => self.detail.clone(),
+        };
+        if !self.online && self.status.is_live() {
+            let still = if self.status == Status::Connected {
+                "the connection is still up"
+            } else {
+                "trying again as soon as it is back"
+            };
+            return (
+                Status::Offline,
+                format!("the browser is offline, {still} — {detail}"),
+            );
+        }
+        (self.status, detail)
+    }
+
     /// The reducer proper: applies one action in place.
     pub fn apply(&mut self, action: Action) {
         match action {
@@ -246,10 +379,12 @@ impl AppState {
                 self.status = Status::Connecting;
                 self.detail = format!("opening {url}");
                 self.url = Some(url);
+                self.reconnect = None;
+                self.recovery = None;
                 self.open = None;
                 self.socket_id = None;
                 self.handshake = None;
-                // Ack ids restart with every session: old ones can never complete.
+                // A new session numbers its acks from 0 again: old ones can never complete.
                 self.pending_acks.clear();
                 if matches!(self.ack, Some(AckResult::Waiting { .. })) {
                     self.ack = None;
@@ -263,28 +398,65 @@ impl AppState {
                 self.detail = format!("Engine.IO session {} open, joining namespace /", open.sid);
                 self.open = Some(open);
             }
-            Action::Connected { sid } => {
-                self.status = Status::Connected;
-                self.detail = format!("socket id {sid}");
-                self.socket_id = Some(sid);
+            Action::Connected { sid } => self.connected(sid),
+            Action::Reconnected { sid, recovered } => {
+                self.recovery = Some(if recovered {
+                    Recovery::Recovered
+                } else {
+                    Recovery::NewSession
+                });
+                self.connected(sid);
             }
             Action::ConnectRefused { message } => {
                 self.status = Status::Refused;
                 self.detail = message;
+                self.reconnect = None;
                 self.socket_id = None;
             }
             Action::NamespaceLeft => {
                 self.status = Status::Disconnected;
                 self.detail = "the server disconnected this socket".to_owned();
+                self.reconnect = None;
                 self.socket_id = None;
             }
+            Action::Reconnecting {
+                attempt,
+                due,
+                reason,
+            } => {
+                self.status = Status::Reconnecting;
+                self.detail = format!("lost: {reason}");
+                self.reconnect = Some(Reconnect {
+                    attempt,
+                    due,
+                    reason,
+                    trying: false,
+                });
+                self.socket_id = None;
+                self.open = None;
+                // Pending acks stay: the same session goes on, and an ack can still
+                // arrive (emits buffered meanwhile) or time out.
+            }
+            Action::ReconnectAttempt { attempt } => {
+                self.detail = match &self.url {
+                    Some(url) => format!("opening {url}"),
+                    None => "opening a new WebSocket".to_owned(),
+                };
+                if let Some(r) = &mut self.reconnect {
+                    r.attempt = attempt;
+                    r.trying = true;
+                }
+            }
+            Action::Network { online } => self.online = online,
             Action::Closed { reason } => {
-                // The first reason is the real one: after the server removes us from
-                // the namespace the page closes the session itself ("closed locally").
-                if self.status != Status::Disconnected {
+                // The first reason is the real one: after a refusal, or after the server
+                // removed us from the namespace, the page closes the session itself
+                // ("closed locally").
+                if !matches!(self.status, Status::Disconnected | Status::Refused) {
                     self.status = Status::Disconnected;
                     self.detail = reason;
                 }
+                self.reconnect = None;
                 self.socket_id = None;
             }
             Action::Logged {
@@ -311,6 +483,11 @@ impl AppState {
                 push_bounded(&mut self.news, NewsEntry { seq, item, at }, MAX_NEWS_ITEMS);
             }
             Action::Handshake(info) => self.handshake = Some(info),
+            Action::Channels { channels, error } => {
+                self.channels = channels;
+                self.channel_error = error;
+            }
+            Action::ChannelError { message } => self.channel_error = Some(message),
             Action::AckPending { id, event, at } => {
                 self.ack = Some(AckResult::Waiting {
                     event: event.clone(),
@@ -341,6 +518,13 @@ impl AppState {
                 self.form_error = Some(format!("{event:?} was not sent: {reason}"));
             }
         }
+    }
+
+    fn connected(&mut self, sid: String) {
+        self.status = Status::Connected;
+        self.detail = format!("socket id {sid}");
+        self.reconnect = None;
+        self.socket_id = Some(sid);
     }
 
     /// How many acks are still awaited.
@@ -580,6 +764,181 @@ mod tests {
                 .as_deref()
                 .is_some_and(|e| e.contains("closed"))
         );
+    }
+
+    fn lost_at(at: Time) -> Action {
+        Action::Reconnecting {
+            attempt: 1,
+            due: at + 800 * MS,
+            reason: "the transport failed: reset".into(),
+        }
+    }
+
+    #[test]
+    fn reconnecting_counts_down_to_the_next_attempt() {
+        let s = run([
+            Action::Connecting {
+                url: "ws://h/socket.io/?EIO=4&transport=websocket".into(),
+            },
+            Action::Connected { sid: "a".into() },
+            lost_at(1000 * MS),
+        ]);
+        let (status, detail) = s.status_line(1000 * MS);
+        assert_eq!(status.label(), "reconnecting");
+        assert_eq!(
+            detail,
+            "attempt 1, next try in 0.8 s (the transport failed: reset)"
+        );
+        assert_eq!(
+            s.status_line(1750 * MS).1,
+            "attempt 1, next try in 0.1 s (the transport failed: reset)"
+        );
+        assert!(s.status_line(1201 * MS).1.contains("in 0.6 s"));
+        // Late timers never show a negative countdown.
+        assert!(s.status_line(9000 * MS).1.contains("in 0.0 s"));
+        assert_eq!(s.socket_id, None);
+    }
+
+    #[test]
+    fn an_attempt_in_progress_says_what_it_opens() {
+        let mut s = run([
+            Action::Connecting {
+                url: "ws://h/socket.io/".into(),
+            },
+            lost_at(Time::ZERO),
+            Action::ReconnectAttempt { attempt: 1 },
+        ]);
+        assert_eq!(
+            s.status_line(Time::ZERO),
+            (
+                Status::Reconnecting,
+                "attempt 1: opening ws://h/socket.io/".into()
+            )
+        );
+        s.apply(Action::Opened(open()));
+        assert_eq!(
+            s.status_line(Time::ZERO).1,
+            "attempt 1: Engine.IO session eio1 open, joining namespace /"
+        );
+        s.apply(Action::Reconnected {
+            sid: "a".into(),
+            recovered: true,
+        });
+        assert_eq!(
+            s.status_line(Time::ZERO),
+            (Status::Connected, "socket id a".into())
+        );
+        assert_eq!(s.reconnect, None);
+        assert_eq!(s.recovery.map(Recovery::label), Some("recovered"));
+    }
+
+    #[test]
+    fn a_fresh_session_after_a_reconnect_is_labelled() {
+        let s = run([
+            Action::Connected { sid: "a".into() },
+            lost_at(Time::ZERO),
+            Action::Reconnected {
+                sid: "b".into(),
+                recovered: false,
+            },
+        ]);
+        assert_eq!(s.recovery.map(Recovery::label), Some("new session"));
+        // A session started by hand has no reconnect to label.
+        let s = run([
+            Action::Reconnected {
+                sid: "b".into(),
+                recovered: true,
+            },
+            Action::Connecting {
+                url: "ws://h".into(),
+            },
+            Action::Connected { sid: "c".into() },
+        ]);
+        assert_eq!(s.recovery, None);
+    }
+
+    #[test]
+    fn offline_shows_over_a_live_connection_only() {
+        let mut s = run([
+            Action::Connected { sid: "a".into() },
+            Action::Network { online: false },
+        ]);
+        let (status, detail) = s.status_line(Time::ZERO);
+        assert_eq!(status.label(), "offline");
+        assert!(
+            detail.contains("still up") && detail.contains("socket id a"),
+            "{detail}"
+        );
+        s.apply(lost_at(Time::ZERO));
+        let (status, detail) = s.status_line(Time::ZERO);
+        assert_eq!(status, Status::Offline);
+        assert!(detail.contains("attempt 1, next try in 0.8 s"), "{detail}");
+        s.apply(Action::Network { online: true });
+        assert_eq!(s.status_line(Time::ZERO).0, Status::Reconnecting);
+        // A session that ended stays "disconnected": nothing is trying.
+        s.apply(Action::Network { online: false });
+        s.apply(Action::Closed {
+            reason: "closed locally".into(),
+        });
+        assert_eq!(s.status_line(Time::ZERO).0, Status::Disconnected);
+    }
+
+    #[test]
+    fn pending_acks_survive_a_reconnect_of_the_same_session() {
+        let mut s = run([
+            Action::Connected { sid: "a".into() },
+            Action::AckPending {
+                id: 4,
+                event: "q".into(),
+                at: MS,
+            },
+            lost_at(2 * MS),
+            Action::Reconnected {
+                sid: "a".into(),
+                recovered: true,
+            },
+        ]);
+        assert_eq!(s.pending_acks(), 1);
+        s.apply(Action::AckTimedOut { id: 4 });
+        assert!(matches!(s.ack, Some(AckResult::TimedOut { .. })));
+    }
+
+    #[test]
+    fn a_refusal_outlives_the_close_that_follows() {
+        let s = run([
+            Action::ConnectRefused {
+                message: "authentication required".into(),
+            },
+            Action::Closed {
+                reason: "closed locally".into(),
+            },
+        ]);
+        assert_eq!(
+            s.status_line(Time::ZERO),
+            (Status::Refused, "authentication required".into())
+        );
+    }
+
+    #[test]
+    fn channels_come_from_the_server_answer() {
+        let mut s = run([Action::Channels {
+            channels: vec!["sports".into(), "weather".into()],
+            error: None,
+        }]);
+        assert_eq!(s.channels, ["sports", "weather"]);
+        assert_eq!(s.channel_error, None);
+        s.apply(Action::Channels {
+            channels: vec!["sports".into()],
+            error: Some("invalid channel name \"\"".into()),
+        });
+        assert_eq!(s.channels, ["sports"]);
+        assert!(s.channel_error.is_some());
+        // Reconnecting keeps them: the page re-joins them on a new session.
+        s.apply(lost_at(Time::ZERO));
+        s.apply(Action::Connecting {
+            url: "ws://h".into(),
+        });
+        assert_eq!(s.channels, ["sports"]);
     }
 
     #[test]

@@ -1,8 +1,9 @@
-//! Where the page connects: the WebSocket URL worked out from the page's own
-//! location, its `?server=` query parameter and the `duplex-server` meta tag.
+//! Where the page connects and with what credentials: the WebSocket URL worked
+//! out from the page's own location, its `?server=` query parameter and the
+//! `duplex-server` meta tag; the token from `?token=` or the `duplex-token` meta tag.
 //!
-//! Pure string work, so it is unit-tested natively; `socket.rs` reads the three
-//! inputs from the browser.
+//! Pure string work, so it is unit-tested natively; `browser.rs` reads the
+//! inputs from the page.
 
 use std::fmt;
 
@@ -54,6 +55,17 @@ impl std::error::Error for UrlError {}
 /// Which server the page should talk to: the first non-blank of the query
 /// parameter and the meta tag. `None` means the page's own origin.
 pub fn server_override<'a>(query: Option<&'a str>, meta: Option<&'a str>) -> Option<&'a str> {
+    first_non_blank(query, meta)
+}
+
+/// The token the page presents in its CONNECT auth (`{"token": ...}`): the first
+/// non-blank of the `?token=` parameter and the `duplex-token` meta tag, trimmed.
+/// `None` sends no auth at all.
+pub fn token<'a>(query: Option<&'a str>, meta: Option<&'a str>) -> Option<&'a str> {
+    first_non_blank(query, meta)
+}
+
+fn first_non_blank<'a>(query: Option<&'a str>, meta: Option<&'a str>) -> Option<&'a str> {
     [query, meta]
         .into_iter()
         .flatten()
@@ -207,5 +219,14 @@ mod tests {
         );
         assert_eq!(server_override(None, Some("")), None);
         assert_eq!(server_override(None, None), None);
+    }
+
+    #[test]
+    fn token_from_query_or_meta() {
+        assert_eq!(token(Some("s3cret"), Some("other")), Some("s3cret"));
+        assert_eq!(token(None, Some(" from-meta ")), Some("from-meta"));
+        // The empty meta tag shipped in index.html means "no token".
+        assert_eq!(token(Some(""), Some("")), None);
+        assert_eq!(token(None, None), None);
     }
 }

@@ -653,6 +653,22 @@ mod tests {
         assert_eq!(decode(&over), Err(DecodeError::TooDeep(64)));
     }
 
+    /// Found by `cargo fuzz` (socketio_decode): a number that did not survive
+    /// decode → encode → decode before serde_json's `float_roundtrip` was enabled.
+    /// An echo must send numbers back exactly as they came.
+    #[test]
+    fn regression_numbers_round_trip_exactly() {
+        let text = r#"0{"{)\"":12140001000400000000067,"{ ":2014}"#;
+        let packet = decode(text).expect("valid CONNECT");
+        let (encoded, _) = packet.encode();
+        assert_eq!(decode(&encoded), Ok(packet));
+        for n in ["1.2140001000399999e22", "0.1", "5e-324", "1.7976931348623157e308"] {
+            let text = format!("2[\"n\",{n}]");
+            let packet = decode(&text).expect("valid");
+            assert_eq!(decode(&packet.encode().0), Ok(packet));
+        }
+    }
+
     #[test]
     fn decoder_enforces_attachment_order() {
         let mut decoder = Decoder::default();

@@ -1,4 +1,5 @@
-//! `#news`: every news item received, `li.news-item` each.
+//! `#news`: every news item received, `li.news-item` each, with its channel in
+//! `.news-channel` (`everyone` for news to all).
 
 use yew::prelude::*;
 
@@ -19,6 +20,9 @@ pub fn NewsList() -> Html {
             <ul id="news">
                 { for news.iter().map(|entry| html! {
                     <li key={entry.seq} class="news-item">
+                        <span class={classes!("news-channel", entry.item.channel.is_none().then_some("everyone"))}>
+                            { entry.item.channel.as_deref().unwrap_or("everyone") }
+                        </span>
                         <span class="hello">{ &entry.item.hello }</span>
                         if let Some(from) = &entry.item.from {
                             <span class="from">{ " from " }<code>{ from }</code></span>

@@ -1,5 +1,6 @@
-//! `#publish-text` / `#publish-send`: asks the server to broadcast a news item to
-//! every open page (the `publish` event).
+//! `#publish-text`, `#publish-channel` / `#publish-send`: asks the server to
+//! broadcast a news item (the `publish` event) to a channel's subscribers, or to
+//! every open page when no channel is given.
 
 use protocol::app::Publish;
 use web_sys::HtmlInputElement;
@@ -13,9 +14,10 @@ pub fn PublishForm() -> Html {
     let app = use_app();
     // Uncontrolled, read on submit (see the event form for why).
     let text = use_node_ref();
+    let channel = use_node_ref();
 
     let on_submit = {
-        let text = text.clone();
+        let (text, channel) = (text.clone(), channel.clone());
         let socket = app.socket.clone();
         Callback::from(move |e: SubmitEvent| {
             e.prevent_default();
@@ -26,9 +28,13 @@ pub fn PublishForm() -> Html {
             if item.is_empty() {
                 return;
             }
+            let channel = channel
+                .cast::<HtmlInputElement>()
+                .map(|input| input.value().trim().to_owned())
+                .filter(|channel| !channel.is_empty());
             if socket.send(Command::Publish(Publish {
                 text: item,
-                channel: None,
+                channel,
             })) {
                 input.set_value("");
             }
@@ -40,10 +46,12 @@ pub fn PublishForm() -> Html {
             <h2>{ "Publish news" }</h2>
             <form class="row" onsubmit={on_submit}>
                 <input id="publish-text" type="text" placeholder="tell every open page…" ref={text} />
+                <input id="publish-channel" class="channel-field" type="text" placeholder="everyone, or a channel" ref={channel} />
                 <button id="publish-send" type="submit">{ "Publish" }</button>
             </form>
-            <p class="hint">{ "Sends " }<code>{ "publish {\"text\": …}" }</code>
-                { "; the server broadcasts it as " }<code>{ "news" }</code>{ " to every page." }</p>
+            <p class="hint">{ "Sends " }<code>{ "publish {\"text\": …, \"channel\": …}" }</code>
+                { "; the server broadcasts it as " }<code>{ "news" }</code>
+                { " to the channel's subscribers, or to every page." }</p>
         </section>
     }
 }

@@ -1,16 +1,36 @@
-//! `#status` (exactly `connected` once the namespace accepted us), `#status-detail`,
-//! and the buttons that end or restart the connection.
+//! `#status` (exactly one of `connecting`, `connected`, `reconnecting`, `offline`,
+//! `refused`, `disconnected`), `#status-detail`, `#recovery` (`recovered` or
+//! `new session` after a reconnect, empty before), and the buttons that end or
+//! restart the session.
+//!
+//! While a reconnection waits, the bar re-renders every 100 ms so the detail's
+//! countdown to the next attempt is live; the text itself comes from the pure
+//! `AppState::status_line`.
 
+use gloo_timers::callback::Interval;
 use yew::prelude::*;
 
 use crate::app::use_app;
+use crate::browser;
 use crate::connection::Command;
-use crate::state::Status;
+
+/// How often the countdown is redrawn.
+const COUNTDOWN_TICK_MS: u32 = 100;
 
 #[component]
 pub fn StatusBar() -> Html {
     let app = use_app();
-    let status = app.state.status;
+    let state = &app.state;
+
+    // Tick only while there is something to count down.
+    let redraw = use_force_update();
+    let waiting = state.reconnect.as_ref().is_some_and(|r| !r.trying);
+    use_effect_with(waiting, move |&waiting| {
+        let ticker =
+            waiting.then(|| Interval::new(COUNTDOWN_TICK_MS, move || redraw.force_update()));
+        move || drop(ticker)
+    });
+
     let on_reconnect = {
         let socket = app.socket.clone();
         Callback::from(move |_: MouseEvent| socket.reconnect())
@@ -21,14 +41,19 @@ pub fn StatusBar() -> Html {
             socket.send(Command::Disconnect);
         })
     };
-    let live = status != Status::Disconnected;
+    let (status, detail) = state.status_line(browser::now());
+    let recovery = state.recovery.map(|r| r.label());
 
     html! {
         <div class="status-bar">
             <span id="status" class={classes!("status", status.label())}>{ status.label() }</span>
-            <span id="status-detail" class="detail">{ &app.state.detail }</span>
+            <span id="status-detail" class="detail">{ detail }</span>
+            <span id="recovery" class={classes!("recovery", recovery.map(|r| r.replace(' ', "-")))}
+                title="what the server made of the last reconnect">
+                { recovery.unwrap_or_default() }
+            </span>
             <span class="buttons">
-                <button id="disconnect" type="button" disabled={!live} onclick={on_disconnect}>
+                <button id="disconnect" type="button" disabled={!state.status.is_live()} onclick={on_disconnect}>
                     { "Disconnect" }
                 </button>
                 <button id="reconnect" type="button" onclick={on_reconnect}>{ "Reconnect" }</button>

@@ -1,0 +1,34 @@
+//! Browser tests for duplex: the real trunk bundle, served by the real server, driven in
+//! headless Chromium through chromedriver. The tests are in `tests/browser.rs`; this
+//! library is their harness, in layers:
+//!
+//! - `http`: a minimal HTTP/1.1 client (one request per connection), enough for chromedriver
+//! - `base64`: the decoder for WebDriver's base64 screenshots
+//! - `webdriver`: a W3C WebDriver client: the chromedriver process, sessions, elements, polling
+//! - `server`: the duplex server on an ephemeral port, on a tokio runtime of its own
+//!
+//! Run them with `cargo xtask test`, which builds the bundle first and sets `DUPLEX_DIST`,
+//! `CHROMEDRIVER` and `CHROMIUM`.
+
+pub mod base64;
+pub mod http;
+pub mod server;
+pub mod webdriver;
+
+use std::path::{Path, PathBuf};
+
+pub use server::TestServer;
+pub use webdriver::{ChromeDriver, Element, Session};
+
+/// The cargo target directory (`$CARGO_TARGET_DIR`, else `<workspace>/target`), where the
+/// tests leave their screenshots.
+pub fn target_dir() -> PathBuf {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("e2e/ lives inside the workspace");
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        // Relative to the workspace, where xtask runs cargo (tests run in e2e/).
+        Some(dir) => workspace.join(dir),
+        None => workspace.join("target"),
+    }
+}

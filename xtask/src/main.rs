@@ -1,0 +1,336 @@
+//! `cargo xtask`: the project's automation, written in Rust (the cargo-xtask convention).
+//!
+//! `cargo xtask <command>` is an alias (in `.cargo/config.toml`) for running this binary.
+//!
+//! - `main.rs`: the command line and the commands (`setup`, `build`, `run`, `dev`, `test`)
+//! - `setup.rs`: installs the tools the commands need, each only when missing
+//! - `lockfile.rs`: reads package versions out of `Cargo.lock`
+//! - `exec.rs`: runs child processes with the tool `PATH` and names their failures
+
+mod exec;
+mod lockfile;
+mod setup;
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::exec::Env;
+use crate::setup::Scope;
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+commands:
+  setup [--test]          install what is missing: wasm32 target, trunk, wasm-bindgen CLI,
+                          wasm-opt (binaryen from npm into .tools/); --test adds rustfmt,
+                          clippy, Chromium and chromedriver
+  build | dist            trunk build --release: the bundle in dist/
+  run [-- SERVER_ARGS]    build the bundle, then run the release server on it
+                          (http://127.0.0.1:8124 unless SERVER_ARGS say otherwise)
+  dev [-- SERVER_ARGS]    the debug server in the background and `trunk serve` in front
+                          (trunk proxies /socket.io/ to the server); Ctrl-C stops both
+  test                    fmt, clippy, unit and integration tests, the bundle, browser tests
+";
+
+#[derive(Debug, PartialEq, Eq)]
+enum Task {
+    Setup(Scope),
+    Build,
+    Run(Vec<OsString>),
+    Dev(Vec<OsString>),
+    Test,
+    Help,
+}
+
+fn main() -> ExitCode {
+    let task = match parse_args(std::env::args_os().skip(1).collect()) {
+        Ok(task) => task,
+        Err(error) => {
+            eprintln!("xtask: {error:#}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(task) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("xtask: error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn parse_args(mut args: Vec<OsString>) -> Result<Task> {
+    if args.is_empty() {
+        return Ok(Task::Help);
+    }
+    let command = args.remove(0);
+    let command = command
+        .to_str()
+        .with_context(|| format!("unknown command {command:?}"))?;
+    // `cargo xtask run -- --port 9000` reaches us as `run -- --port 9000`.
+    let forwarded = |mut rest: Vec<OsString>| {
+        if rest.first().is_some_and(|first| first == "--") {
+            rest.remove(0);
+        }
+        rest
+    };
+    let no_args = |task: Task, rest: &[OsString]| match rest {
+        [] => Ok(task),
+        [first, ..] => bail!("`{command}` takes no arguments, got {first:?}"),
+    };
+    match command {
+        "setup" => match args.as_slice() {
+            [] => Ok(Task::Setup(Scope::Build)),
+            [flag] if flag == "--test" => Ok(Task::Setup(Scope::Test)),
+            [first, ..] => bail!("`setup` takes only `--test`, got {first:?}"),
+        },
+        "build" | "dist" => no_args(Task::Build, &args),
+        "run" => Ok(Task::Run(forwarded(args))),
+        "dev" => Ok(Task::Dev(forwarded(args))),
+        "test" => no_args(Task::Test, &args),
+        "help" | "-h" | "--help" => Ok(Task::Help),
+        other => bail!("unknown command `{other}`"),
+    }
+}
+
+fn run(task: Task) -> Result<()> {
+    if task == Task::Help {
+        print!("{USAGE}");
+        return Ok(());
+    }
+    let env = Env::from_env()?;
+    match task {
+        Task::Help => Ok(()),
+        Task::Setup(scope) => setup::setup(&env, scope),
+        Task::Build => {
+            setup::setup(&env, Scope::Build)?;
+            trunk_build(&env)?;
+            eprintln!("xtask: bundle written to {}", env.dist().display());
+            Ok(())
+        }
+        Task::Run(server_args) => {
+            setup::setup(&env, Scope::Build)?;
+            trunk_build(&env)?;
+            run_server(&env, server_args)
+        }
+        Task::Dev(server_args) => {
+            setup::setup(&env, Scope::Build)?;
+            dev(&env, server_args)
+        }
+        Task::Test => test(&env),
+    }
+}
+
+/// `trunk build --release` at the root: Trunk.toml builds index.html into `dist/`.
+fn trunk_build(env: &Env) -> Result<()> {
+    fetch_crates(env)?;
+    exec::run(
+        env.command("trunk")
+            .args(["build", "--release", "--offline"]),
+    )
+}
+
+/// Downloads every locked crate, so that trunk can run `--offline`.
+///
+/// Offline, trunk fails at once with a clear message when a tool's version does not match
+/// instead of retrying downloads from an unreachable internet for half a minute; but it
+/// also passes `--offline` to cargo, so the client's crates must be on disk first.
+/// A no-op (well under a second) when they are.
+fn fetch_crates(env: &Env) -> Result<()> {
+    exec::run(env.cargo().args(["fetch", "--quiet"]))
+}
+
+/// Runs the release server on the bundle. On Unix the process becomes cargo (which in turn
+/// becomes the server), so Ctrl-C and the exit status are the server's own.
+fn run_server(env: &Env, server_args: Vec<OsString>) -> Result<()> {
+    let mut command = env.cargo();
+    command
+        .args(["run", "--release", "-p", "duplex-server", "--", "--dist"])
+        .arg(env.dist())
+        .args(server_args);
+    eprintln!("$ {}", exec::display(&command));
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        let error = command.exec();
+        Err(error).context("cannot start cargo")
+    }
+    #[cfg(not(unix))]
+    {
+        let status = command.status().context("cannot start cargo")?;
+        if !status.success() {
+            bail!("the server exited with {status}");
+        }
+        Ok(())
+    }
+}
+
+/// The debug server in the background, `trunk serve` in the foreground.
+///
+/// Ctrl-C in the terminal reaches the whole foreground process group, so trunk and the
+/// server both stop on their own; when trunk exits any other way, the server is killed here.
+fn dev(env: &Env, server_args: Vec<OsString>) -> Result<()> {
+    // Build first, so the server starts at once and its compile output does not interleave
+    // with trunk's.
+    fetch_crates(env)?;
+    exec::run(env.cargo().args(["build", "-p", "duplex-server"]))?;
+    let mut server_command = env.cargo();
+    server_command
+        .args(["run", "-p", "duplex-server", "--"])
+        .args(&server_args);
+    eprintln!("$ {} &", exec::display(&server_command));
+    let mut server = server_command
+        .spawn()
+        .context("cannot start the server with cargo run")?;
+
+    let trunk = exec::run(env.command("trunk").args(["serve", "--offline"]));
+
+    match server.try_wait() {
+        Ok(Some(status)) => eprintln!("xtask: the server had already exited ({status})"),
+        _ => {
+            eprintln!("xtask: stopping the server");
+            // Kill fails only if the process is gone already, which is what we want.
+            let _ = server.kill();
+            let _ = server.wait();
+        }
+    }
+    trunk
+}
+
+/// The full test suite, fail-fast, with a summary.
+fn test(env: &Env) -> Result<()> {
+    let mut suite = Suite::default();
+    let result = test_steps(env, &mut suite);
+    suite.print_summary(result.is_ok());
+    let screenshot = env.target_dir().join("screenshot.png");
+    if result.is_ok() && screenshot.is_file() {
+        eprintln!(
+            "  screenshot of the connected page: {}",
+            screenshot.display()
+        );
+    }
+    result
+}
+
+fn test_steps(env: &Env, suite: &mut Suite) -> Result<()> {
+    let dist = env.dist();
+
+    suite.step("rustfmt check", || {
+        // Only rustfmt is needed here; the slow part of setup comes after this quick check.
+        setup::rust_component(env, "rustfmt", "fmt")?;
+        exec::run(env.cargo().args(["fmt", "--all", "--", "--check"]))
+    })?;
+    suite.step("setup (tools, Chromium)", || setup::setup(env, Scope::Test))?;
+    suite.step("clippy (native crates)", || {
+        exec::run(env.cargo().args([
+            "clippy",
+            "--workspace",
+            "--exclude",
+            "duplex-client",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]))
+    })?;
+    suite.step("clippy (wasm client)", || {
+        exec::run(env.cargo().args([
+            "clippy",
+            "-p",
+            "duplex-client",
+            "--target",
+            "wasm32-unknown-unknown",
+            "--",
+            "-D",
+            "warnings",
+        ]))
+    })?;
+    suite.step("unit and integration tests", || {
+        exec::run(env.cargo().args([
+            "test",
+            "--workspace",
+            "--exclude",
+            "duplex-client",
+            "--exclude",
+            "duplex-e2e",
+        ]))
+    })?;
+    suite.step("release bundle (trunk build)", || trunk_build(env))?;
+    suite.step("browser tests (headless Chromium)", || {
+        // One test at a time: each starts a server, chromedriver and Chromium, and two
+        // cores running several browsers at once make timeouts flaky.
+        exec::run(
+            env.cargo()
+                .args(["test", "-p", "duplex-e2e", "--", "--test-threads=1"])
+                .env("DUPLEX_DIST", &dist)
+                .env("CHROMEDRIVER", "/usr/bin/chromedriver")
+                .env("CHROMIUM", "/usr/bin/chromium"),
+        )
+    })?;
+    Ok(())
+}
+
+/// Timed, named steps, so a failure says which step it was and the end shows them all.
+#[derive(Default)]
+struct Suite {
+    done: Vec<(String, Duration, bool)>,
+}
+
+impl Suite {
+    fn step(&mut self, name: &str, f: impl FnOnce() -> Result<()>) -> Result<()> {
+        let number = self.done.len() + 1;
+        eprintln!("\nxtask test: step {number}: {name}");
+        let start = Instant::now();
+        let result = f();
+        self.done
+            .push((name.to_owned(), start.elapsed(), result.is_ok()));
+        result.with_context(|| format!("test step {number} ({name}) failed"))
+    }
+
+    fn print_summary(&self, passed: bool) {
+        eprintln!("\nxtask test summary:");
+        for (index, (name, elapsed, ok)) in self.done.iter().enumerate() {
+            let mark = if *ok { "ok    " } else { "FAILED" };
+            eprintln!(
+                "  {mark} {:>2}. {name:<36} {:>7.1}s",
+                index + 1,
+                elapsed.as_secs_f64()
+            );
+        }
+        let total: Duration = self.done.iter().map(|(_, elapsed, _)| *elapsed).sum();
+        let verdict = if passed { "all passed" } else { "FAILED" };
+        eprintln!("  {verdict} in {:.0}s", total.as_secs_f64());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<OsString> {
+        list.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn parses_commands() {
+        assert_eq!(parse_args(args(&[])).ok(), Some(Task::Help));
+        assert_eq!(parse_args(args(&["dist"])).ok(), Some(Task::Build));
+        assert_eq!(
+            parse_args(args(&["setup", "--test"])).ok(),
+            Some(Task::Setup(Scope::Test))
+        );
+        assert_eq!(
+            parse_args(args(&["run", "--", "--listen", "0.0.0.0:80"])).ok(),
+            Some(Task::Run(args(&["--listen", "0.0.0.0:80"])))
+        );
+        assert_eq!(
+            parse_args(args(&["dev", "--verbose"])).ok(),
+            Some(Task::Dev(args(&["--verbose"])))
+        );
+        assert!(parse_args(args(&["test", "extra"])).is_err());
+        assert!(parse_args(args(&["deploy"])).is_err());
+    }
+}
