@@ -200,10 +200,8 @@ impl Connection {
     /// has come. The price: an ack deadline falling between `now` and that time
     /// (at most the backoff's 5 s away) expires a little early; any such ack was
     /// made while the transport was gone and the network down.
-    fn retry_now(&mut self, now: Time) {
-        if let ClientState::Reconnecting { at, .. } = *self.session.state() {
-            self.session.handle_timeout(at.max(now));
-        }
+    fn retry_now(&mut self, _now: Time) {
+        self.session.reconnect_now();
     }
 
     /// Turns the session's events into actions and reactions.

@@ -531,6 +531,17 @@ impl ClientSession {
             .push_back(ClientEvent::Reconnecting { attempt, delay });
     }
 
+    /// Starts the pending reconnection attempt at once (the network just came back),
+    /// without waiting out its delay. Nothing else happens early: ack deadlines
+    /// keep their time.
+    pub fn reconnect_now(&mut self) {
+        if let ClientState::Reconnecting { attempt, .. } = self.state {
+            self.state = ClientState::Opening;
+            self.events
+                .push_back(ClientEvent::OpenTransport { attempt });
+        }
+    }
+
     /// Time `now` was reached: checks the server's liveness and ack deadlines,
     /// and starts a due reconnection attempt.
     pub fn handle_timeout(&mut self, now: Time) {
@@ -924,6 +935,26 @@ mod tests {
         let min = delays.iter().min().expect("some");
         let max = delays.iter().max().expect("some");
         assert!(*max - *min > 500 * MS, "{min:?}..{max:?}");
+    }
+
+    #[test]
+    fn reconnect_now_skips_the_delay_but_not_ack_deadlines() {
+        let mut s = reconnecting(5);
+        s.handle_frame(text(OPEN), Time::ZERO).expect("valid");
+        s.handle_frame(text(r#"40{"sid":"a"}"#), Time::ZERO)
+            .expect("valid");
+        let id = s.emit_with_ack("q", vec![], Time::ZERO).expect("sent");
+        s.transport_closed(CloseReason::PeerClosed, MS);
+        events(&mut s);
+        s.reconnect_now();
+        assert_eq!(
+            events(&mut s),
+            vec![ClientEvent::OpenTransport { attempt: 0 }]
+        );
+        // The ack still has its full 10 s.
+        assert_eq!(s.poll_timeout(), Some(Time::from_secs(10)));
+        s.handle_timeout(Time::from_secs(10));
+        assert_eq!(events(&mut s), vec![ClientEvent::AckTimeout { id }]);
     }
 
     #[test]
