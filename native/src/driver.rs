@@ -11,17 +11,29 @@
 //! or POST; frames wait here), and when neither request is in flight the session's
 //! `5` goes out on the WebSocket, which carries everything from then on. Frames
 //! never overtake each other: whatever was queued during the pause follows the `5`.
+//!
+//! Reconnection is the session's decision: when it reports the transport lost,
+//! the transport is dropped here (with any frame of the old Engine.IO session not
+//! yet sent); when it asks for a new one (`OpenTransport`), one is opened as the
+//! first was — a WebSocket, or a polling handshake that upgrades again — and its
+//! frames feed the same session. Opening runs inside the loop like any request,
+//! so commands (a `disconnect` above all) are served meanwhile, and an opening
+//! that has not produced the server's handshake within `connect_timeout` counts
+//! as failed (the session has no deadline before the handshake).
 
+use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use protocol::engineio::{self, frames_to_payload, payload_to_frames};
-use protocol::session::client::EmitError;
+use protocol::engineio::{frames_to_payload, payload_to_frames};
+use protocol::session::client::{ClientState, EmitError};
 use protocol::session::{
     AckId, ClientConfig, ClientEvent, ClientSession, CloseReason, ProtocolError,
 };
-use protocol::{Frame, Time, socketio};
+use protocol::{Frame, Time};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::{self, Message};
@@ -29,15 +41,17 @@ use tracing::{debug, trace, warn};
 
 use crate::transport::{self, Pending, ProbeResult, Ws};
 use crate::url::Endpoint;
-use crate::{Ack, Command, Error, Incoming, Options, Status, Transport, Transports};
+use crate::{Ack, Command, Error, Incoming, Options, Shared, Status, Transport, Transports};
 
 /// How long the goodbye (the last frames, the socket's close) may take.
 const GOODBYE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What carries the session's frames.
 enum Link {
-    /// Nothing yet, or the transport failed.
+    /// Nothing: the transport was lost, and reconnection (if any) waits its delay.
     None,
+    /// A WebSocket for a new session being opened.
+    Opening(Pending<Result<Box<Ws>, String>>),
     WebSocket(Box<Ws>),
     Polling(Polling),
 }
@@ -59,6 +73,7 @@ struct Polling {
 /// Something the loop woke up for.
 enum Wake {
     Command(Option<Command>),
+    Opened(Result<Box<Ws>, String>),
     WebSocket(Option<Result<Message, tungstenite::Error>>),
     Get(Result<String, String>),
     Post(Result<(), String>),
@@ -71,6 +86,10 @@ pub(crate) struct Driver {
     endpoint: Endpoint,
     transports: Transports,
     namespace: String,
+    /// How long a transport may take to bring the server's handshake.
+    open_timeout: Duration,
+    /// When the transport being opened must have brought the handshake.
+    opening_deadline: Option<Instant>,
     session: ClientSession,
     origin: Instant,
     commands: mpsc::Receiver<Command>,
@@ -80,8 +99,14 @@ pub(crate) struct Driver {
     /// message or polling response at most: the transport is not read meanwhile).
     pending: VecDeque<Incoming>,
     acks: HashMap<AckId, oneshot::Sender<Result<Ack, Error>>>,
+    shared: watch::Sender<Shared>,
     status: watch::Sender<Status>,
-    connected: Option<oneshot::Sender<Result<String, Error>>>,
+    /// Why the last transport was lost, for the `Reconnecting` status that follows.
+    lost: Option<CloseReason>,
+    /// How the session is ending when the driver ended it (a refusal, the server
+    /// leaving us), reported instead of the session's `LocalClose`.
+    ending: Option<Status>,
+    connected: Option<oneshot::Sender<Result<(), Error>>>,
     disconnect_waiters: Vec<oneshot::Sender<()>>,
     /// Frames from the session waiting for the transport.
     outbox: VecDeque<Frame>,
@@ -97,22 +122,26 @@ impl Driver {
         options: Options,
         commands: mpsc::Receiver<Command>,
         events: mpsc::Sender<Incoming>,
+        shared: watch::Sender<Shared>,
         status: watch::Sender<Status>,
-        connected: oneshot::Sender<Result<String, Error>>,
+        connected: oneshot::Sender<Result<(), Error>>,
     ) -> Driver {
         let config = ClientConfig {
             namespace: options.namespace.clone(),
             auth: options.auth,
             ack_timeout: options.ack_timeout,
+            max_buffered: options.max_buffered,
+            reconnection: options.reconnection,
+            // Each client its own jitter: clients dropped together spread out.
+            seed: random_seed(),
             ..ClientConfig::default()
         };
-        let cache_seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| u64::from(d.subsec_nanos()) ^ d.as_secs());
         Driver {
             endpoint,
             transports: options.transports,
             namespace: config.namespace.clone(),
+            open_timeout: options.connect_timeout,
+            opening_deadline: None,
             session: ClientSession::new(config),
             origin: Instant::now(),
             commands,
@@ -120,12 +149,15 @@ impl Driver {
             events,
             pending: VecDeque::new(),
             acks: HashMap::new(),
+            shared,
             status,
+            lost: None,
+            ending: None,
             connected: Some(connected),
             disconnect_waiters: Vec::new(),
             outbox: VecDeque::new(),
             link: Link::None,
-            cache_seed,
+            cache_seed: random_seed(),
             requests: 0,
         }
     }
@@ -135,7 +167,7 @@ impl Driver {
     }
 
     pub(crate) async fn run(mut self) {
-        self.open().await;
+        self.open();
         loop {
             self.pump();
             if self.is_closed() {
@@ -154,8 +186,14 @@ impl Driver {
             }
             self.start_requests();
 
-            let wake = self.session.poll_timeout();
-            let deadline = wake.map_or_else(Instant::now, |t| self.origin + t);
+            let wake = [
+                self.session.poll_timeout().map(|t| self.origin + t),
+                self.opening_deadline,
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            let deadline = wake.unwrap_or_else(Instant::now);
             let reading = self.pending.is_empty();
             let woke = tokio::select! {
                 command = self.commands.recv(), if self.commands_open => Wake::Command(command),
@@ -180,7 +218,7 @@ impl Driver {
     }
 
     fn is_closed(&self) -> bool {
-        self.session.state() == &protocol::session::client::ClientState::Closed
+        self.session.state() == &ClientState::Closed
     }
 
     fn cache_buster(&mut self) -> String {
@@ -192,16 +230,29 @@ impl Driver {
         self.session.handshake().map(|open| open.sid.clone())
     }
 
-    /// Opens the first transport.
-    async fn open(&mut self) {
+    /// Starts opening a transport for a new Engine.IO session (the first one, or
+    /// a reconnection attempt's): a WebSocket, or the polling handshake.
+    fn open(&mut self) {
+        self.outbox.clear();
+        self.opening_deadline = Some(Instant::now() + self.open_timeout);
+        let initial = match self.transports {
+            Transports::WebSocketOnly => Transport::WebSocket,
+            Transports::PollingOnly | Transports::PollingThenUpgrade => Transport::Polling,
+        };
+        self.shared.send_if_modified(|s| {
+            let changed = s.transport != initial;
+            s.transport = initial;
+            changed
+        });
         match self.transports {
             Transports::WebSocketOnly => {
-                match transport::open_websocket(&self.endpoint.websocket_url(None)).await {
-                    Ok(ws) => self.link = Link::WebSocket(Box::new(ws)),
-                    Err(e) => self
-                        .session
-                        .transport_closed(CloseReason::Transport(e.to_string()), self.now()),
-                }
+                let url = self.endpoint.websocket_url(None);
+                self.link = Link::Opening(Box::pin(async move {
+                    transport::open_websocket(&url)
+                        .await
+                        .map(Box::new)
+                        .map_err(|e| e.to_string())
+                }));
             }
             Transports::PollingOnly | Transports::PollingThenUpgrade => {
                 let t = self.cache_buster();
@@ -226,18 +277,23 @@ impl Driver {
             match event {
                 ClientEvent::Open(open) => {
                     debug!(sid = %open.sid, upgrades = ?open.upgrades, "engine.io session open");
+                    self.opening_deadline = None;
                 }
-                ClientEvent::Connected { sid, .. } => {
-                    debug!(%sid, nsp = %self.namespace, "namespace connected");
+                ClientEvent::Connected { sid, recovered } => {
+                    debug!(%sid, recovered, nsp = %self.namespace, "namespace connected");
+                    self.shared.send_modify(|s| s.sid.clone_from(&sid));
+                    self.status
+                        .send_replace(Status::Connected { sid, recovered });
                     if let Some(connected) = self.connected.take() {
-                        let _ = connected.send(Ok(sid));
+                        let _ = connected.send(Ok(()));
                     }
                 }
                 ClientEvent::ConnectError { message, .. } => {
                     debug!(%message, nsp = %self.namespace, "namespace refused the connection");
                     if let Some(connected) = self.connected.take() {
-                        let _ = connected.send(Err(Error::ConnectRefused(message)));
+                        let _ = connected.send(Err(Error::ConnectRefused(message.clone())));
                     }
+                    self.ending = Some(Status::Refused(message));
                     self.session.disconnect();
                 }
                 ClientEvent::Event {
@@ -271,21 +327,55 @@ impl Driver {
                 }
                 ClientEvent::Disconnected => {
                     // The server removed us from our only namespace: nothing is left
-                    // to do on this session.
+                    // to do on this session, and no reconnection either (as the JS
+                    // client after "io server disconnect").
                     debug!(nsp = %self.namespace, "disconnected by the server");
+                    self.ending = Some(Status::Closed(CloseReason::PeerClosed));
                     self.session.disconnect();
                 }
-                // This client does not configure reconnection: a lost transport
-                // ends the session (`Closed`), so these never come.
-                ClientEvent::TransportLost(_)
-                | ClientEvent::Reconnecting { .. }
-                | ClientEvent::OpenTransport { .. } => {}
+                ClientEvent::TransportLost(reason) => {
+                    debug!(%reason, "transport lost");
+                    // Whatever the old transport still had (requests, a probe, frames
+                    // of its Engine.IO session) goes with it.
+                    self.link = Link::None;
+                    self.outbox.clear();
+                    self.opening_deadline = None;
+                    self.lost = Some(reason);
+                }
+                ClientEvent::Reconnecting { attempt, delay } => {
+                    let reason = self
+                        .lost
+                        .clone()
+                        .unwrap_or(CloseReason::Transport("lost".to_owned()));
+                    debug!(attempt, ?delay, %reason, "reconnecting");
+                    // The instant the session scheduled, when it still waits for it.
+                    let at = match self.session.state() {
+                        ClientState::Reconnecting { attempt: a, at } if *a == attempt => {
+                            self.origin + *at
+                        }
+                        _ => Instant::now() + delay,
+                    };
+                    self.status.send_replace(Status::Reconnecting {
+                        attempt,
+                        delay,
+                        at,
+                        reason,
+                    });
+                }
+                ClientEvent::OpenTransport { attempt } => {
+                    debug!(attempt, "reconnection attempt");
+                    self.status.send_replace(Status::Connecting {
+                        attempt: Some(attempt),
+                    });
+                    self.open();
+                }
                 ClientEvent::Closed(reason) => {
                     debug!(%reason, "session closed");
                     if let Some(connected) = self.connected.take() {
                         let _ = connected.send(Err(Error::Closed(reason.clone())));
                     }
-                    self.status.send_modify(|s| s.closed = Some(reason));
+                    let status = self.ending.take().unwrap_or(Status::Closed(reason));
+                    self.status.send_replace(status);
                 }
             }
         }
@@ -334,7 +424,7 @@ impl Driver {
                 polling.post = Some(transport::post(&self.endpoint, &sid, &t, payload));
                 Ok(())
             }
-            Link::Polling(_) | Link::None => Ok(()),
+            Link::Polling(_) | Link::Opening(_) | Link::None => Ok(()),
         }
     }
 
@@ -380,7 +470,7 @@ impl Driver {
             Ok(()) => {
                 debug!("upgraded to websocket");
                 self.link = Link::WebSocket(ws);
-                self.status
+                self.shared
                     .send_modify(|s| s.transport = Transport::WebSocket);
             }
             // The server never saw the `5`: the session carries on polling.
@@ -395,6 +485,16 @@ impl Driver {
                 // Every handle is gone: say goodbye to the server.
                 self.commands_open = false;
                 self.session.disconnect();
+            }
+            Wake::Opened(Ok(ws)) => {
+                debug!("websocket open");
+                self.link = Link::WebSocket(ws);
+            }
+            Wake::Opened(Err(e)) => {
+                self.link = Link::None;
+                let now = self.now();
+                self.session
+                    .transport_closed(CloseReason::Transport(e), now);
             }
             Wake::WebSocket(message) => self.on_websocket(message),
             Wake::Get(result) => {
@@ -440,6 +540,15 @@ impl Driver {
             }
             Wake::Timer => {
                 let now = self.now();
+                if self.opening_deadline.is_some_and(|d| d <= Instant::now()) {
+                    // No handshake in time: this attempt failed (the session sees no
+                    // deadline before the open packet).
+                    self.opening_deadline = None;
+                    self.link = Link::None;
+                    let why = format!("no handshake within {:?}", self.open_timeout);
+                    self.session
+                        .transport_closed(CloseReason::Transport(why), now);
+                }
                 self.session.handle_timeout(now);
             }
             Wake::Delivered => {}
@@ -455,13 +564,11 @@ impl Driver {
                 attachments,
                 done,
             } => {
-                let result = if attachments.is_empty() {
-                    self.session
-                        .emit(&name, args)
-                        .map_err(|e| self.emit_error(e))
-                } else {
-                    self.emit_binary(name, args, attachments)
-                };
+                let result = self
+                    .session
+                    .emit_binary(&name, args, attachments, None)
+                    .map(drop)
+                    .map_err(|e| self.emit_error(e));
                 let _ = done.send(result);
             }
             Command::EmitWithAck { name, args, reply } => {
@@ -485,44 +592,9 @@ impl Driver {
         }
     }
 
-    /// A BINARY_EVENT. The session has no emit with attachments, so the packet is
-    /// encoded here — by the protocol crate's encoder — after everything the
-    /// session queued before it.
-    fn emit_binary(
-        &mut self,
-        name: String,
-        args: Vec<serde_json::Value>,
-        attachments: Vec<Vec<u8>>,
-    ) -> Result<(), Error> {
-        if !self.session.is_connected() {
-            return Err(self.emit_error(EmitError::Closed));
-        }
-        self.outbox
-            .extend(std::iter::from_fn(|| self.session.poll_transmit()));
-        let packet = socketio::Packet::Event {
-            nsp: self.namespace.clone(),
-            id: None,
-            name,
-            args,
-            attachments,
-        };
-        let (text, attachments) = packet.encode();
-        self.outbox
-            .push_back(engineio::Packet::Message(text).into_frame());
-        self.outbox
-            .extend(attachments.iter().cloned().map(Frame::Binary));
-        Ok(())
-    }
-
     fn emit_error(&self, error: EmitError) -> Error {
         match error {
-            EmitError::Closed => Error::Closed(
-                self.status
-                    .borrow()
-                    .closed
-                    .clone()
-                    .unwrap_or(CloseReason::LocalClose),
-            ),
+            EmitError::Closed => self.status.borrow().closed_error(),
             EmitError::BufferFull(n) => Error::BufferFull(n),
             EmitError::Event(e) => Error::Event(e),
         }
@@ -608,25 +680,23 @@ impl Driver {
                             transport::post(&endpoint, &sid, &t, frames_to_payload(&frames)).await;
                     }
                 }
-                Link::None => {}
+                Link::Opening(_) | Link::None => {}
             }
             Ok::<(), tungstenite::Error>(())
         };
         if let Ok(Err(e)) = tokio::time::timeout(GOODBYE_TIMEOUT, work).await {
             debug!(error = %e, "closing the websocket failed");
         }
-        for (_, reply) in self.acks.drain() {
-            let _ = reply.send(Err(Error::Closed(
-                self.status
-                    .borrow()
-                    .closed
-                    .clone()
-                    .unwrap_or(CloseReason::LocalClose),
-            )));
-        }
-        self.status.send_modify(|s| {
-            s.closed.get_or_insert(CloseReason::LocalClose);
+        self.status.send_if_modified(|s| {
+            let open = !s.is_closed();
+            if open {
+                *s = Status::Closed(CloseReason::LocalClose);
+            }
+            open
         });
+        for (_, reply) in self.acks.drain() {
+            let _ = reply.send(Err(self.status.borrow().closed_error()));
+        }
         for done in self.disconnect_waiters.drain(..) {
             let _ = done.send(());
         }
@@ -645,6 +715,7 @@ impl Driver {
 /// (not while events wait for room); POSTs and probes complete regardless.
 async fn next_on_link(link: &mut Link, reading: bool) -> Wake {
     match link {
+        Link::Opening(opening) => Wake::Opened(opening.await),
         Link::WebSocket(ws) if reading => Wake::WebSocket(ws.next().await),
         Link::Polling(polling) => {
             tokio::select! {
@@ -656,6 +727,19 @@ async fn next_on_link(link: &mut Link, reading: bool) -> Wake {
         }
         Link::WebSocket(_) | Link::None => std::future::pending().await,
     }
+}
+
+/// A seed for the reconnection jitter and the cache busters, different for each
+/// client: std's `RandomState` keys come from the OS's randomness (once per
+/// thread, then stepped), mixed with a process-wide counter and the time.
+fn random_seed() -> u64 {
+    static CLIENTS: AtomicU64 = AtomicU64::new(0);
+    let mut hasher = RandomState::new().build_hasher();
+    hasher.write_u64(CLIENTS.fetch_add(1, Ordering::Relaxed));
+    if let Ok(since_epoch) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        hasher.write_u128(since_epoch.as_nanos());
+    }
+    hasher.finish()
 }
 
 /// Takes frames from the front of `outbox` for one POST: all of them, or as many

@@ -37,7 +37,53 @@
 //! while awaiting acks (from another task: [`Client::emitter`]), or give up on
 //! events with [`Client::into_emitter`]; a consumer that stalls for longer than
 //! the server's heartbeat window (`pingInterval + pingTimeout`) is disconnected by
-//! the server, as a slow client.
+//! the server, as a slow client. The connection's [`Status`] is a
+//! `tokio::sync::watch` (one slot, the latest value wins: it never holds the
+//! client back, and an observer that looks late sees the current status, not
+//! every step that led to it).
+//!
+//! Reconnection ([`Options::reconnection`], off by default): when the transport
+//! is lost the client waits a [`Backoff`] delay (Socket.IO's exponential backoff
+//! with jitter, so clients dropped together do not all come back at once), opens
+//! a new transport of the same [`Transports`] mode and carries on with the same
+//! session: emits made meanwhile wait in a bounded buffer
+//! ([`Options::max_buffered`], then [`Error::BufferFull`]) and go out once the
+//! namespace is connected again. Frames handed to a transport that is then lost
+//! are not sent again: an emit with ack among them fails with
+//! [`Error::AckTimeout`] (the server may or may not have seen it). When the
+//! server has connection state recovery on, the client presents its previous
+//! session and the server replays the events it missed ([`Status::Connected`]
+//! says whether it did); otherwise the session is fresh — a new sid, no rooms.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), duplex_native::Error> {
+//! use duplex_native::{Backoff, Options, Status, connect};
+//! use serde_json::json;
+//!
+//! let options = Options {
+//!     reconnection: Some(Backoff::default()),
+//!     ..Options::default()
+//! };
+//! let client = connect("http://127.0.0.1:8124", options).await?;
+//! client.emit("join", vec![json!({"channel": "sports"})]).await?;
+//! let mut joined_as = client.sid();
+//! let mut status = client.status();
+//! while status.changed().await.is_ok() {
+//!     // A clone: the watch's borrow must not be held across an await.
+//!     let now = status.borrow_and_update().clone();
+//!     match now {
+//!         // A new sid is a fresh session (even if a later step was a recovery
+//!         // of it this observer did not see): join again.
+//!         Status::Connected { sid, .. } if sid != joined_as => {
+//!             client.emit("join", vec![json!({"channel": "sports"})]).await?;
+//!             joined_as = sid;
+//!         }
+//!         Status::Closed(_) | Status::Refused(_) => break,
+//!         _ => {}
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
 
 mod driver;
 pub mod http;
@@ -47,12 +93,13 @@ mod url;
 use std::time::Duration;
 
 use protocol::event::{self, Event, EventError};
-use protocol::session::{AckId, CloseReason};
+use protocol::session::{AckId, ClientConfig};
 use serde_json::Value;
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
 
-pub use protocol::session::Transport;
+pub use protocol::session::{Backoff, CloseReason, Transport};
 
 /// Which transports to use, as the official JS client's `transports` option.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -77,13 +124,24 @@ pub struct Options {
     pub auth: Option<Value>,
     /// How long [`Client::emit_with_ack`] waits for its ack.
     pub ack_timeout: Duration,
-    /// How long [`connect`] waits for the namespace to answer.
+    /// How long [`connect`] waits for the namespace to answer; also how long
+    /// each transport (the first, or a reconnection attempt's) may take to bring
+    /// the server's handshake before it counts as failed.
     pub connect_timeout: Duration,
     /// The Engine.IO path, `/socket.io/` by default.
     pub path: String,
     /// Events received but not yet taken by [`Client::next_event`]; when full, the
     /// client stops reading from the server until some are taken.
     pub event_buffer: usize,
+    /// Reconnect after losing the transport, waiting these delays between
+    /// attempts ([`Backoff::default`] is Socket.IO's: 1 s doubling up to 5 s, each
+    /// moved randomly by up to ±50%, forever). `None`, the default, ends the
+    /// client when its transport is lost.
+    pub reconnection: Option<Backoff>,
+    /// Emits and acks kept while the namespace is not connected (before the first
+    /// connect, and during reconnection); more are refused at once with
+    /// [`Error::BufferFull`].
+    pub max_buffered: usize,
 }
 
 impl Default for Options {
@@ -96,6 +154,8 @@ impl Default for Options {
             connect_timeout: Duration::from_secs(20),
             path: "/socket.io/".to_owned(),
             event_buffer: 256,
+            reconnection: None,
+            max_buffered: ClientConfig::default().max_buffered,
         }
     }
 }
@@ -180,11 +240,61 @@ enum Command {
     },
 }
 
-/// What the task tells every handle.
+/// Where the connection stands, as [`Client::status`] reports it.
+///
+/// Without reconnection: `Connecting`, then `Connected`, then `Closed` (or
+/// `Refused`). With reconnection, a lost transport leads to `Reconnecting`, then
+/// `Connecting { attempt: Some(n) }`, and either `Connected` again or, if that
+/// attempt fails too, `Reconnecting` for the next one; `Closed` only after an
+/// explicit disconnect, when the server ends the session, or when
+/// [`Backoff::max_attempts`] run out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    /// Opening a transport and joining the namespace: the first time
+    /// (`attempt: None`) or reconnection attempt `n` (0 for the first).
+    Connecting { attempt: Option<u32> },
+    /// The namespace accepted us under `sid`. `recovered`: the server resumed our
+    /// previous session — same `sid`, same rooms, and the events missed while
+    /// away are delivered next. After a reconnection with `recovered: false` the
+    /// session is fresh: a new `sid`, no rooms, missed events are lost.
+    Connected { sid: String, recovered: bool },
+    /// The transport was lost (or an attempt failed) because of `reason`;
+    /// attempt `attempt` (0 for the first) starts after `delay`, at `at`.
+    Reconnecting {
+        attempt: u32,
+        delay: Duration,
+        at: Instant,
+        reason: CloseReason,
+    },
+    /// The namespace refused the CONNECT with this message (the first time, or on
+    /// a reconnection attempt); the client is closed.
+    Refused(String),
+    /// The client is closed for good.
+    Closed(CloseReason),
+}
+
+impl Status {
+    /// Whether the client is closed (`Closed` or `Refused`).
+    pub fn is_closed(&self) -> bool {
+        matches!(self, Status::Closed(_) | Status::Refused(_))
+    }
+
+    /// The error for a request the client can no longer carry out.
+    fn closed_error(&self) -> Error {
+        match self {
+            Status::Refused(message) => Error::ConnectRefused(message.clone()),
+            Status::Closed(reason) => Error::Closed(reason.clone()),
+            _ => Error::Closed(CloseReason::LocalClose),
+        }
+    }
+}
+
+/// What the task tells every handle besides the [`Status`].
 #[derive(Debug, Clone, PartialEq)]
-struct Status {
+struct Shared {
     transport: Transport,
-    closed: Option<CloseReason>,
+    /// The Socket.IO id of the current (or last) namespace connection.
+    sid: String,
 }
 
 /// Commands waiting for the task; an emit waits while it is full.
@@ -193,7 +303,9 @@ const COMMAND_QUEUE: usize = 64;
 /// Connects to the Socket.IO server at `base_url` (`http://127.0.0.1:3000`) and
 /// joins `options.namespace`. Resolves once the namespace accepted the CONNECT,
 /// with [`Error::ConnectRefused`] if it refused, or with [`Error::Closed`] if the
-/// transport could not be opened.
+/// transport could not be opened. With [`Options::reconnection`], a transport that
+/// cannot be opened is retried until [`Options::connect_timeout`]
+/// ([`Error::ConnectTimeout`]).
 pub async fn connect(base_url: &str, options: Options) -> Result<Client, Error> {
     let endpoint = url::Endpoint::parse(base_url, &options.path)?;
     let (commands_tx, commands_rx) = mpsc::channel(COMMAND_QUEUE);
@@ -202,10 +314,11 @@ pub async fn connect(base_url: &str, options: Options) -> Result<Client, Error> 
         Transports::WebSocketOnly => Transport::WebSocket,
         _ => Transport::Polling,
     };
-    let (status_tx, status_rx) = watch::channel(Status {
+    let (shared_tx, shared_rx) = watch::channel(Shared {
         transport: initial,
-        closed: None,
+        sid: String::new(),
     });
+    let (status_tx, status_rx) = watch::channel(Status::Connecting { attempt: None });
     let (connected_tx, connected_rx) = oneshot::channel();
     let connect_timeout = options.connect_timeout;
     tokio::spawn(
@@ -214,6 +327,7 @@ pub async fn connect(base_url: &str, options: Options) -> Result<Client, Error> 
             options,
             commands_rx,
             events_tx,
+            shared_tx,
             status_tx,
             connected_tx,
         )
@@ -221,13 +335,13 @@ pub async fn connect(base_url: &str, options: Options) -> Result<Client, Error> 
     );
     let emitter = Emitter {
         commands: commands_tx,
+        shared: shared_rx,
         status: status_rx,
     };
     match tokio::time::timeout(connect_timeout, connected_rx).await {
-        Ok(Ok(Ok(sid))) => Ok(Client {
+        Ok(Ok(Ok(()))) => Ok(Client {
             emitter,
             events: events_rx,
-            sid,
         }),
         Ok(Ok(Err(e))) => Err(e),
         Ok(Err(_)) => Err(emitter.closed()),
@@ -245,13 +359,22 @@ pub async fn connect(base_url: &str, options: Options) -> Result<Client, Error> 
 pub struct Client {
     emitter: Emitter,
     events: mpsc::Receiver<Incoming>,
-    sid: String,
 }
 
 impl Client {
-    /// The Socket.IO id the namespace gave this client.
-    pub fn sid(&self) -> &str {
-        &self.sid
+    /// The Socket.IO id the namespace gave this client (the current connection's,
+    /// or the last one's while reconnecting: a fresh session after a reconnection
+    /// has a new one).
+    pub fn sid(&self) -> String {
+        self.emitter.sid()
+    }
+
+    /// The connection's status, to read now or watch: see [`Status`]. The
+    /// receiver's `changed()` resolves at the next change; intermediate steps
+    /// may be skipped by an observer that looks late (it is a watch: one slot,
+    /// never holding the client back).
+    pub fn status(&self) -> watch::Receiver<Status> {
+        self.emitter.status()
     }
 
     /// The transport in use now.
@@ -270,21 +393,38 @@ impl Client {
         self.events.recv().await
     }
 
-    /// Why the connection closed, if it has.
+    /// Why the connection closed, if it has (`LocalClose` after a refusal).
     pub fn close_reason(&self) -> Option<CloseReason> {
-        self.emitter.status.borrow().closed.clone()
+        match &*self.emitter.status.borrow() {
+            Status::Closed(reason) => Some(reason.clone()),
+            Status::Refused(_) => Some(CloseReason::LocalClose),
+            _ => None,
+        }
     }
 
     /// Waits until the transport is WebSocket (for a polling session, once the
     /// upgrade is complete); `false` if that did not happen within `timeout`.
     pub async fn wait_upgraded(&self, timeout: Duration) -> bool {
+        let mut shared = self.emitter.shared.clone();
         let mut status = self.emitter.status.clone();
-        let upgraded =
-            status.wait_for(|s| s.transport == Transport::WebSocket || s.closed.is_some());
-        matches!(
-            tokio::time::timeout(timeout, upgraded).await,
-            Ok(Ok(s)) if s.transport == Transport::WebSocket && s.closed.is_none()
-        )
+        let upgraded = async {
+            loop {
+                if status.borrow_and_update().is_closed() {
+                    return false;
+                }
+                if shared.borrow_and_update().transport == Transport::WebSocket {
+                    return true;
+                }
+                // Either sender gone means the task ended: the values above are final.
+                tokio::select! {
+                    changed = shared.changed() => if changed.is_err() { return false },
+                    changed = status.changed() => if changed.is_err() { return false },
+                }
+            }
+        };
+        tokio::time::timeout(timeout, upgraded)
+            .await
+            .unwrap_or(false)
     }
 
     /// Stops receiving: every event from now on is dropped as it arrives, so
@@ -297,7 +437,8 @@ impl Client {
         emitter
     }
 
-    /// Emits `name` with `args`; resolves once the emit is queued for sending.
+    /// Emits `name` with `args`; resolves once the emit is queued for sending
+    /// (or buffered, while the namespace is not connected).
     pub async fn emit(&self, name: &str, args: Vec<Value>) -> Result<(), Error> {
         self.emitter.emit(name, args).await
     }
@@ -339,16 +480,30 @@ impl Client {
 #[derive(Debug, Clone)]
 pub struct Emitter {
     commands: mpsc::Sender<Command>,
+    shared: watch::Receiver<Shared>,
     status: watch::Receiver<Status>,
 }
 
 impl Emitter {
-    /// The transport in use now.
+    /// The transport in use now (or being opened).
     pub fn transport(&self) -> Transport {
-        self.status.borrow().transport
+        self.shared.borrow().transport
     }
 
-    /// Emits `name` with `args`; resolves once the emit is queued for sending.
+    /// The Socket.IO id of the current (or last) namespace connection.
+    pub fn sid(&self) -> String {
+        self.shared.borrow().sid.clone()
+    }
+
+    /// The connection's status; see [`Client::status`].
+    pub fn status(&self) -> watch::Receiver<Status> {
+        let mut status = self.status.clone();
+        status.mark_unchanged();
+        status
+    }
+
+    /// Emits `name` with `args`; resolves once the emit is queued for sending
+    /// (or buffered, while the namespace is not connected).
     pub async fn emit(&self, name: &str, args: Vec<Value>) -> Result<(), Error> {
         self.emit_binary(name, args, Vec::new()).await
     }
@@ -361,7 +516,7 @@ impl Emitter {
     /// Emits `name` with binary attachments: `args` holds
     /// `protocol::socketio::placeholder(n)` where attachment `n` goes, once each.
     /// Sent as a BINARY_EVENT (`51-["name",{"_placeholder":true,"num":0}]` then the
-    /// bytes). Needs the namespace connected.
+    /// bytes); buffered like any emit while the namespace is not connected.
     pub async fn emit_binary(
         &self,
         name: &str,
@@ -417,8 +572,7 @@ impl Emitter {
 
     /// The error for a request the task can no longer answer.
     fn closed(&self) -> Error {
-        let reason = self.status.borrow().closed.clone();
-        Error::Closed(reason.unwrap_or(CloseReason::LocalClose))
+        self.status.borrow().closed_error()
     }
 }
 

@@ -110,7 +110,7 @@ async fn publish_reaches_every_client() {
         assert!(delivered >= 2, "{ack:?}");
         let expected = NewsItem {
             hello: publish.text.clone(),
-            from: Some(a.sid().to_owned()),
+            from: Some(a.sid()),
             channel: None,
         };
         for client in [&mut a, &mut b] {

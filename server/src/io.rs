@@ -238,14 +238,28 @@ impl Socket {
     /// Emits an event carrying binary attachments (referenced from `args` by
     /// [`socketio::placeholder`]s).
     ///
-    /// A direct emit is not kept for connection state recovery (as in Socket.IO):
-    /// emits to rooms and broadcasts are, with their offset as last argument.
+    /// With connection state recovery on, the emit goes through the socket's own
+    /// room, as in Socket.IO: it is logged for replay and carries its offset as
+    /// last argument (so every event the client gets advances its offset).
     pub fn emit_with_attachments(
         &self,
         name: &str,
         args: Vec<Value>,
         attachments: Vec<Vec<u8>>,
     ) -> Result<(), SendError> {
+        if self.inner.pid.is_some() {
+            let target = Target {
+                rooms: vec![self.id().to_owned()],
+                ..Target::default()
+            };
+            return match self
+                .io()
+                .emit_to(self.nsp(), &target, name, args, attachments, false)
+            {
+                0 => Err(SendError::Closed),
+                _ => Ok(()),
+            };
+        }
         self.inner
             .conn
             .send(Outbound::Packet(socketio::Packet::Event {
@@ -599,12 +613,15 @@ impl Io {
         let mut namespaces = self.lock();
         if let Some(ns) = namespaces.get_mut(socket.nsp()) {
             let rooms = ns.remove(socket.id());
+            // Socket.IO's recoverable reasons: the transport went away, or the
+            // server is restarting (the client comes back to a peer, or to us).
             let comes_back = matches!(
                 reason,
                 DisconnectReason::ClientClosed
                     | DisconnectReason::PingTimeout
                     | DisconnectReason::Transport(_)
                     | DisconnectReason::SlowClient
+                    | DisconnectReason::ServerShutdown
             );
             if let (Some(pid), true) = (socket.pid(), comes_back) {
                 let saved = SavedSocket {

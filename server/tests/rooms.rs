@@ -43,6 +43,7 @@ impl Handler for RoomsApp {
                 json!(b.emit_raw("msg", vec![arg(2)]))
             }
             "others" => json!(socket.broadcast().emit_raw("msg", vec![arg(0)])),
+            "echo" => json!(socket.emit_raw("msg", vec![arg(0)]).is_ok()),
             "kick" => {
                 let _ = socket.disconnect();
                 Value::Null
@@ -492,6 +493,32 @@ async fn recovery_replays_missed_room_packets_once_in_order() {
     );
     publisher.call("to", json!([["news"], [], "live"])).await;
     assert_eq!(back.msg().await[0], "live");
+    server.stop().await;
+}
+
+/// With recovery on, a direct emit goes through the socket's own room, as in
+/// Socket.IO: it carries an offset (so an echo cannot spoil the client's offset)
+/// and is replayed if it was lost in the cut.
+#[tokio::test]
+async fn direct_emits_carry_offsets_and_recover_too() {
+    let server = Server::start(Some(RecoveryConfig::default())).await;
+    let mut reader = server.client(None).await;
+    let (reader_id, pid) = reader.sid_and_pid.clone();
+    assert_eq!(reader.call("echo", json!(["first"])).await, true);
+    let first = reader.msg().await;
+    assert_eq!(first[0], "first");
+    let offset = offset_of(&first);
+    // Echoed again, but never read: lost with the transport.
+    assert_eq!(reader.call("echo", json!(["lost in the cut"])).await, true);
+    reader.pending.clear();
+    drop(reader);
+    wait_for_reason(&server, &reader_id).await;
+    let mut back = server
+        .client(Some(json!({"pid": pid.expect("pid"), "offset": offset})))
+        .await;
+    assert_eq!(back.sid(), reader_id);
+    assert_eq!(back.msg().await[0], "lost in the cut");
+    back.silent().await;
     server.stop().await;
 }
 
