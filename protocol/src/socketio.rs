@@ -662,7 +662,12 @@ mod tests {
         let packet = decode(text).expect("valid CONNECT");
         let (encoded, _) = packet.encode();
         assert_eq!(decode(&encoded), Ok(packet));
-        for n in ["1.2140001000399999e22", "0.1", "5e-324", "1.7976931348623157e308"] {
+        for n in [
+            "1.2140001000399999e22",
+            "0.1",
+            "5e-324",
+            "1.7976931348623157e308",
+        ] {
             let text = format!("2[\"n\",{n}]");
             let packet = decode(&text).expect("valid");
             assert_eq!(decode(&packet.encode().0), Ok(packet));
