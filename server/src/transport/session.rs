@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use protocol::Frame;
 use protocol::engineio::frames_to_payload;
 use protocol::session::{CloseReason, Probe, Transport};
@@ -35,6 +35,11 @@ use crate::io::Handshake;
 
 /// How long the final frames (the close packet) may take to go out.
 const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Most extra messages or commands taken at once before writing: enough to batch
+/// a burst into one write, few enough that one busy client cannot starve the
+/// timers and other inputs of its own task.
+const BATCH: usize = 64;
 
 /// A noop packet: what a long-polling GET gets when it must return with nothing.
 const NOOP: &str = "6";
@@ -212,12 +217,33 @@ impl<F: Factory> SessionTask<F> {
                     let reason = self.machine.kill_reason();
                     self.machine.close(reason);
                 }
-                message = next_message(&mut self.active) => self.on_message(message),
+                message = next_message(&mut self.active) => {
+                    self.on_message(message);
+                    // Whatever else the client already sent is handled now, so the
+                    // replies go out together in one write.
+                    for _ in 0..BATCH {
+                        if self.machine.engine().is_closed() {
+                            break;
+                        }
+                        let Some(Some(more)) = self.active.as_mut().and_then(|(_, stream)| stream.next().now_or_never()) else {
+                            break;
+                        };
+                        self.on_message(Some(more));
+                    }
+                }
                 message = next_message(&mut self.probe) => self.on_probe(message).await,
                 Some(input) = inputs.recv() => self.on_input(input).await,
                 Some(command) = commands.recv() => {
                     let now = factory.now();
                     self.machine.handle_command(command, now);
+                    // Likewise for what the application queued meanwhile: one write
+                    // for a burst of broadcasts instead of one per frame.
+                    for _ in 0..BATCH {
+                        match commands.try_recv() {
+                            Ok(command) => self.machine.handle_command(command, now),
+                            Err(_) => break,
+                        }
+                    }
                 }
                 () = get_abandoned(&mut self.pending_get) => {
                     self.pending_get = None;
