@@ -82,8 +82,9 @@ pub struct AckResponse {
 /// A request from a connection task to itself or from elsewhere in the server.
 #[derive(Debug)]
 pub enum Outbound {
-    /// Already encoded frames of one packet (a broadcast is encoded once for every
-    /// recipient).
+    /// An already encoded packet (a broadcast is encoded once for every recipient).
+    Frame(Frame),
+    /// An already encoded packet with binary attachments: its frames, in order.
     Frames(Vec<Frame>),
     Packet(socketio::Packet),
     EmitWithAck {
@@ -317,11 +318,16 @@ impl Socket {
         self.inner.conn.close(DisconnectReason::ServerDisconnect);
     }
 
-    pub(crate) fn send_frames(&self, frames: Vec<Frame>, volatile: bool) -> bool {
+    pub(crate) fn send_frames(&self, frames: &[Frame], volatile: bool) -> bool {
+        // The common case, one frame, travels without a Vec of its own.
+        let command = match frames {
+            [frame] => Outbound::Frame(frame.clone()),
+            frames => Outbound::Frames(frames.to_vec()),
+        };
         if volatile {
-            self.inner.conn.send_volatile(Outbound::Frames(frames))
+            self.inner.conn.send_volatile(command)
         } else {
-            self.inner.conn.send(Outbound::Frames(frames)).is_ok()
+            self.inner.conn.send(command).is_ok()
         }
     }
 
@@ -600,8 +606,10 @@ impl Io {
         }
         let socket = Socket::new(parts, conn.clone(), self.me.clone());
         ns.insert(&socket, rooms);
-        for frames in missed {
-            socket.send_frames(vec![frames], false);
+        if !missed.is_empty() {
+            // One command for the whole replay: however long, it takes one slot of
+            // the queue (the log that holds it is bounded).
+            socket.send_frames(&missed, false);
         }
         socket
     }
@@ -673,7 +681,7 @@ impl Io {
         let delivered = ns
             .recipients(target)
             .iter()
-            .filter(|s| s.send_frames(frames.clone(), volatile))
+            .filter(|s| s.send_frames(&frames, volatile))
             .count();
         if let Some(offset) = offset {
             ns.log(offset, target.clone(), frames, now);
@@ -885,6 +893,7 @@ impl Machine for SocketIoMachine {
 
     fn handle_command(&mut self, command: Outbound, now: Time) {
         match command {
+            Outbound::Frame(frame) => self.session.send_frame(frame),
             Outbound::Frames(frames) => {
                 for frame in frames {
                     self.session.send_frame(frame);
