@@ -33,6 +33,10 @@ commands:
   dev [-- SERVER_ARGS]    the debug server in the background and `trunk serve` in front
                           (trunk proxies /socket.io/ to the server); Ctrl-C stops both
   test                    fmt, clippy, unit and integration tests, the bundle, browser tests
+  fuzz [SECONDS]          each cargo-fuzz target for SECONDS (default 60); installs cargo-fuzz
+  soak [-- SOAK_ARGS]     N connections with heartbeats against the release server, RSS
+                          at start, peak and after (default 10,000 connections)
+  bench [-- BENCH_ARGS]   duplex vs Node socket.io vs socketioxide vs a bare WebSocket server
 ";
 
 #[derive(Debug, PartialEq, Eq)]
@@ -42,6 +46,9 @@ enum Task {
     Run(Vec<OsString>),
     Dev(Vec<OsString>),
     Test,
+    Fuzz(u64),
+    Soak(Vec<OsString>),
+    Bench(Vec<OsString>),
     Help,
 }
 
@@ -91,6 +98,17 @@ fn parse_args(mut args: Vec<OsString>) -> Result<Task> {
         "run" => Ok(Task::Run(forwarded(args))),
         "dev" => Ok(Task::Dev(forwarded(args))),
         "test" => no_args(Task::Test, &args),
+        "fuzz" => match args.as_slice() {
+            [] => Ok(Task::Fuzz(60)),
+            [seconds] => seconds
+                .to_str()
+                .and_then(|s| s.parse().ok())
+                .map(Task::Fuzz)
+                .with_context(|| format!("`fuzz` takes a number of seconds, got {seconds:?}")),
+            [_, extra, ..] => bail!("`fuzz` takes one argument, got {extra:?} too"),
+        },
+        "soak" => Ok(Task::Soak(forwarded(args))),
+        "bench" => Ok(Task::Bench(forwarded(args))),
         "help" | "-h" | "--help" => Ok(Task::Help),
         other => bail!("unknown command `{other}`"),
     }
@@ -121,7 +139,52 @@ fn run(task: Task) -> Result<()> {
             dev(&env, server_args)
         }
         Task::Test => test(&env),
+        Task::Fuzz(seconds) => fuzz(&env, seconds),
+        Task::Soak(args) => loadgen(&env, "soak", args),
+        Task::Bench(args) => loadgen(&env, "bench", args),
     }
+}
+
+/// The cargo-fuzz targets in `fuzz/`, each for `seconds`. cargo-fuzz runs on stable
+/// with `--sanitizer none`; a crash stops at once with its input in
+/// `fuzz/artifacts/<target>/` (turn it into a regression test).
+fn fuzz(env: &Env, seconds: u64) -> Result<()> {
+    if exec::run(env.cargo().args(["fuzz", "--version"])).is_err() {
+        eprintln!("xtask: cargo-fuzz missing, installing it");
+        exec::run(env.cargo().args(["install", "cargo-fuzz", "--locked"]))?;
+    }
+    for target in ["engineio_decode", "socketio_decode", "server_session"] {
+        eprintln!("\nxtask fuzz: {target} for {seconds} s");
+        exec::run(env.cargo().args([
+            "fuzz",
+            "run",
+            "--sanitizer",
+            "none",
+            target,
+            "--",
+            &format!("-max_total_time={seconds}"),
+            "-print_final_stats=1",
+        ]))
+        .with_context(|| format!("fuzz target {target} found a failure"))?;
+    }
+    Ok(())
+}
+
+/// `duplex-loadgen <command>` in release, with the release server it drives.
+fn loadgen(env: &Env, command: &str, args: Vec<OsString>) -> Result<()> {
+    exec::run(env.cargo().args([
+        "build",
+        "--release",
+        "-p",
+        "duplex-server",
+        "-p",
+        "duplex-loadgen",
+    ]))?;
+    exec::run(
+        env.cargo()
+            .args(["run", "--release", "-p", "duplex-loadgen", "--", command])
+            .args(args),
+    )
 }
 
 /// `trunk build --release` at the root: Trunk.toml builds index.html into `dist/`.
@@ -178,8 +241,15 @@ fn dev(env: &Env, server_args: Vec<OsString>) -> Result<()> {
     fetch_crates(env)?;
     exec::run(env.cargo().args(["build", "-p", "duplex-server"]))?;
     let mut server_command = env.cargo();
+    // trunk's proxy forwards the page's Origin (the dev server's): let it in.
     server_command
         .args(["run", "-p", "duplex-server", "--"])
+        .args([
+            "--allow-origin",
+            "http://127.0.0.1:8080",
+            "--allow-origin",
+            "http://localhost:8080",
+        ])
         .args(&server_args);
     eprintln!("$ {} &", exec::display(&server_command));
     let mut server = server_command
@@ -257,6 +327,9 @@ fn test_steps(env: &Env, suite: &mut Suite) -> Result<()> {
             "--exclude",
             "duplex-e2e",
         ]))
+    })?;
+    suite.step("client unit tests (native)", || {
+        exec::run(env.cargo().args(["test", "-p", "duplex-client"]))
     })?;
     suite.step("release bundle (trunk build)", || trunk_build(env))?;
     suite.step("browser tests (headless Chromium)", || {
