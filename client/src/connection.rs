@@ -294,7 +294,7 @@ impl Connection {
         self.actions.push_back(Action::Logged {
             dir: Dir::In,
             event: name.to_owned(),
-            args: shown_args(name, args).to_vec(),
+            args: args.to_vec(),
             at: now,
         });
         if name == News::NAME {
@@ -412,18 +412,6 @@ impl Connection {
                 reason: err.to_string(),
             }),
         }
-    }
-}
-
-/// The arguments the log shows. A `news` item is one object; with connection
-/// state recovery on, the server adds the event's offset as a last, string
-/// argument, which is bookkeeping, not news.
-fn shown_args<'a>(name: &str, args: &'a [Value]) -> &'a [Value] {
-    match args {
-        [item, .., Value::String(_)] if name == News::NAME && item.is_object() => {
-            &args[..args.len() - 1]
-        }
-        _ => args,
     }
 }
 
@@ -783,7 +771,7 @@ mod tests {
     }
 
     #[test]
-    fn the_log_leaves_out_the_recovery_offset_of_news() {
+    fn the_log_leaves_out_recovery_offsets() {
         let mut c = page(None, &[]);
         c.handle_frame(text(OPEN), Time::ZERO);
         c.handle_frame(text(r#"40{"sid":"a","pid":"p1"}"#), Time::ZERO);
@@ -795,8 +783,8 @@ mod tests {
                 if event == "news" && *args == vec![json!({"hello": "x"})]),
             "{acts:?}"
         );
-        // Other events are logged as they came.
-        c.handle_frame(text(r#"42["echo","a","b"]"#), MS);
+        // Every event without an ack carries one; none is shown.
+        c.handle_frame(text(r#"42["echo","a","b","8"]"#), MS);
         assert!(matches!(
             &actions(&mut c)[0],
             Action::Logged { args, .. } if *args == vec![json!("a"), json!("b")]

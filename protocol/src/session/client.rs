@@ -353,11 +353,15 @@ impl ClientSession {
                 attachments,
                 ..
             } => {
-                // Socket.IO's recovery convention: with a session to recover, an
-                // event's last string argument is its offset.
-                if self.pid.is_some() {
-                    if let Some(Value::String(offset)) = args.last() {
-                        self.offset = Some(offset.clone());
+                // Socket.IO's recovery convention: with a session to recover, every
+                // event that asks for no ack carries its offset as last argument.
+                // It is the session's business, not the application's: taken off.
+                let mut args = args;
+                if self.pid.is_some() && id.is_none() {
+                    if let Some(Value::String(_)) = args.last() {
+                        if let Some(Value::String(offset)) = args.pop() {
+                            self.offset = Some(offset);
+                        }
                     }
                 }
                 self.events.push_back(ClientEvent::Event {
@@ -900,6 +904,41 @@ mod tests {
                 .iter()
                 .any(|e| matches!(e, ClientEvent::Reconnecting { attempt: 0, .. }))
         );
+    }
+
+    #[test]
+    fn recovery_offsets_are_taken_off_the_arguments() {
+        let mut s = connected();
+        // No pid: a trailing string is data.
+        s.handle_frame(text(r#"42["x",1,"two"]"#), MS)
+            .expect("valid");
+        assert!(
+            matches!(&events(&mut s)[..], [ClientEvent::Event { args, .. }] if args.len() == 2)
+        );
+        let mut s = reconnecting(1);
+        s.handle_frame(text(OPEN), Time::ZERO).expect("valid");
+        s.handle_frame(text(r#"40{"sid":"a","pid":"p"}"#), MS)
+            .expect("valid");
+        events(&mut s);
+        s.handle_frame(text(r#"42["x",1,"two","7"]"#), MS)
+            .expect("valid");
+        assert_eq!(
+            events(&mut s),
+            vec![ClientEvent::Event {
+                id: None,
+                name: "x".into(),
+                args: vec![json!(1), json!("two")],
+                attachments: vec![]
+            }]
+        );
+        assert_eq!(s.last_offset(), Some("7"));
+        // An event asking for an ack carries no offset.
+        s.handle_frame(text(r#"429["q","keep"]"#), MS)
+            .expect("valid");
+        assert!(
+            matches!(&events(&mut s)[..], [ClientEvent::Event { args, .. }] if args == &vec![json!("keep")])
+        );
+        assert_eq!(s.last_offset(), Some("7"));
     }
 
     #[test]
