@@ -1,0 +1,55 @@
+// The bench's Node peer: the app contract on the official socket.io 4 server.
+//
+//   node loadgen/peers/node-server.mjs PORT
+//
+// Same contract as duplex's news app, as far as the bench uses it:
+// - on connection: emit `news` {hello: "world"};
+// - `publish` {text}: emit `news` {hello: text, from: socket.id} to everyone
+//   (acked with {delivered} when the client asks);
+// - any other event: emitted back to its sender with the same arguments, and
+//   acked with them when the sender asked.
+// Listens on 127.0.0.1 with a backlog of 1024; exits when stdin closes (so the
+// harness cannot leak it), on SIGTERM and on SIGINT.
+
+import { createServer } from "node:http";
+import { Server } from "socket.io";
+
+const port = Number(process.argv[2] ?? 3000);
+
+const httpServer = createServer();
+// Defaults (pingInterval 25 s, pingTimeout 20 s, no recovery), as a user would
+// start it.
+const io = new Server(httpServer);
+
+io.on("connection", (socket) => {
+  socket.emit("news", { hello: "world" });
+  socket.onAny((event, ...args) => {
+    const ack = typeof args[args.length - 1] === "function" ? args.pop() : null;
+    if (event === "publish") {
+      const text = args[0] && typeof args[0].text === "string" ? args[0].text : null;
+      if (text === null) {
+        if (ack) ack({ error: "expected {text}" });
+        return;
+      }
+      io.emit("news", { hello: text, from: socket.id });
+      if (ack) ack({ delivered: io.engine.clientsCount });
+      return;
+    }
+    socket.emit(event, ...args);
+    if (ack) ack(...args);
+  });
+});
+
+httpServer.listen({ port, host: "127.0.0.1", backlog: 1024 }, () => {
+  console.log(`listening ${httpServer.address().port}`);
+});
+
+const exit = () => {
+  io.close();
+  process.exit(0);
+};
+process.stdin.on("end", exit);
+process.stdin.on("close", exit);
+process.stdin.resume();
+process.on("SIGTERM", exit);
+process.on("SIGINT", exit);

@@ -1,0 +1,233 @@
+//! The side-by-side benchmarks (issue 6): duplex, Node socket.io 4, socketioxide
+//! and a bare tokio-tungstenite server, driven by the same generator in one run.
+//!
+//! For each repeat, each server in turn (alternating, so that a drift of the
+//! machine spreads over all of them) is started fresh as a child process on
+//! 127.0.0.1 and run through every scenario ([`scenarios`]); then it is killed.
+//! The report ([`report`]) gives the median of the repeats with duplex/peer and
+//! duplex/ceiling ratios, the out-of-order and missing counts, and the CPU of the
+//! server and of the generator (a generator near 100% per core is the limit,
+//! not the server). Raw samples go to `target/bench/results.json`.
+//!
+//! Peers are built on demand ([`peers`]); one that cannot be built is reported
+//! as missing, with the reason, and the others still run.
+
+pub mod peers;
+pub mod report;
+pub mod scenarios;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use serde::Serialize;
+
+use crate::source::Sources;
+use crate::{build, sys};
+use peers::{PeerOptions, Prepared, Server};
+use scenarios::{Sample, Sizes, Target};
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Runs of every figure; the median is reported.
+    #[arg(long, default_value_t = 3)]
+    pub repeat: usize,
+    /// Small sizes, one run: a smoke check of the harness.
+    #[arg(long)]
+    pub quick: bool,
+    /// Servers to run (default: all four).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub servers: Vec<Server>,
+    /// Use the binaries already built (and node_modules already installed).
+    #[arg(long)]
+    pub no_build: bool,
+    /// Keep duplex's connection state recovery on, as its binary's default is;
+    /// off by default here because none of the peers runs it.
+    #[arg(long)]
+    pub duplex_recovery: bool,
+    /// The bare server's WebSocket read buffer in bytes (default: tungstenite's,
+    /// 128 KiB).
+    #[arg(long)]
+    pub bare_read_buffer: Option<usize>,
+    /// Where results.json and results.md go.
+    #[arg(long, default_value = "target/bench")]
+    pub out: PathBuf,
+}
+
+/// The JSON file's contents.
+#[derive(Debug, Serialize)]
+struct Results<'a> {
+    command: Vec<String>,
+    unix_time: u64,
+    quick: bool,
+    repeat: usize,
+    sizes: &'a Sizes,
+    machine: Machine,
+    servers: Vec<ServerStatus>,
+    duplex_recovery: bool,
+    bare_read_buffer: Option<usize>,
+    samples: &'a [Sample],
+    medians: &'a [report::Median],
+}
+
+#[derive(Debug, Serialize)]
+struct Machine {
+    cpus: usize,
+    kernel: String,
+}
+
+#[derive(Debug, Serialize)]
+struct ServerStatus {
+    name: &'static str,
+    measured: bool,
+    missing_because: Option<String>,
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<bool> {
+    let sizes = if args.quick {
+        Sizes::quick()
+    } else {
+        Sizes::full()
+    };
+    let repeat = if args.quick { 1 } else { args.repeat.max(1) };
+    let largest = sizes.connect.iter().copied().max().unwrap_or(0);
+    let fd_limit = sys::raise_fd_limit()?;
+    sys::check_fd_budget(fd_limit, largest as u64 + 128)?;
+    let root = build::workspace_root();
+    let out = root.join(&args.out);
+    let selected: Vec<Server> = if args.servers.is_empty() {
+        Server::ALL.to_vec()
+    } else {
+        Server::ALL
+            .into_iter()
+            .filter(|s| args.servers.contains(s))
+            .collect()
+    };
+    let options = PeerOptions {
+        root: root.clone(),
+        no_build: args.no_build,
+        duplex_recovery: args.duplex_recovery,
+        bare_read_buffer: args.bare_read_buffer,
+    };
+    let mut ready = Vec::new();
+    let mut statuses: Vec<(Server, Option<String>)> = Vec::new();
+    for server in selected {
+        println!("bench: preparing {}", server.name());
+        match peers::prepare(server, &options) {
+            Prepared::Ready(launch) => {
+                ready.push((server, launch));
+                statuses.push((server, None));
+            }
+            Prepared::Missing(why) => {
+                println!("bench: {} cannot run: {why}", server.name());
+                statuses.push((server, Some(why)));
+            }
+        }
+    }
+    anyhow::ensure!(!ready.is_empty(), "no server could be prepared");
+
+    let sources = Arc::new(Sources::new(Sources::default_per_address()));
+    let mut samples: Vec<Sample> = Vec::new();
+    for rep in 0..repeat {
+        for (server, launch) in &ready {
+            let log = out.join(format!("logs/{}-{rep}.log", server.name()));
+            let mut process = launch.start(*server, &log)?;
+            process
+                .wait_ready(Duration::from_secs(30))
+                .await
+                .with_context(|| format!("starting {}", server.name()))?;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            for (i, scenario) in sizes.scenarios().iter().enumerate() {
+                let target = Target {
+                    server: &process,
+                    dialect: server.dialect(),
+                    sources: &sources,
+                    sizes: &sizes,
+                };
+                let sample = match scenarios::run(&target, rep, scenario, i == 0).await {
+                    Ok(sample) => sample,
+                    Err(e) => Sample::failed(server.name(), rep, scenario, &e),
+                };
+                println!("{}", summary(&sample));
+                samples.push(sample);
+                // Let closed connections finish on the server's side.
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                if let Err(e) = process.check_alive() {
+                    println!("bench: {e:#}");
+                    break;
+                }
+            }
+        }
+    }
+
+    let medians = report::medians(&samples);
+    let table = report::markdown(&sizes, &statuses, &medians, repeat);
+    println!();
+    println!("{table}");
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    let results = Results {
+        command: std::env::args().collect(),
+        unix_time: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        quick: args.quick,
+        repeat,
+        sizes: &sizes,
+        machine: Machine {
+            cpus: std::thread::available_parallelism().map_or(0, std::num::NonZeroUsize::get),
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .unwrap_or_default()
+                .trim()
+                .to_owned(),
+        },
+        servers: statuses
+            .iter()
+            .map(|(s, why)| ServerStatus {
+                name: s.name(),
+                measured: why.is_none(),
+                missing_because: why.clone(),
+            })
+            .collect(),
+        duplex_recovery: args.duplex_recovery,
+        bare_read_buffer: args.bare_read_buffer,
+        samples: &samples,
+        medians: &medians,
+    };
+    let json = serde_json::to_string_pretty(&results).context("results serialize")?;
+    std::fs::write(out.join("results.json"), json)?;
+    std::fs::write(out.join("results.md"), &table)?;
+    println!(
+        "bench: raw results in {}",
+        out.join("results.json").display()
+    );
+    Ok(true)
+}
+
+/// One line per sample, as the run goes.
+fn summary(s: &Sample) -> String {
+    let figures: Vec<String> = s
+        .metrics
+        .iter()
+        .map(|(k, v)| format!("{k}={v:.1}"))
+        .collect();
+    let mut line = format!(
+        "bench: {:<12} run {} {:<18} {}  ooo={} missing={} failed={} cpu server={:.0}% gen={:.0}% softirq={:.0}% other={:.0}%",
+        s.server,
+        s.rep + 1,
+        s.scenario,
+        figures.join(" "),
+        s.out_of_order,
+        s.missing,
+        s.failed_connections,
+        s.server_cpu_pct,
+        s.generator_cpu_pct,
+        s.softirq_cpu_pct,
+        s.other_cpu_pct
+    );
+    if let Some(e) = &s.first_error {
+        line.push_str(&format!("  first error: {e}"));
+    }
+    line
+}

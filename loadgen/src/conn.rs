@@ -1,0 +1,477 @@
+//! One generated client connection, light enough to open ten thousand of:
+//! a tokio-tungstenite WebSocket driven directly by the protocol crate's
+//! `ClientSession` (Socket.IO), or raw text frames (the bare WebSocket ceiling).
+//!
+//! Every Socket.IO frame comes from the protocol crate; the only text built here
+//! is the request URL and the bare server's own frames ([`crate::bare`]).
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::time::Duration;
+
+use anyhow::Context;
+use futures_util::{SinkExt, StreamExt};
+use protocol::Frame;
+use protocol::engineio;
+use protocol::session::{ClientConfig, ClientEvent, ClientSession, CloseReason};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio::time::{Instant, Sleep};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_util::sync::CancellationToken;
+
+use crate::bare;
+use crate::source::Sources;
+
+/// The event the benchmarks echo (every server under test echoes it and acks it).
+pub const ECHO: &str = "echo";
+
+/// Which protocol a server under test speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// Socket.IO v5 over Engine.IO v4 (duplex, Node socket.io, socketioxide).
+    SocketIo,
+    /// The bare WebSocket server's text frames ([`crate::bare`]).
+    Bare,
+}
+
+/// What the benchmarks care about in what arrives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Incoming {
+    /// The echoed event for request `seq`.
+    Echo(u64),
+    /// The ack of request `seq`.
+    Ack(u64),
+    /// A `news` broadcast carrying publish number `seq`.
+    News(u64),
+    /// Anything else (the greeting, duplex's `handshake` event, ...).
+    Other,
+}
+
+/// A connected client, greeted by the server.
+#[derive(Debug)]
+pub enum Conn {
+    /// Boxed, as the other: a few hundred bytes each, moved between tasks.
+    Sio(Box<SioConn>),
+    Bare(Box<BareConn>),
+}
+
+impl Conn {
+    /// Opens a TCP connection from the next source address, does the WebSocket
+    /// handshake and the protocol's, and waits for the server's greeting.
+    pub async fn open(
+        dialect: Dialect,
+        server: SocketAddr,
+        sources: &Sources,
+    ) -> anyhow::Result<Conn> {
+        let stream = sources
+            .connect(server)
+            .await
+            .with_context(|| format!("tcp connect to {server}"))?;
+        match dialect {
+            Dialect::SocketIo => SioConn::open(stream, server)
+                .await
+                .map(|c| Conn::Sio(Box::new(c))),
+            Dialect::Bare => BareConn::open(stream, server)
+                .await
+                .map(|c| Conn::Bare(Box::new(c))),
+        }
+    }
+
+    /// Queues an echo request carrying `seq` (sent at the next [`flush`](Self::flush)).
+    pub fn queue_echo(&mut self, seq: u64) -> anyhow::Result<()> {
+        match self {
+            Conn::Sio(c) => c.queue_echo(seq),
+            Conn::Bare(c) => {
+                c.queue(bare::echo_request(seq));
+                Ok(())
+            }
+        }
+    }
+
+    /// Queues a `publish` of `text` (sent at the next flush).
+    pub fn queue_publish(&mut self, text: String) -> anyhow::Result<()> {
+        match self {
+            Conn::Sio(c) => c.queue_publish(text),
+            Conn::Bare(c) => {
+                c.queue(bare::publish_request(&text));
+                Ok(())
+            }
+        }
+    }
+
+    pub async fn flush(&mut self) -> anyhow::Result<()> {
+        match self {
+            Conn::Sio(c) => c.flush().await,
+            Conn::Bare(c) => c.flush().await,
+        }
+    }
+
+    /// The next thing that arrives (heartbeats are answered on the way).
+    pub async fn next(&mut self) -> anyhow::Result<Incoming> {
+        match self {
+            Conn::Sio(c) => c.next_incoming().await,
+            Conn::Bare(c) => c.next_incoming().await,
+        }
+    }
+}
+
+/// The generator's WebSocket settings. tungstenite's default read buffer is
+/// 128 KiB, zero-filled up to its capacity before every read: ten thousand
+/// clients would hold 1.25 GiB and spend their CPU in memset. Frames here are
+/// small; the buffer still grows for a larger one.
+fn ws_config() -> WebSocketConfig {
+    WebSocketConfig::default().read_buffer_size(16 * 1024)
+}
+
+/// The Engine.IO WebSocket URL of a server.
+fn socketio_url(server: SocketAddr) -> String {
+    format!("ws://{server}/socket.io/?EIO=4&transport=websocket")
+}
+
+fn frame_to_message(frame: Frame) -> Message {
+    match frame {
+        Frame::Text(t) => Message::text(t),
+        Frame::Binary(b) => Message::binary(b),
+    }
+}
+
+/// A Socket.IO client on one WebSocket: the protocol's `ClientSession`, a socket,
+/// and a timer for the session's deadlines (dead server, ack timeouts).
+#[derive(Debug)]
+pub struct SioConn {
+    ws: WebSocketStream<TcpStream>,
+    session: ClientSession,
+    epoch: Instant,
+    timer: Pin<Box<Sleep>>,
+    timer_at: Option<protocol::Time>,
+    /// Frames queued to the socket but not flushed yet.
+    unflushed: bool,
+    /// Count the pongs sent (the soak checks heartbeats went on).
+    count_pongs: bool,
+    pongs: u64,
+}
+
+impl SioConn {
+    /// Does the WebSocket and Socket.IO handshakes on `stream` and waits for the
+    /// server's greeting (`news`, the app contract's first event).
+    pub async fn open(stream: TcpStream, server: SocketAddr) -> anyhow::Result<SioConn> {
+        let (ws, _) = tokio_tungstenite::client_async_with_config(
+            socketio_url(server),
+            stream,
+            Some(ws_config()),
+        )
+        .await
+        .context("websocket handshake")?;
+        let epoch = Instant::now();
+        let mut conn = SioConn {
+            ws,
+            session: ClientSession::new(ClientConfig {
+                // Generous: a saturated two-core machine can delay an ack by
+                // seconds; a late ack is counted, a timed-out one is missing.
+                ack_timeout: Duration::from_secs(60),
+                ..ClientConfig::default()
+            }),
+            epoch,
+            timer: Box::pin(tokio::time::sleep_until(epoch + Duration::from_secs(3600))),
+            timer_at: None,
+            unflushed: false,
+            count_pongs: false,
+            pongs: 0,
+        };
+        let mut connected = false;
+        loop {
+            match conn.next_event().await? {
+                ClientEvent::Connected { .. } => connected = true,
+                ClientEvent::ConnectError { message, .. } => {
+                    anyhow::bail!("the server refused the namespace: {message}")
+                }
+                ClientEvent::Event { name, .. } if connected && name == "news" => return Ok(conn),
+                _ => {}
+            }
+        }
+    }
+
+    /// Counts the pongs sent from now on.
+    pub fn count_pongs(&mut self) {
+        self.count_pongs = true;
+    }
+
+    /// Pings answered since [`count_pongs`](Self::count_pongs).
+    pub fn pongs(&self) -> u64 {
+        self.pongs
+    }
+
+    fn now(&self) -> protocol::Time {
+        self.epoch.elapsed()
+    }
+
+    /// Moves what the session wants to send into the socket's write buffer.
+    async fn queue_transmit(&mut self) -> anyhow::Result<()> {
+        while let Some(frame) = self.session.poll_transmit() {
+            if self.count_pongs {
+                if let Frame::Text(t) = &frame {
+                    if matches!(
+                        engineio::Packet::decode_text(t),
+                        Ok(engineio::Packet::Pong(_))
+                    ) {
+                        self.pongs += 1;
+                    }
+                }
+            }
+            self.ws
+                .feed(frame_to_message(frame))
+                .await
+                .context("websocket write")?;
+            self.unflushed = true;
+        }
+        Ok(())
+    }
+
+    pub async fn flush(&mut self) -> anyhow::Result<()> {
+        self.queue_transmit().await?;
+        if self.unflushed {
+            self.ws.flush().await.context("websocket flush")?;
+            self.unflushed = false;
+        }
+        Ok(())
+    }
+
+    pub fn queue_echo(&mut self, seq: u64) -> anyhow::Result<()> {
+        let now = self.now();
+        self.session
+            .emit_with_ack(ECHO, vec![json!({ "seq": seq })], now)
+            .context("emit echo")?;
+        Ok(())
+    }
+
+    pub fn queue_publish(&mut self, text: String) -> anyhow::Result<()> {
+        let payload = protocol::app::Publish {
+            text,
+            channel: None,
+        };
+        self.session
+            .emit_event::<protocol::app::PublishNews>(&payload)
+            .context("emit publish")?;
+        Ok(())
+    }
+
+    /// Sends what is pending, then waits for the session's next event, feeding
+    /// it frames and timer expiries. A closed session is an error.
+    pub async fn next_event(&mut self) -> anyhow::Result<ClientEvent> {
+        self.next_event_until(None)
+            .await?
+            .context("stopped without a stop token")
+    }
+
+    /// [`next_event`](Self::next_event), or `None` once `stop` is cancelled. The
+    /// stop is only observed while waiting for the socket or a timer, never
+    /// between taking a frame from the session and handing it to the socket.
+    pub async fn next_event_until(
+        &mut self,
+        stop: Option<&CancellationToken>,
+    ) -> anyhow::Result<Option<ClientEvent>> {
+        let stopped = async {
+            match stop {
+                Some(token) => token.cancelled().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(stopped);
+        loop {
+            if let Some(event) = self.session.poll_event() {
+                if let ClientEvent::Closed(reason) = &event {
+                    anyhow::bail!("session closed: {reason}");
+                }
+                return Ok(Some(event));
+            }
+            self.flush().await?;
+            let deadline = self.session.poll_timeout();
+            if deadline != self.timer_at {
+                let at = deadline.unwrap_or(Duration::from_secs(86_400 * 365));
+                self.timer.as_mut().reset(self.epoch + at);
+                self.timer_at = deadline;
+            }
+            tokio::select! {
+                () = &mut stopped => return Ok(None),
+                message = self.ws.next() => {
+                    let now = self.now();
+                    let frame = match message {
+                        Some(Ok(Message::Text(t))) => Frame::Text(t.as_str().to_owned()),
+                        Some(Ok(Message::Binary(b))) => Frame::Binary(b.to_vec()),
+                        Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
+                        Some(Ok(Message::Close(close))) => {
+                            let why = close.map_or_else(|| "no reason".to_owned(), |c| format!("{} {}", c.code, c.reason));
+                            self.session.transport_closed(CloseReason::Transport(format!("websocket closed by the server: {why}")), now);
+                            continue;
+                        }
+                        Some(Err(e)) => {
+                            self.session.transport_closed(CloseReason::Transport(e.to_string()), now);
+                            continue;
+                        }
+                        None => {
+                            self.session.transport_closed(CloseReason::Transport("connection closed".into()), now);
+                            continue;
+                        }
+                    };
+                    self.session.handle_frame(frame, now).context("protocol error from the server")?;
+                }
+                () = self.timer.as_mut() => {
+                    let now = self.now();
+                    self.session.handle_timeout(now);
+                    self.timer_at = None;
+                    self.timer.as_mut().reset(self.epoch + Duration::from_secs(86_400 * 365));
+                }
+            }
+        }
+    }
+
+    async fn next_incoming(&mut self) -> anyhow::Result<Incoming> {
+        Ok(match self.next_event().await? {
+            ClientEvent::Ack { args, .. } => seq_of(&args).map_or(Incoming::Other, Incoming::Ack),
+            ClientEvent::AckTimeout { .. } => Incoming::Other,
+            ClientEvent::Event { name, args, .. } if name == ECHO => {
+                seq_of(&args).map_or(Incoming::Other, Incoming::Echo)
+            }
+            ClientEvent::Event { name, args, .. } if name == "news" => args
+                .first()
+                .and_then(|a| a.get("hello"))
+                .and_then(Value::as_str)
+                .and_then(parse_published)
+                .map_or(Incoming::Other, Incoming::News),
+            _ => Incoming::Other,
+        })
+    }
+
+    /// Sends an echo request and waits up to `timeout` for its ack, answering
+    /// pings meanwhile (the soak's final liveness check).
+    pub async fn ack_round_trip(
+        &mut self,
+        seq: u64,
+        timeout: Duration,
+    ) -> anyhow::Result<Duration> {
+        let start = Instant::now();
+        self.queue_echo(seq)?;
+        tokio::time::timeout(timeout, async {
+            loop {
+                if let Incoming::Ack(s) = self.next_incoming().await? {
+                    if s == seq {
+                        return Ok::<_, anyhow::Error>(start.elapsed());
+                    }
+                }
+            }
+        })
+        .await
+        .context("no ack in time")?
+    }
+
+    /// Leaves the namespace, closes the Engine.IO session and the WebSocket, and
+    /// waits up to `linger` for the server to close its side.
+    pub async fn close(mut self, linger: Duration) {
+        self.session.disconnect();
+        let _ = self.flush().await;
+        let _ = self.ws.close(None).await;
+        if !linger.is_zero() {
+            let _ = tokio::time::timeout(linger, async {
+                while let Some(Ok(_)) = self.ws.next().await {}
+            })
+            .await;
+        }
+    }
+}
+
+/// The `seq` of an echoed `{"seq": N}`.
+fn seq_of(args: &[Value]) -> Option<u64> {
+    args.first()?.get("seq")?.as_u64()
+}
+
+/// The text of the `n`th publish: its number, then padding to 100 bytes.
+pub fn published_text(n: u64) -> String {
+    let mut text = format!("{n:08}|");
+    text.extend(std::iter::repeat_n('x', 100 - text.len()));
+    text
+}
+
+/// The number of a published text (`None` for other news, the greeting).
+pub fn parse_published(text: &str) -> Option<u64> {
+    let (n, _) = text.split_once('|')?;
+    n.parse().ok()
+}
+
+/// A client of the bare WebSocket server.
+#[derive(Debug)]
+pub struct BareConn {
+    ws: WebSocketStream<TcpStream>,
+    unflushed: Vec<Message>,
+}
+
+impl BareConn {
+    async fn open(stream: TcpStream, server: SocketAddr) -> anyhow::Result<BareConn> {
+        let (ws, _) = tokio_tungstenite::client_async_with_config(
+            format!("ws://{server}/"),
+            stream,
+            Some(ws_config()),
+        )
+        .await
+        .context("websocket handshake")?;
+        let mut conn = BareConn {
+            ws,
+            unflushed: Vec::new(),
+        };
+        loop {
+            let message = conn
+                .ws
+                .next()
+                .await
+                .context("closed before the greeting")??;
+            if let Message::Text(t) = message {
+                if bare::is_greeting(t.as_str()) {
+                    return Ok(conn);
+                }
+            }
+        }
+    }
+
+    fn queue(&mut self, text: String) {
+        self.unflushed.push(Message::text(text));
+    }
+
+    async fn flush(&mut self) -> anyhow::Result<()> {
+        if self.unflushed.is_empty() {
+            return Ok(());
+        }
+        for message in self.unflushed.drain(..) {
+            self.ws.feed(message).await.context("websocket write")?;
+        }
+        self.ws.flush().await.context("websocket flush")
+    }
+
+    async fn next_incoming(&mut self) -> anyhow::Result<Incoming> {
+        self.flush().await?;
+        loop {
+            match self.ws.next().await {
+                Some(Ok(Message::Text(t))) => return Ok(bare::parse_reply(t.as_str())),
+                Some(Ok(Message::Close(_))) | None => {
+                    anyhow::bail!("connection closed by the server")
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(e).context("websocket read"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn published_texts_are_100_bytes_and_numbered() {
+        let t = published_text(42);
+        assert_eq!(t.len(), 100);
+        assert_eq!(parse_published(&t), Some(42));
+        assert_eq!(parse_published("world"), None);
+    }
+}
