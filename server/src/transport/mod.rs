@@ -7,9 +7,11 @@
 //!   that drives each session over WebSocket, long-polling, and the upgrade between
 //!   them.
 //! - [`routes`]: the warp filters of an Engine.IO mount point (`/socket.io/`).
+//! - [`ws`]: the WebSocket upgrade and tungstenite's per-connection buffers.
 
 pub mod query;
 pub mod routes;
 pub mod session;
+pub mod ws;
 
 pub use session::Endpoint;

@@ -17,6 +17,7 @@ use warp::{Filter, Reply};
 
 use super::query::{self, HandshakeError, TransportKind};
 use super::session::{Endpoint, Input, PollError};
+use super::ws::{self, Upgrade};
 use crate::config::OriginPolicy;
 use crate::engine::Factory;
 use crate::io::Handshake;
@@ -60,7 +61,8 @@ pub fn mount<F: Factory>(
     admission: Admission,
 ) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
     let raw_query = warp::query::raw().or(warp::any().map(String::new)).unify();
-    let upgrade = warp::ws().map(Some).or(warp::any().map(|| None)).unify();
+    // The connection hyper hands over after a 101 (validated in `handle`).
+    let upgrade = warp::ext::optional::<hyper::upgrade::OnUpgrade>();
     let max = endpoint.factory().engine_config().max_payload;
     let body = warp::post()
         .and(warp::body::content_length_limit(max as u64))
@@ -95,7 +97,7 @@ async fn handle<F: Factory>(
     raw_query: String,
     headers: HeaderMap,
     remote: Option<SocketAddr>,
-    ws: Option<warp::ws::Ws>,
+    on_upgrade: Option<hyper::upgrade::OnUpgrade>,
     body: Body,
     endpoint: Arc<Endpoint<F>>,
     admission: Arc<Admission>,
@@ -154,29 +156,23 @@ async fn handle<F: Factory>(
     };
     let response = match (query.transport, query.sid) {
         (TransportKind::WebSocket, sid) => {
-            let Some(ws) = ws else {
+            let Some(upgrade) = Upgrade::from_request(&method, &headers, on_upgrade) else {
                 return refuse(&HandshakeError::BadRequest, &raw_query);
             };
-            let max = endpoint.factory().engine_config().max_payload;
-            // The library refuses messages far beyond maxPayload before buffering
-            // them; the session enforces the exact limit with a clear reason.
-            let ws = ws.max_message_size(max.saturating_mul(2).max(1024));
+            let config = ws::config(endpoint.factory().engine_config().max_payload);
             match sid {
                 None => {
                     let handshake = handshake(&method, &raw_query, &headers, remote);
-                    ws.on_upgrade(move |socket| async move {
+                    upgrade.into_response(config, move |socket| async move {
                         endpoint.open(Transport::WebSocket, Some(socket), handshake);
                     })
-                    .into_response()
                 }
                 Some(sid) => match endpoint.lookup(&sid) {
                     None => refuse(&HandshakeError::UnknownSid, &raw_query),
-                    Some(session) => ws
-                        .on_upgrade(move |socket| async move {
-                            // If the session ended meanwhile the socket is dropped: closed.
-                            let _ = session.send(Input::Upgrade(Box::new(socket))).await;
-                        })
-                        .into_response(),
+                    Some(session) => upgrade.into_response(config, move |socket| async move {
+                        // If the session ended meanwhile the socket is dropped: closed.
+                        let _ = session.send(Input::Upgrade(Box::new(socket))).await;
+                    }),
                 },
             }
         }

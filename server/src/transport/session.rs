@@ -22,14 +22,18 @@ use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use protocol::Frame;
 use protocol::engineio::frames_to_payload;
-use protocol::session::{CloseReason, Probe, Transport};
+use protocol::session::{CloseReason, Probe, ProtocolError, Transport};
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
+use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
-use warp::ws::{Message, WebSocket};
 
+use super::ws::WebSocket;
 use crate::engine::{DisconnectReason, Factory, Machine};
 use crate::io::Handshake;
 
@@ -270,24 +274,21 @@ impl<F: Factory> SessionTask<F> {
         frames_to_payload(&frames)
     }
 
-    fn on_message(&mut self, message: Option<Result<Message, warp::Error>>) {
+    fn on_message(&mut self, message: Option<Result<Message, WsError>>) {
         let now = self.endpoint.factory.now();
         let frame = match message {
-            Some(Ok(m)) if m.is_text() => match m.to_str() {
-                Ok(text) => Frame::Text(text.to_owned()),
-                Err(()) => Frame::Binary(m.into_bytes().to_vec()),
-            },
-            Some(Ok(m)) if m.is_binary() => Frame::Binary(m.into_bytes().to_vec()),
-            Some(Ok(m)) if m.is_close() => {
+            Some(Ok(Message::Text(text))) => Frame::Text(text.as_str().to_owned()),
+            Some(Ok(Message::Binary(bytes))) => Frame::Binary(Vec::from(bytes)),
+            Some(Ok(Message::Close(_))) => {
                 self.machine.transport_closed(CloseReason::PeerClosed);
                 return;
             }
             // WebSocket-level ping/pong frames are answered by the library.
-            Some(Ok(_)) => return,
+            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => return,
             Some(Err(e)) => {
                 warn!(sid = %self.sid, error = %e, "websocket error");
-                self.machine
-                    .transport_closed(CloseReason::Transport(e.to_string()));
+                let reason = self.read_error(e);
+                self.machine.transport_closed(reason);
                 return;
             }
             None => {
@@ -301,11 +302,29 @@ impl<F: Factory> SessionTask<F> {
         }
     }
 
-    async fn on_probe(&mut self, message: Option<Result<Message, warp::Error>>) {
+    /// Why the session ends after a read error: invalid UTF-8 in a text message is
+    /// the peer's protocol error (1002), a message past the library's limit is
+    /// too large (1009); anything else is the transport failing.
+    fn read_error(&self, error: WsError) -> CloseReason {
+        match error {
+            WsError::Utf8(_) => CloseReason::Protocol(ProtocolError::Unexpected(
+                "text message that is not valid UTF-8",
+            )),
+            WsError::Capacity(CapacityError::MessageTooLong { size, .. }) => {
+                CloseReason::Protocol(ProtocolError::PayloadTooLarge {
+                    size,
+                    max: self.endpoint.factory.engine_config().max_payload,
+                })
+            }
+            e => CloseReason::Transport(e.to_string()),
+        }
+    }
+
+    async fn on_probe(&mut self, message: Option<Result<Message, WsError>>) {
         let frame = match message {
-            Some(Ok(m)) if m.is_text() => m.to_str().ok().map(|t| Frame::Text(t.to_owned())),
-            Some(Ok(m)) if m.is_binary() => Some(Frame::Binary(m.into_bytes().to_vec())),
-            Some(Ok(m)) if m.is_ping() || m.is_pong() => return,
+            Some(Ok(Message::Text(text))) => Some(Frame::Text(text.as_str().to_owned())),
+            Some(Ok(Message::Binary(bytes))) => Some(Frame::Binary(Vec::from(bytes))),
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => return,
             _ => None,
         };
         let outcome = frame.map(|f| self.machine.handle_probe_frame(f));
@@ -405,7 +424,11 @@ impl<F: Factory> SessionTask<F> {
                 let machine = &mut self.machine;
                 let goodbye = async {
                     flush(&mut sink, machine).await?;
-                    sink.send(Message::close_with(code, text)).await?;
+                    let close = CloseFrame {
+                        code: CloseCode::from(code),
+                        reason: Utf8Bytes::from(text),
+                    };
+                    sink.send(Message::Close(Some(close))).await?;
                     sink.close().await
                 };
                 if let Ok(Err(e)) = tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, goodbye).await {
@@ -455,7 +478,7 @@ fn to_message(frame: Frame) -> Message {
 }
 
 /// Writes every frame the machine has for the client, then flushes.
-async fn flush<M: Machine>(sink: &mut WsSink, machine: &mut M) -> Result<(), warp::Error> {
+async fn flush<M: Machine>(sink: &mut WsSink, machine: &mut M) -> Result<(), WsError> {
     if machine.engine().pending_transmits() == 0 {
         return Ok(());
     }
@@ -465,7 +488,7 @@ async fn flush<M: Machine>(sink: &mut WsSink, machine: &mut M) -> Result<(), war
     sink.flush().await
 }
 
-async fn next_message(ws: &mut Option<(WsSink, WsStream)>) -> Option<Result<Message, warp::Error>> {
+async fn next_message(ws: &mut Option<(WsSink, WsStream)>) -> Option<Result<Message, WsError>> {
     match ws {
         Some((_, stream)) => stream.next().await,
         None => std::future::pending().await,
