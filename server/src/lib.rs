@@ -21,6 +21,7 @@ pub mod app;
 pub mod config;
 pub mod engine;
 pub mod io;
+mod memory;
 pub mod rooms;
 mod routes;
 mod sid;
@@ -75,6 +76,11 @@ pub async fn serve(
     let addr = listener.local_addr()?;
     let tracker = TaskTracker::new();
     let endpoint = transport::Endpoint::new(io, tracker.clone(), shutdown.clone());
+    let watched = endpoint.clone();
+    tokio::spawn(memory::trim_after_drops(
+        move || watched.session_count(),
+        shutdown.clone(),
+    ));
     let routes = routes::routes(Arc::new(config.clone()), endpoint);
     if !config.dist.join("index.html").is_file() {
         tracing::warn!(
