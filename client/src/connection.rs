@@ -145,7 +145,7 @@ impl Connection {
             Command::Publish(publish) => self.emit_typed::<PublishNews>(&publish, now),
             Command::Join(channel) => self.channel_request(ChannelOp::Join, channel, now),
             Command::Leave(channel) => self.channel_request(ChannelOp::Leave, channel, now),
-            Command::RetryNow => self.retry_now(now),
+            Command::RetryNow => self.session.reconnect_now(),
             Command::Disconnect => self.session.disconnect(),
         }
         self.pump(now);
@@ -192,16 +192,6 @@ impl Connection {
     /// Once closed, only the frames already queued (a goodbye) remain to be sent.
     pub fn is_closed(&self) -> bool {
         *self.session.state() == ClientState::Closed
-    }
-
-    /// Starts a pending reconnection attempt now rather than at its time.
-    ///
-    /// The session has no call for this, so it is told that the attempt's time
-    /// has come. The price: an ack deadline falling between `now` and that time
-    /// (at most the backoff's 5 s away) expires a little early; any such ack was
-    /// made while the transport was gone and the network down.
-    fn retry_now(&mut self, _now: Time) {
-        self.session.reconnect_now();
     }
 
     /// Turns the session's events into actions and reactions.

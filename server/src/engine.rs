@@ -45,6 +45,17 @@ pub enum DisconnectReason {
     ServerDisconnect,
 }
 
+impl DisconnectReason {
+    /// Why a session ended: the server's own reason if it closed it (`closing`),
+    /// else what the session saw.
+    pub(crate) fn of(closing: Option<&DisconnectReason>, closed: Option<&CloseReason>) -> Self {
+        match closing {
+            Some(reason) => reason.clone(),
+            None => closed.map_or(DisconnectReason::ClientClosed, DisconnectReason::from),
+        }
+    }
+}
+
 impl From<&CloseReason> for DisconnectReason {
     fn from(reason: &CloseReason) -> Self {
         match reason {
@@ -365,11 +376,7 @@ impl<H: EngineHandler> Machine for EngineMachine<H> {
     }
 
     fn reason(&self) -> DisconnectReason {
-        self.closing.clone().unwrap_or_else(|| {
-            self.session
-                .close_reason()
-                .map_or(DisconnectReason::ClientClosed, DisconnectReason::from)
-        })
+        DisconnectReason::of(self.closing.as_ref(), self.session.close_reason())
     }
 
     fn kill_token(&self) -> CancellationToken {

@@ -40,8 +40,6 @@ pub struct Handshake {
     pub sid: String,
     /// Request target, e.g. `/socket.io/?EIO=4&transport=websocket`.
     pub uri: String,
-    /// `HTTP/1.1`.
-    pub version: String,
     /// Request headers, names in lowercase, in the order received.
     pub headers: Vec<(String, String)>,
     /// The `Sec-WebSocket-Accept` the server answered with.
@@ -841,20 +839,13 @@ impl SocketIoMachine {
         // The CONNECT answer must precede the replayed packets. Joining queues the
         // replay on the link, which the task reads only after this dispatch; the
         // answer is written to the session now, so it goes first either way.
-        let pending = self.io.settings.recovery.is_some();
-        let socket = if pending {
-            let socket = self.io.join_namespace(parts, recover, &self.conn);
-            let mut reply = serde_json::Map::new();
-            reply.insert("sid".into(), Value::String(socket.id().to_owned()));
-            if let Some(pid) = socket.pid() {
-                reply.insert("pid".into(), Value::String(pid.to_owned()));
-            }
-            self.session.accept_connect_with(&nsp, Value::Object(reply));
-            socket
-        } else {
-            self.session.accept_connect(&nsp, &parts.id);
-            self.io.join_namespace(parts, None, &self.conn)
-        };
+        let socket = self.io.join_namespace(parts, recover, &self.conn);
+        let mut reply = serde_json::Map::new();
+        reply.insert("sid".into(), Value::String(socket.id().to_owned()));
+        if let Some(pid) = socket.pid() {
+            reply.insert("pid".into(), Value::String(pid.to_owned()));
+        }
+        self.session.accept_connect_with(&nsp, Value::Object(reply));
         debug!(%sid, %nsp, socket = socket.id(), recovered = socket.recovered(), "namespace joined");
         handler.on_connect(&socket);
         self.sockets.insert(nsp, (socket, handler));
@@ -1007,11 +998,7 @@ impl Machine for SocketIoMachine {
     }
 
     fn reason(&self) -> DisconnectReason {
-        self.closing.clone().unwrap_or_else(|| {
-            self.session
-                .close_reason()
-                .map_or(DisconnectReason::ClientClosed, DisconnectReason::from)
-        })
+        DisconnectReason::of(self.closing.as_ref(), self.session.close_reason())
     }
 
     fn kill_token(&self) -> CancellationToken {

@@ -90,24 +90,7 @@ pub async fn serve(
         );
     }
     tracing::info!(%addr, dist = %config.dist.display(), "listening on http://{addr}/");
-    let signal = shutdown.clone();
-    warp::serve(routes)
-        .incoming(listener)
-        .graceful(async move { signal.cancelled().await })
-        .run()
-        .await;
-    // warp's graceful shutdown does not wait for upgraded (WebSocket) connections:
-    // their tasks saw the same token, told their clients, and finish here.
-    tracker.close();
-    if tokio::time::timeout(config.shutdown_timeout, tracker.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            remaining = tracker.len(),
-            "connections still open after the shutdown deadline"
-        );
-    }
+    serve_until(listener, routes, tracker, shutdown, config.shutdown_timeout).await;
     Ok(())
 }
 
@@ -123,13 +106,45 @@ pub async fn serve_engine<H: engine::EngineHandler>(
     let endpoint = transport::Endpoint::new(Arc::new(app), tracker.clone(), shutdown.clone());
     let routes = transport::routes::mount(path, endpoint, transport::routes::Admission::default());
     tracing::info!(%addr, path, "engine.io listening");
-    let signal = shutdown.clone();
+    let routes = warp::Filter::recover(routes, routes::not_found);
+    serve_until(
+        listener,
+        warp::Filter::unify(routes),
+        tracker,
+        shutdown,
+        std::time::Duration::from_secs(5),
+    )
+    .await;
+    Ok(())
+}
+
+/// Runs warp on `listener` until `shutdown`, then waits (at most `deadline`) for the
+/// session tasks: warp's graceful shutdown does not wait for upgraded (WebSocket)
+/// connections; their tasks saw the same token, told their clients, and finish here.
+async fn serve_until(
+    listener: TcpListener,
+    routes: impl warp::Filter<Extract = (warp::reply::Response,), Error = std::convert::Infallible>
+    + Clone
+    + Send
+    + Sync
+    + 'static,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+    deadline: std::time::Duration,
+) {
     warp::serve(routes)
         .incoming(listener)
-        .graceful(async move { signal.cancelled().await })
+        .graceful(async move { shutdown.cancelled().await })
         .run()
         .await;
     tracker.close();
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), tracker.wait()).await;
-    Ok(())
+    if tokio::time::timeout(deadline, tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            remaining = tracker.len(),
+            "connections still open after the shutdown deadline"
+        );
+    }
 }

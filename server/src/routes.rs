@@ -90,7 +90,7 @@ fn assets(
         .map(Reply::into_response)
 }
 
-async fn not_found(rejection: warp::Rejection) -> Result<Response, Infallible> {
+pub(crate) async fn not_found(rejection: warp::Rejection) -> Result<Response, Infallible> {
     let status = if rejection.is_not_found() {
         StatusCode::NOT_FOUND
     } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {

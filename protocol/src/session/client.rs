@@ -18,7 +18,6 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
-use serde::Serialize;
 use serde_json::Value;
 use thiserror::Error;
 
@@ -625,11 +624,6 @@ impl ClientSession {
 
 fn heartbeat_window(open: &OpenPacket) -> Duration {
     Duration::from_millis(open.ping_interval.saturating_add(open.ping_timeout))
-}
-
-/// Serializes any value as a single-argument list, for untyped emits.
-pub fn args_of<T: Serialize>(value: &T) -> Result<Vec<Value>, serde_json::Error> {
-    serde_json::to_value(value).map(|v| vec![v])
 }
 
 #[cfg(test)]

@@ -162,7 +162,7 @@ async fn handle<F: Factory>(
             let config = ws::config(endpoint.factory().engine_config().max_payload);
             match sid {
                 None => {
-                    let handshake = handshake(&method, &raw_query, &headers, remote);
+                    let handshake = handshake(&raw_query, &headers, remote);
                     upgrade.into_response(config, move |socket| async move {
                         endpoint.open(Transport::WebSocket, Some(socket), handshake);
                     })
@@ -177,7 +177,7 @@ async fn handle<F: Factory>(
             }
         }
         (TransportKind::Polling, None) if method == Method::GET => {
-            let handshake = handshake(&method, &raw_query, &headers, remote);
+            let handshake = handshake(&raw_query, &headers, remote);
             let session = endpoint.open(Transport::Polling, None, handshake);
             poll_get(&session).await
         }
@@ -270,12 +270,7 @@ fn cors(mut response: Response, origin: Option<&HeaderValue>) -> Response {
 }
 
 /// What the page's handshake panel explains, as this server saw it.
-fn handshake(
-    method: &Method,
-    raw_query: &str,
-    headers: &HeaderMap,
-    remote: Option<SocketAddr>,
-) -> Handshake {
+fn handshake(raw_query: &str, headers: &HeaderMap, remote: Option<SocketAddr>) -> Handshake {
     let header_list: Vec<(String, String)> = headers
         .iter()
         .map(|(name, value)| {
@@ -291,7 +286,6 @@ fn handshake(
     Handshake {
         sid: String::new(),
         uri: format!("/socket.io/?{raw_query}"),
-        version: format!("HTTP/1.1 ({method})"),
         headers: header_list,
         websocket_accept: accept,
         remote,
