@@ -5,18 +5,21 @@
 //! - `http`: a minimal HTTP/1.1 client (one request per connection), enough for chromedriver
 //! - `base64`: the decoder for WebDriver's base64 screenshots
 //! - `webdriver`: a W3C WebDriver client: the chromedriver process, sessions, elements, polling
-//! - `server`: the duplex server on an ephemeral port, on a tokio runtime of its own
+//! - `server`: the duplex server on an ephemeral port, on a tokio runtime of its own (the
+//!   `server` feature, on by default)
 //!
 //! Run them with `cargo xtask test`, which builds the bundle first and sets `DUPLEX_DIST`,
 //! `CHROMEDRIVER` and `CHROMIUM`.
 
 pub mod base64;
 pub mod http;
+#[cfg(feature = "server")]
 pub mod server;
 pub mod webdriver;
 
 use std::path::{Path, PathBuf};
 
+#[cfg(feature = "server")]
 pub use server::TestServer;
 pub use webdriver::{ChromeDriver, Element, Session};
 

@@ -201,10 +201,15 @@ impl ChromeDriver {
     pub fn start() -> Result<Self> {
         let binary =
             std::env::var_os("CHROMEDRIVER").unwrap_or_else(|| DEFAULT_CHROMEDRIVER.into());
+        Self::start_at(Path::new(&binary))
+    }
+
+    /// Starts the chromedriver at `binary` and waits until `/status` says it is ready.
+    pub fn start_at(binary: &Path) -> Result<Self> {
         let port = free_port()?;
         let dir = TempDir::new("chromedriver")?;
         let log = dir.path().join("chromedriver.log");
-        let child = Command::new(&binary)
+        let child = Command::new(binary)
             .arg(format!("--port={port}"))
             .arg(format!("--log-path={}", log.display()))
             .stdin(Stdio::null())
@@ -214,7 +219,7 @@ impl ChromeDriver {
             .with_context(|| {
                 format!(
                     "cannot start {} (run `cargo xtask setup --test` to install it)",
-                    Path::new(&binary).display()
+                    binary.display()
                 )
             })?;
         let mut driver = Self {
@@ -263,6 +268,11 @@ impl ChromeDriver {
     /// profile directory.
     pub fn new_session(&self) -> Result<Session> {
         let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| DEFAULT_CHROMIUM.to_owned());
+        self.new_session_with(&chromium)
+    }
+
+    /// Starts the headless Chromium at `chromium` with a fresh profile directory.
+    pub fn new_session_with(&self, chromium: &str) -> Result<Session> {
         let profile = TempDir::new("profile")?;
         let capabilities = json!({
             "capabilities": {
@@ -385,6 +395,17 @@ impl Session {
             "/execute/sync",
             Some(&json!({ "script": script, "args": args })),
         )
+    }
+
+    /// Sends a Chrome DevTools Protocol command through chromedriver's `goog/cdp/execute`
+    /// (e.g. `Page.addScriptToEvaluateOnNewDocument`) and returns its result.
+    pub fn execute_cdp(&self, cmd: &str, params: Value) -> Result<Value> {
+        self.command(
+            "POST",
+            "/goog/cdp/execute",
+            Some(&json!({ "cmd": cmd, "params": params })),
+        )
+        .with_context(|| format!("CDP command {cmd}"))
     }
 
     /// Writes a PNG of the viewport to `path`, creating its directory.
