@@ -13,6 +13,15 @@ pub fn workspace_root() -> PathBuf {
         .map_or_else(|| manifest.to_owned(), Path::to_owned)
 }
 
+/// Cargo's target directory: `$CARGO_TARGET_DIR` (relative to `root` when relative), else
+/// `<root>/target`; where `cargo build --release` leaves the duplex server.
+pub fn target_dir(root: &Path) -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => root.join(dir),
+        None => root.join("target"),
+    }
+}
+
 /// Runs `cargo ARGS` in `dir` (the cargo that runs us, when cargo ran us).
 pub fn cargo(dir: &Path, args: &[&str]) -> anyhow::Result<()> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());

@@ -36,7 +36,10 @@ commands:
   fuzz [SECONDS]          each cargo-fuzz target for SECONDS (default 60); installs cargo-fuzz
   soak [-- SOAK_ARGS]     N connections with heartbeats against the release server, RSS
                           at start, peak and after (default 10,000 connections)
-  bench [-- BENCH_ARGS]   duplex vs Node socket.io vs socketioxide vs a bare WebSocket server
+  bench [-- BENCH_ARGS]   duplex vs Node socket.io vs socketioxide vs a bare WebSocket server,
+                          then the client: bundle sizes and page load to news in headless
+                          Chromium (builds the release bundle first unless --no-client or
+                          --only servers)
 ";
 
 #[derive(Debug, PartialEq, Eq)]
@@ -141,8 +144,43 @@ fn run(task: Task) -> Result<()> {
         Task::Test => test(&env),
         Task::Fuzz(seconds) => fuzz(&env, seconds),
         Task::Soak(args) => loadgen(&env, "soak", args),
-        Task::Bench(args) => loadgen(&env, "bench", args),
+        Task::Bench(args) => bench(&env, args),
     }
+}
+
+/// `duplex-loadgen bench`, with the release bundle built first when its client section
+/// runs, and the bundle and browser passed the way the browser tests get them.
+fn bench(env: &Env, args: Vec<OsString>) -> Result<()> {
+    let mut envs: Vec<(&str, OsString)> = Vec::new();
+    if bench_runs_client(&args) {
+        setup::setup(env, Scope::Build)?;
+        trunk_build(env)?;
+        envs.push(("DUPLEX_DIST", env.dist().into_os_string()));
+        // Where `setup --test` installs them, unless the caller points elsewhere.
+        for (var, default) in [
+            ("CHROMEDRIVER", "/usr/bin/chromedriver"),
+            ("CHROMIUM", "/usr/bin/chromium"),
+        ] {
+            envs.push((var, std::env::var_os(var).unwrap_or_else(|| default.into())));
+        }
+    }
+    loadgen_with(env, "bench", args, &envs)
+}
+
+/// Whether `duplex-loadgen bench ARGS` runs its client section (not with `--no-client`
+/// or `--only servers`).
+fn bench_runs_client(args: &[OsString]) -> bool {
+    let mut previous: Option<&OsString> = None;
+    for arg in args {
+        if arg == "--no-client"
+            || arg == "--only=servers"
+            || (arg == "servers" && previous.is_some_and(|p| p == "--only"))
+        {
+            return false;
+        }
+        previous = Some(arg);
+    }
+    true
 }
 
 /// The cargo-fuzz targets in `fuzz/`, each for `seconds`. cargo-fuzz runs on stable
@@ -172,6 +210,16 @@ fn fuzz(env: &Env, seconds: u64) -> Result<()> {
 
 /// `duplex-loadgen <command>` in release, with the release server it drives.
 fn loadgen(env: &Env, command: &str, args: Vec<OsString>) -> Result<()> {
+    loadgen_with(env, command, args, &[])
+}
+
+/// `loadgen` with environment variables for it.
+fn loadgen_with(
+    env: &Env,
+    command: &str,
+    args: Vec<OsString>,
+    envs: &[(&str, OsString)],
+) -> Result<()> {
     exec::run(env.cargo().args([
         "build",
         "--release",
@@ -183,7 +231,8 @@ fn loadgen(env: &Env, command: &str, args: Vec<OsString>) -> Result<()> {
     exec::run(
         env.cargo()
             .args(["run", "--release", "-p", "duplex-loadgen", "--", command])
-            .args(args),
+            .args(args)
+            .envs(envs.iter().map(|(k, v)| (k, v))),
     )
 }
 
@@ -404,6 +453,11 @@ mod tests {
             Some(Task::Dev(args(&["--verbose"])))
         );
         assert!(parse_args(args(&["test", "extra"])).is_err());
+        assert!(bench_runs_client(&args(&["--quick", "--only", "client"])));
+        assert!(bench_runs_client(&args(&["--servers", "duplex"])));
+        assert!(!bench_runs_client(&args(&["--no-client"])));
+        assert!(!bench_runs_client(&args(&["--only", "servers"])));
+        assert!(!bench_runs_client(&args(&["--only=servers"])));
         assert!(parse_args(args(&["deploy"])).is_err());
     }
 }

@@ -11,7 +11,13 @@
 //!
 //! Peers are built on demand ([`peers`]); one that cannot be built is reported
 //! as missing, with the reason, and the others still run.
+//!
+//! Once per run, the client section ([`client`]) reports what the browser gets
+//! from the release build: the bundle's sizes and the time from page load to the
+//! first news item in headless Chromium. `--only servers|client` runs one section,
+//! `--no-client` skips the second.
 
+pub mod client;
 pub mod peers;
 pub mod report;
 pub mod scenarios;
@@ -26,8 +32,18 @@ use serde::Serialize;
 
 use crate::source::Sources;
 use crate::{build, sys};
-use peers::{PeerOptions, Prepared, Server};
+use client::{ClientOptions, ClientResults};
+use peers::{Launch, PeerOptions, Prepared, Server};
 use scenarios::{Sample, Sizes, Target};
+
+/// A part of the bench that `--only` can pick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Section {
+    /// The servers side by side: connect, echo, fan-out, memory.
+    Servers,
+    /// The release bundle's sizes and page load to news in headless Chromium.
+    Client,
+}
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -54,6 +70,23 @@ pub struct BenchArgs {
     /// Where results.json and results.md go.
     #[arg(long, default_value = "target/bench")]
     pub out: PathBuf,
+    /// Run one section only.
+    #[arg(long, value_enum)]
+    pub only: Option<Section>,
+    /// Skip the client section (bundle sizes, page load in Chromium).
+    #[arg(long, conflicts_with = "only")]
+    pub no_client: bool,
+    /// Page loads in headless Chromium (the first, with an empty cache, is also
+    /// reported apart as cold); 3 with --quick.
+    #[arg(long, default_value_t = 7)]
+    pub loads: usize,
+    /// The release bundle the client section measures (`cargo xtask build` makes it).
+    #[arg(long, env = "DUPLEX_DIST", default_value = "dist")]
+    pub dist: PathBuf,
+    #[arg(long, env = "CHROMEDRIVER", default_value = "/usr/bin/chromedriver")]
+    pub chromedriver: PathBuf,
+    #[arg(long, env = "CHROMIUM", default_value = "/usr/bin/chromium")]
+    pub chromium: PathBuf,
 }
 
 /// The JSON file's contents.
@@ -63,13 +96,16 @@ struct Results<'a> {
     unix_time: u64,
     quick: bool,
     repeat: usize,
-    sizes: &'a Sizes,
+    /// `None` when the servers section did not run.
+    sizes: Option<&'a Sizes>,
     machine: Machine,
     servers: Vec<ServerStatus>,
     duplex_recovery: bool,
     bare_read_buffer: Option<usize>,
     samples: &'a [Sample],
     medians: &'a [report::Median],
+    /// `None` when the client section did not run.
+    client: Option<&'a ClientResults>,
 }
 
 #[derive(Debug, Serialize)]
@@ -85,7 +121,128 @@ struct ServerStatus {
     missing_because: Option<String>,
 }
 
+/// What the servers section measured.
+struct ServersRun {
+    sizes: Sizes,
+    repeat: usize,
+    statuses: Vec<(Server, Option<String>)>,
+    samples: Vec<Sample>,
+    medians: Vec<report::Median>,
+    /// duplex, when it could be prepared (the client section reuses it).
+    duplex: Option<Launch>,
+}
+
 pub async fn run(args: BenchArgs) -> anyhow::Result<bool> {
+    let root = build::workspace_root();
+    let out = root.join(&args.out);
+    let options = PeerOptions {
+        root: root.clone(),
+        dist: root.join(&args.dist),
+        no_build: args.no_build,
+        duplex_recovery: args.duplex_recovery,
+        bare_read_buffer: args.bare_read_buffer,
+    };
+    let wants = |section| args.only.is_none_or(|only| only == section);
+    let mut passed = true;
+
+    let servers = if wants(Section::Servers) {
+        Some(run_servers(&args, &options, &out).await?)
+    } else {
+        None
+    };
+
+    let client = if wants(Section::Client) && !args.no_client {
+        println!("bench: client section");
+        let launch = match servers.as_ref().and_then(|s| s.duplex.clone()) {
+            Some(launch) => Ok(launch),
+            None => match peers::prepare(Server::Duplex, &options) {
+                Prepared::Ready(launch) => Ok(launch),
+                Prepared::Missing(why) => Err(why),
+            },
+        };
+        let client_options = ClientOptions {
+            dist: options.dist.clone(),
+            loads: if args.quick { 3 } else { args.loads.max(1) },
+            chromedriver: args.chromedriver.clone(),
+            chromium: args.chromium.clone(),
+            log: out.join("logs/client-duplex.log"),
+        };
+        let results = client::run(&client_options, launch).await;
+        // A failed measurement fails the run; a skipped one only when it was asked for alone.
+        if results.page_load.is_none()
+            && (!results.page_load_skipped || args.only == Some(Section::Client))
+        {
+            passed = false;
+        }
+        Some(results)
+    } else {
+        None
+    };
+
+    let mut table = String::new();
+    if let Some(s) = &servers {
+        table.push_str(&report::markdown(
+            &s.sizes,
+            &s.statuses,
+            &s.medians,
+            s.repeat,
+        ));
+    }
+    if let Some(c) = &client {
+        if !table.is_empty() {
+            table.push('\n');
+        }
+        table.push_str(&report::client_markdown(c));
+    }
+    println!();
+    println!("{table}");
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    let results = Results {
+        command: std::env::args().collect(),
+        unix_time: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        quick: args.quick,
+        repeat: servers.as_ref().map_or(0, |s| s.repeat),
+        sizes: servers.as_ref().map(|s| &s.sizes),
+        machine: Machine {
+            cpus: std::thread::available_parallelism().map_or(0, std::num::NonZeroUsize::get),
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .unwrap_or_default()
+                .trim()
+                .to_owned(),
+        },
+        servers: servers
+            .iter()
+            .flat_map(|s| &s.statuses)
+            .map(|(s, why)| ServerStatus {
+                name: s.name(),
+                measured: why.is_none(),
+                missing_because: why.clone(),
+            })
+            .collect(),
+        duplex_recovery: args.duplex_recovery,
+        bare_read_buffer: args.bare_read_buffer,
+        samples: servers.as_ref().map_or(&[], |s| &s.samples),
+        medians: servers.as_ref().map_or(&[], |s| &s.medians),
+        client: client.as_ref(),
+    };
+    let json = serde_json::to_string_pretty(&results).context("results serialize")?;
+    std::fs::write(out.join("results.json"), json)?;
+    std::fs::write(out.join("results.md"), &table)?;
+    println!(
+        "bench: raw results in {}",
+        out.join("results.json").display()
+    );
+    Ok(passed)
+}
+
+/// The servers side by side: every scenario on every server, `repeat` times.
+async fn run_servers(
+    args: &BenchArgs,
+    options: &PeerOptions,
+    out: &std::path::Path,
+) -> anyhow::Result<ServersRun> {
     let sizes = if args.quick {
         Sizes::quick()
     } else {
@@ -95,8 +252,6 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<bool> {
     let largest = sizes.connect.iter().copied().max().unwrap_or(0);
     let fd_limit = sys::raise_fd_limit()?;
     sys::check_fd_budget(fd_limit, largest as u64 + 128)?;
-    let root = build::workspace_root();
-    let out = root.join(&args.out);
     let selected: Vec<Server> = if args.servers.is_empty() {
         Server::ALL.to_vec()
     } else {
@@ -105,17 +260,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<bool> {
             .filter(|s| args.servers.contains(s))
             .collect()
     };
-    let options = PeerOptions {
-        root: root.clone(),
-        no_build: args.no_build,
-        duplex_recovery: args.duplex_recovery,
-        bare_read_buffer: args.bare_read_buffer,
-    };
     let mut ready = Vec::new();
     let mut statuses: Vec<(Server, Option<String>)> = Vec::new();
     for server in selected {
         println!("bench: preparing {}", server.name());
-        match peers::prepare(server, &options) {
+        match peers::prepare(server, options) {
             Prepared::Ready(launch) => {
                 ready.push((server, launch));
                 statuses.push((server, None));
@@ -161,48 +310,19 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<bool> {
             }
         }
     }
-
     let medians = report::medians(&samples);
-    let table = report::markdown(&sizes, &statuses, &medians, repeat);
-    println!();
-    println!("{table}");
-    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
-    let results = Results {
-        command: std::env::args().collect(),
-        unix_time: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()),
-        quick: args.quick,
+    let duplex = ready
+        .iter()
+        .find(|(s, _)| *s == Server::Duplex)
+        .map(|(_, launch)| launch.clone());
+    Ok(ServersRun {
+        sizes,
         repeat,
-        sizes: &sizes,
-        machine: Machine {
-            cpus: std::thread::available_parallelism().map_or(0, std::num::NonZeroUsize::get),
-            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
-                .unwrap_or_default()
-                .trim()
-                .to_owned(),
-        },
-        servers: statuses
-            .iter()
-            .map(|(s, why)| ServerStatus {
-                name: s.name(),
-                measured: why.is_none(),
-                missing_because: why.clone(),
-            })
-            .collect(),
-        duplex_recovery: args.duplex_recovery,
-        bare_read_buffer: args.bare_read_buffer,
-        samples: &samples,
-        medians: &medians,
-    };
-    let json = serde_json::to_string_pretty(&results).context("results serialize")?;
-    std::fs::write(out.join("results.json"), json)?;
-    std::fs::write(out.join("results.md"), &table)?;
-    println!(
-        "bench: raw results in {}",
-        out.join("results.json").display()
-    );
-    Ok(true)
+        statuses,
+        samples,
+        medians,
+        duplex,
+    })
 }
 
 /// One line per sample, as the run goes.

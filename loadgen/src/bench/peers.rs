@@ -52,6 +52,8 @@ impl Server {
 #[derive(Debug, Clone)]
 pub struct PeerOptions {
     pub root: PathBuf,
+    /// The bundle duplex serves (its release `dist/`).
+    pub dist: PathBuf,
     pub no_build: bool,
     /// Keep duplex's connection state recovery on (the binary's default); off by
     /// default here, as in the peers.
@@ -110,13 +112,13 @@ fn prepare_duplex(options: &PeerOptions) -> anyhow::Result<Launch> {
     if !options.no_build {
         build::cargo(root, &["build", "--release", "-p", "duplex-server"])?;
     }
-    let program = root.join("target/release/duplex-server");
+    let program = build::target_dir(root).join("release/duplex-server");
     anyhow::ensure!(program.is_file(), "no {}", program.display());
     let mut args = vec![
         "--addr".to_owned(),
         "127.0.0.1:{port}".to_owned(),
         "--dist".to_owned(),
-        root.join("dist").display().to_string(),
+        options.dist.display().to_string(),
     ];
     if !options.duplex_recovery {
         args.extend(["--recovery-window".to_owned(), "0".to_owned()]);

@@ -1,10 +1,12 @@
-//! Medians of the repeats, the markdown tables and the JSON file of raw results.
+//! Medians of the repeats and the markdown tables: the servers side by side, and
+//! the client section's figures beside their targets.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use super::client::ClientResults;
 use super::peers::Server;
 use super::scenarios::{Sample, Scenario, Sizes};
 
@@ -26,7 +28,8 @@ pub struct Median {
     pub first_error: Option<String>,
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
+/// The median of the finite values (NaN when there is none).
+pub(super) fn median(mut values: Vec<f64>) -> f64 {
     values.retain(|v| v.is_finite());
     if values.is_empty() {
         return f64::NAN;
@@ -248,6 +251,105 @@ pub fn markdown(
         }
     }
     out
+}
+
+/// The client section's table: each figure beside its target.
+pub fn client_markdown(c: &ClientResults) -> String {
+    let kib = |bytes: u64| format!("{:.1} KiB", bytes as f64 / 1024.0);
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Client, release bundle `{}` served by the release duplex server (sizes: raw and `gzip -9`; \
+         KiB = 1024 bytes; the server itself sends them uncompressed).",
+        c.dist
+    );
+    let _ = writeln!(out);
+    let _ = writeln!(out, "| client figure | value | target |");
+    let _ = writeln!(out, "|---|---:|---|");
+    if let Some(why) = &c.bundle_missing_because {
+        let _ = writeln!(out, "| bundle sizes | not measured: {why} | |");
+    }
+    for f in &c.bundle {
+        let target = if f.is_wasm() {
+            match f.gzip_bytes {
+                Some(gz) => format!(
+                    "≤ {} gzip: {}",
+                    kib(c.wasm_gzip_target_bytes),
+                    met(gz <= c.wasm_gzip_target_bytes)
+                ),
+                None => format!("≤ {} gzip", kib(c.wasm_gzip_target_bytes)),
+            }
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            out,
+            "| `{}` ↓ | {} raw ({} B) / {} gzip ({}) | {target} |",
+            f.name,
+            kib(f.raw_bytes),
+            f.raw_bytes,
+            f.gzip_bytes.map_or("?".to_owned(), kib),
+            f.gzip_bytes.map_or("?".to_owned(), |g| format!("{g} B")),
+        );
+    }
+    let target = format!("< {:.0} ms", c.news_target_ms);
+    match (&c.page_load, &c.page_load_missing_because) {
+        (Some(p), _) => {
+            let n = p.loads.len();
+            let _ = writeln!(
+                out,
+                "| page load → first news, median of {n} loads (ms) ↓ | {:.1} (min {:.1}, max {:.1}) | {target}: {} |",
+                p.news_median_ms,
+                p.news_min_ms,
+                p.news_max_ms,
+                met(p.news_median_ms < c.news_target_ms)
+            );
+            let _ = writeln!(
+                out,
+                "| cold: first load, empty cache (ms) ↓ | {:.1} | {target}: {} |",
+                p.cold_news_ms,
+                met(p.cold_news_ms < c.news_target_ms)
+            );
+            if let Some(warm) = p.warm_news_median_ms {
+                let _ = writeln!(
+                    out,
+                    "| warm: median of loads 2–{n}, same browser (ms) ↓ | {warm:.1} | {target}: {} |",
+                    met(warm < c.news_target_ms)
+                );
+            }
+            let marks = |f: fn(&super::client::Load) -> Option<f64>| {
+                fmt_value(Some(median(p.loads.iter().filter_map(f).collect())))
+            };
+            let _ = writeln!(
+                out,
+                "| of which (medians, ms): DOMContentLoaded / wasm fetched / load event | {} / {} / {} | |",
+                marks(|l| l.dom_content_loaded_ms),
+                marks(|l| l.wasm_fetched_ms),
+                marks(|l| l.load_event_ms),
+            );
+        }
+        (None, Some(why)) => {
+            let verb = if c.page_load_skipped {
+                "skipped"
+            } else {
+                "failed"
+            };
+            let _ = writeln!(out, "| page load → first news | {verb}: {why} | {target} |");
+        }
+        (None, None) => {}
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "Page load → first news: `performance.now()` in the page (ms since navigation start) when the \
+         first `#news li.news-item` enters the DOM, recorded by a MutationObserver injected before the \
+         page's scripts; headless Chromium on 127.0.0.1."
+    );
+    out
+}
+
+fn met(ok: bool) -> &'static str {
+    if ok { "met" } else { "**not met**" }
 }
 
 #[cfg(test)]
