@@ -9,6 +9,8 @@
 use serde_json::Value;
 use thiserror::Error;
 
+use crate::engineio::Frame;
+
 /// The namespace every client may connect to.
 pub const MAIN_NAMESPACE: &str = "/";
 
@@ -116,59 +118,83 @@ impl Packet {
     /// Encodes the packet: the text of an Engine.IO message, then its binary
     /// attachments, each to be sent as a binary message in order.
     pub fn encode(&self) -> (String, &[Vec<u8>]) {
-        let mut out = String::new();
-        let (kind, attachments): (char, &[Vec<u8>]) = match self {
-            Packet::Connect { .. } => ('0', &[]),
-            Packet::Disconnect { .. } => ('1', &[]),
-            Packet::Event { attachments, .. } if attachments.is_empty() => ('2', &[]),
-            Packet::Event { attachments, .. } => ('5', attachments),
-            Packet::Ack { attachments, .. } if attachments.is_empty() => ('3', &[]),
-            Packet::Ack { attachments, .. } => ('6', attachments),
-            Packet::ConnectError { .. } => ('4', &[]),
+        let mut out = Vec::with_capacity(self.size_hint());
+        let attachments = self.encode_into(&mut out);
+        (into_string(out), attachments)
+    }
+
+    /// Encodes the packet straight into the Engine.IO message frame that carries
+    /// it (`4` then the packet), then its binary attachments: one buffer, written
+    /// once, what a server sends.
+    pub fn encode_frame(&self) -> (Frame, &[Vec<u8>]) {
+        let mut out = Vec::with_capacity(1 + self.size_hint());
+        out.push(b'4');
+        let attachments = self.encode_into(&mut out);
+        (Frame::Text(into_string(out)), attachments)
+    }
+
+    /// A guess at the encoded length, to allocate once in the common case.
+    fn size_hint(&self) -> usize {
+        match self {
+            Packet::Event { nsp, name, .. } => 48 + nsp.len() + name.len(),
+            Packet::Ack { nsp, .. } => 48 + nsp.len(),
+            _ => 32,
+        }
+    }
+
+    fn encode_into(&self, out: &mut Vec<u8>) -> &[Vec<u8>] {
+        let (kind, attachments): (u8, &[Vec<u8>]) = match self {
+            Packet::Connect { .. } => (b'0', &[]),
+            Packet::Disconnect { .. } => (b'1', &[]),
+            Packet::Event { attachments, .. } if attachments.is_empty() => (b'2', &[]),
+            Packet::Event { attachments, .. } => (b'5', attachments),
+            Packet::Ack { attachments, .. } if attachments.is_empty() => (b'3', &[]),
+            Packet::Ack { attachments, .. } => (b'6', attachments),
+            Packet::ConnectError { .. } => (b'4', &[]),
         };
         out.push(kind);
         if !attachments.is_empty() {
-            out.push_str(&attachments.len().to_string());
-            out.push('-');
+            push_number(out, attachments.len() as u64);
+            out.push(b'-');
         }
         let nsp = self.nsp();
         if nsp != MAIN_NAMESPACE && !nsp.is_empty() {
-            out.push_str(nsp);
-            out.push(',');
+            out.extend_from_slice(nsp.as_bytes());
+            out.push(b',');
         }
         match self {
             Packet::Connect { data, .. } => {
                 if let Some(data) = data {
-                    push_json(&mut out, data);
+                    push_json(out, data);
                 }
             }
             Packet::Disconnect { .. } => {}
             Packet::Event { id, name, args, .. } => {
                 if let Some(id) = id {
-                    out.push_str(&id.to_string());
+                    push_number(out, *id);
                 }
-                out.push('[');
-                push_json(&mut out, &Value::String(name.clone()));
+                out.push(b'[');
+                push_json(out, name.as_str());
                 for arg in args {
-                    out.push(',');
-                    push_json(&mut out, arg);
+                    out.push(b',');
+                    push_json(out, arg);
                 }
-                out.push(']');
+                out.push(b']');
             }
             Packet::Ack { id, args, .. } => {
-                out.push_str(&id.to_string());
-                out.push('[');
+                push_number(out, *id);
+                out.push(b'[');
                 for (i, arg) in args.iter().enumerate() {
                     if i > 0 {
-                        out.push(',');
+                        out.push(b',');
                     }
-                    push_json(&mut out, arg);
+                    push_json(out, arg);
                 }
-                out.push(']');
+                out.push(b']');
             }
-            Packet::ConnectError { data, .. } => push_json(&mut out, data),
+            Packet::ConnectError { data, .. } => push_json(out, data),
         }
-        (out, attachments)
+        attachments
     }
 
     /// Decodes a packet that has no binary attachments. Packets announcing
@@ -181,9 +207,22 @@ impl Packet {
     }
 }
 
-fn push_json(out: &mut String, value: &Value) {
-    // Writing a `Value` to a String cannot fail: it has no non-string map keys.
-    out.push_str(&serde_json::to_string(value).expect("a JSON value always serializes"));
+fn push_json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
+    // Writing JSON values and strings to memory cannot fail: no I/O, no non-string
+    // map keys.
+    serde_json::to_writer(out, value).expect("a JSON value always serializes");
+}
+
+fn push_number(out: &mut Vec<u8>, n: u64) {
+    use std::io::Write as _;
+    // Writing to a Vec cannot fail.
+    let _ = write!(out, "{n}");
+}
+
+/// The encoder's buffer as text: everything it writes is UTF-8 (ASCII, the
+/// namespace, and JSON from serde_json).
+fn into_string(out: Vec<u8>) -> String {
+    String::from_utf8(out).expect("the encoder writes UTF-8 only")
 }
 
 /// The placeholder standing for attachment `num` in a binary packet's JSON.

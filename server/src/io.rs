@@ -21,7 +21,7 @@ use protocol::session::{
     CloseReason, EngineConfig, EngineSession, Probe, ProtocolError, ServerEvent, ServerSession,
     Transport,
 };
-use protocol::{Frame, Time, engineio, socketio};
+use protocol::{Frame, Time, socketio};
 use serde_json::Value;
 use thiserror::Error;
 use tokio_util::sync::CancellationToken;
@@ -78,19 +78,45 @@ pub struct AckResponse {
 }
 
 /// A request from a connection task to itself or from elsewhere in the server.
+///
+/// Packets are encoded by whoever sends them, so the connection's task only
+/// queues frames; the rare large requests are boxed to keep every slot of the
+/// bounded queue small (32 bytes).
 #[derive(Debug)]
 pub enum Outbound {
-    /// An already encoded packet (a broadcast is encoded once for every recipient).
+    /// An encoded packet for this client alone (a direct emit, an ack reply).
     Frame(Frame),
-    /// An already encoded packet with binary attachments: its frames, in order.
+    /// Several encoded frames for this client alone, in order (a packet with
+    /// binary attachments; a recovery replay).
     Frames(Vec<Frame>),
-    Packet(socketio::Packet),
-    EmitWithAck {
-        packet: socketio::Packet,
-        timeout: Duration,
-        reply: oneshot::Sender<Result<AckResponse, AckError>>,
-    },
+    /// A broadcast: encoded once, the same frames shared by every recipient.
+    Shared(Arc<[Frame]>),
+    EmitWithAck(Box<AckRequest>),
     DisconnectNamespace(String),
+}
+
+/// An emit that waits for the client's ack.
+#[derive(Debug)]
+pub struct AckRequest {
+    nsp: String,
+    name: String,
+    args: Vec<Value>,
+    timeout: Duration,
+    reply: oneshot::Sender<Result<AckResponse, AckError>>,
+}
+
+impl Outbound {
+    /// `packet`, encoded for the wire.
+    fn packet(packet: &socketio::Packet) -> Outbound {
+        let (frame, attachments) = packet.encode_frame();
+        if attachments.is_empty() {
+            return Outbound::Frame(frame);
+        }
+        let mut frames = Vec::with_capacity(1 + attachments.len());
+        frames.push(frame);
+        frames.extend(attachments.iter().cloned().map(Frame::Binary));
+        Outbound::Frames(frames)
+    }
 }
 
 /// The link to one client connection's task, shared by its sockets.
@@ -261,7 +287,7 @@ impl Socket {
         }
         self.inner
             .conn
-            .send(Outbound::Packet(socketio::Packet::Event {
+            .send(Outbound::packet(&socketio::Packet::Event {
                 nsp: self.inner.nsp.clone(),
                 id: None,
                 name: name.to_owned(),
@@ -275,7 +301,7 @@ impl Socket {
     pub fn emit_volatile(&self, name: &str, args: Vec<Value>) {
         self.inner
             .conn
-            .send_volatile(Outbound::Packet(socketio::Packet::event(
+            .send_volatile(Outbound::packet(&socketio::Packet::event(
                 self.nsp(),
                 name,
                 args,
@@ -290,17 +316,15 @@ impl Socket {
         timeout: Duration,
     ) -> Result<AckResponse, AckError> {
         let (reply, response) = oneshot::channel();
-        self.inner.conn.send(Outbound::EmitWithAck {
-            packet: socketio::Packet::Event {
+        self.inner
+            .conn
+            .send(Outbound::EmitWithAck(Box::new(AckRequest {
                 nsp: self.inner.nsp.clone(),
-                id: None,
                 name: name.to_owned(),
                 args,
-                attachments: Vec::new(),
-            },
-            timeout,
-            reply,
-        })?;
+                timeout,
+                reply,
+            })))?;
         response.await.unwrap_or(Err(AckError::Closed))
     }
 
@@ -316,12 +340,15 @@ impl Socket {
         self.inner.conn.close(DisconnectReason::ServerDisconnect);
     }
 
-    pub(crate) fn send_frames(&self, frames: &[Frame], volatile: bool) -> bool {
-        // The common case, one frame, travels without a Vec of its own.
-        let command = match frames {
-            [frame] => Outbound::Frame(frame.clone()),
-            frames => Outbound::Frames(frames.to_vec()),
-        };
+    /// Queues frames for this client alone (a recovery replay).
+    pub(crate) fn send_frames(&self, frames: Vec<Frame>) -> bool {
+        self.inner.conn.send(Outbound::Frames(frames)).is_ok()
+    }
+
+    /// Queues a broadcast's frames: the recipient's task copies them into its own
+    /// queue, so the emitter's cost per recipient is a reference count.
+    pub(crate) fn send_shared(&self, frames: &Arc<[Frame]>, volatile: bool) -> bool {
+        let command = Outbound::Shared(Arc::clone(frames));
         if volatile {
             self.inner.conn.send_volatile(command)
         } else {
@@ -452,7 +479,7 @@ impl AckReply {
         args: Vec<Value>,
         attachments: Vec<Vec<u8>>,
     ) -> Result<(), SendError> {
-        self.conn.send(Outbound::Packet(socketio::Packet::Ack {
+        self.conn.send(Outbound::packet(&socketio::Packet::Ack {
             nsp: self.nsp,
             id: self.id,
             args,
@@ -607,7 +634,7 @@ impl Io {
         if !missed.is_empty() {
             // One command for the whole replay: however long, it takes one slot of
             // the queue (the log that holds it is bounded).
-            socket.send_frames(&missed, false);
+            socket.send_frames(missed);
         }
         socket
     }
@@ -673,14 +700,16 @@ impl Io {
             args,
             attachments,
         };
-        let (text, binaries) = packet.encode();
-        let mut frames = vec![engineio::Packet::Message(text).into_frame()];
-        frames.extend(binaries.iter().cloned().map(Frame::Binary));
-        let delivered = ns
-            .recipients(target)
-            .iter()
-            .filter(|s| s.send_frames(&frames, volatile))
-            .count();
+        let (frame, binaries) = packet.encode_frame();
+        let frames: Arc<[Frame]> = std::iter::once(frame)
+            .chain(binaries.iter().cloned().map(Frame::Binary))
+            .collect();
+        let mut delivered = 0;
+        ns.for_each_recipient(target, |socket| {
+            if socket.send_shared(&frames, volatile) {
+                delivered += 1;
+            }
+        });
         if let Some(offset) = offset {
             ns.log(offset, target.clone(), frames, now);
         }
@@ -890,25 +919,23 @@ impl Machine for SocketIoMachine {
                     self.session.send_frame(frame);
                 }
             }
-            Outbound::Packet(packet) => self.session.send(&packet),
-            Outbound::EmitWithAck {
-                packet,
-                timeout,
-                reply,
-            } => {
-                if let socketio::Packet::Event {
+            Outbound::Shared(frames) => {
+                for frame in frames.iter() {
+                    self.session.send_frame(frame.clone());
+                }
+            }
+            Outbound::EmitWithAck(request) => {
+                let AckRequest {
                     nsp,
                     name,
                     args,
-                    attachments,
-                    ..
-                } = packet
-                {
-                    let id =
-                        self.session
-                            .emit_with_ack(&nsp, &name, args, attachments, timeout, now);
-                    self.acks.insert(id, (timeout, reply));
-                }
+                    timeout,
+                    reply,
+                } = *request;
+                let id = self
+                    .session
+                    .emit_with_ack(&nsp, &name, args, Vec::new(), timeout, now);
+                self.acks.insert(id, (timeout, reply));
             }
             Outbound::DisconnectNamespace(nsp) => {
                 self.session.disconnect_namespace(&nsp);

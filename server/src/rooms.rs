@@ -8,6 +8,7 @@
 //! packet exactly once — either replayed from the log or delivered live.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
 use protocol::{Frame, Time};
@@ -62,7 +63,7 @@ struct Logged {
     offset: u64,
     at: Time,
     target: Target,
-    frames: Vec<Frame>,
+    frames: Arc<[Frame]>,
 }
 
 /// What is kept of a socket that went away, for it to come back to.
@@ -208,6 +209,24 @@ impl Namespace {
 
     /// The sockets `target` designates.
     pub(crate) fn recipients(&self, target: &Target) -> Vec<Socket> {
+        let mut sockets = Vec::new();
+        self.for_each_recipient(target, |s| sockets.push(s.clone()));
+        sockets
+    }
+
+    /// Calls `f` on every socket `target` designates, each once. The hot path of
+    /// every broadcast: an emit to the whole namespace (with or without one
+    /// socket left out) looks nothing up.
+    pub(crate) fn for_each_recipient(&self, target: &Target, mut f: impl FnMut(&Socket)) {
+        if target.rooms.is_empty() && target.except_rooms.is_empty() {
+            let except = target.except_socket.as_deref();
+            for (id, socket) in &self.sockets {
+                if except != Some(id.as_str()) {
+                    f(socket);
+                }
+            }
+            return;
+        }
         let empty = HashSet::new();
         let candidates: Box<dyn Iterator<Item = &String>> = if target.rooms.is_empty() {
             Box::new(self.sockets.keys())
@@ -223,8 +242,8 @@ impl Namespace {
         };
         candidates
             .filter(|id| target.matches(id, self.membership.get(*id).unwrap_or(&empty)))
-            .filter_map(|id| self.sockets.get(id).cloned())
-            .collect()
+            .filter_map(|id| self.sockets.get(id))
+            .for_each(f);
     }
 
     /// The next recovery offset, and logs `frames` under it, when recovery is on
@@ -236,7 +255,7 @@ impl Namespace {
         Some(offset)
     }
 
-    pub(crate) fn log(&mut self, offset: u64, target: Target, frames: Vec<Frame>, now: Time) {
+    pub(crate) fn log(&mut self, offset: u64, target: Target, frames: Arc<[Frame]>, now: Time) {
         if let Some(recovery) = &mut self.recovery {
             recovery.log.push_back(Logged {
                 offset,
@@ -362,7 +381,7 @@ mod tests {
                 },
                 ..Target::default()
             };
-            ns.log(offset, target, vec![frame(text)], t);
+            ns.log(offset, target, vec![frame(text)].into(), t);
         }
         ns.save("pid", saved(&["a"]), t);
         // The client had seen offset 1 ("a1").
@@ -389,7 +408,12 @@ mod tests {
 
         for i in 0..4 {
             let offset = ns.next_offset().expect("on");
-            ns.log(offset, Target::default(), vec![frame(&i.to_string())], t);
+            ns.log(
+                offset,
+                Target::default(),
+                vec![frame(&i.to_string())].into(),
+                t,
+            );
         }
         // Offsets 1..=4 sent, only 3 and 4 kept: a client at 1 missed 2, which is gone.
         ns.save("p", saved(&[]), t);

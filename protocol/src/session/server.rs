@@ -425,8 +425,8 @@ impl ServerSession {
     }
 
     fn push_packet(&mut self, packet: &socketio::Packet) {
-        let (text, attachments) = packet.encode();
-        self.engine.send_message(text);
+        let (frame, attachments) = packet.encode_frame();
+        self.engine.send_frame(frame);
         for a in attachments {
             self.engine.send_binary(a.clone());
         }

@@ -18,7 +18,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use protocol::Frame;
 use protocol::engineio::frames_to_payload;
@@ -72,9 +71,6 @@ pub enum PollError {
     #[error("session closed")]
     Closed,
 }
-
-type WsSink = SplitSink<WebSocket, Message>;
-type WsStream = SplitStream<WebSocket>;
 
 /// The live sessions of one mount point and the factory that opens them.
 pub struct Endpoint<F: Factory> {
@@ -132,7 +128,7 @@ impl<F: Factory> Endpoint<F> {
             endpoint: self.clone(),
             sid,
             machine,
-            active: ws.map(StreamExt::split),
+            active: ws,
             probe: None,
             pending_get: None,
         };
@@ -141,14 +137,22 @@ impl<F: Factory> Endpoint<F> {
     }
 }
 
+/// The one-shot stops the session task has seen (each fires once).
+#[derive(Debug, Default)]
+struct Stops {
+    killed: bool,
+    shut_down: bool,
+}
+
 struct SessionTask<F: Factory> {
     endpoint: Arc<Endpoint<F>>,
     sid: String,
     machine: F::Machine,
-    /// The WebSocket the session runs on, once it does.
-    active: Option<(WsSink, WsStream)>,
+    /// The WebSocket the session runs on, once it does. One task reads and
+    /// writes it, never both at once, so it is not split.
+    active: Option<WebSocket>,
     /// A WebSocket probing for an upgrade.
-    probe: Option<(WsSink, WsStream)>,
+    probe: Option<WebSocket>,
     /// A long-polling GET waiting for frames.
     pending_get: Option<oneshot::Sender<Result<String, PollError>>>,
 }
@@ -159,21 +163,43 @@ impl<F: Factory> SessionTask<F> {
         mut commands: mpsc::Receiver<<F::Machine as Machine>::Command>,
         mut inputs: mpsc::Receiver<Input>,
     ) {
-        let kill = self.machine.kill_token();
-        let shutdown = self.endpoint.shutdown.clone();
+        // Everything the loop waits on that outlives one turn of it is made once:
+        // a turn (one per burst of traffic) then costs no timer registration and no
+        // waiter-list insertion.
+        let kill_token = self.machine.kill_token();
+        let shutdown_token = self.endpoint.shutdown.clone();
+        let killed = kill_token.cancelled();
+        let shut_down = shutdown_token.cancelled();
+        let timer = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(killed, shut_down, timer);
+        let mut stops = Stops::default();
+        let mut armed = None;
         let limit = self.endpoint.factory.outbound_limit();
         loop {
             self.machine.dispatch();
             if self.machine.engine().is_closed() {
                 break;
             }
+            // What the handlers just queued for this client (an echo, an ack)
+            // joins the write below instead of waiting for another turn.
+            if self.take_commands(&mut commands, BATCH) > 0 {
+                self.machine.dispatch();
+            }
             match self.machine.engine().transport() {
                 Transport::WebSocket => {
-                    if let Some((sink, _)) = &mut self.active {
+                    if let Some(ws) = &mut self.active {
                         let flushed = tokio::select! {
-                            r = flush(sink, &mut self.machine) => r,
-                            () = kill.cancelled() => Ok(()),
-                            () = shutdown.cancelled() => Ok(()),
+                            r = flush(ws, &mut self.machine) => r,
+                            () = &mut killed, if !stops.killed => {
+                                stops.killed = true;
+                                self.on_kill();
+                                Ok(())
+                            }
+                            () = &mut shut_down, if !stops.shut_down => {
+                                stops.shut_down = true;
+                                self.on_shutdown(&mut commands);
+                                Ok(())
+                            }
                         };
                         if let Err(e) = flushed {
                             self.machine
@@ -203,23 +229,27 @@ impl<F: Factory> SessionTask<F> {
                     }
                 }
             }
+            if self.machine.engine().is_closed() {
+                continue;
+            }
 
             let factory = &self.endpoint.factory;
             let wake = self.machine.poll_timeout().map(|t| factory.instant(t));
+            if wake != armed {
+                if let Some(deadline) = wake {
+                    timer.as_mut().reset(deadline);
+                }
+                armed = wake;
+            }
             tokio::select! {
                 biased;
-                () = shutdown.cancelled() => {
-                    // What the application already queued was accepted: it goes
-                    // out before the close packet.
-                    let now = factory.now();
-                    while let Ok(command) = commands.try_recv() {
-                        self.machine.handle_command(command, now);
-                    }
-                    self.machine.close(DisconnectReason::ServerShutdown);
+                () = &mut shut_down, if !stops.shut_down => {
+                    stops.shut_down = true;
+                    self.on_shutdown(&mut commands);
                 }
-                () = kill.cancelled() => {
-                    let reason = self.machine.kill_reason();
-                    self.machine.close(reason);
+                () = &mut killed, if !stops.killed => {
+                    stops.killed = true;
+                    self.on_kill();
                 }
                 message = next_message(&mut self.active) => {
                     self.on_message(message);
@@ -229,7 +259,7 @@ impl<F: Factory> SessionTask<F> {
                         if self.machine.engine().is_closed() {
                             break;
                         }
-                        let Some(Some(more)) = self.active.as_mut().and_then(|(_, stream)| stream.next().now_or_never()) else {
+                        let Some(Some(more)) = self.active.as_mut().and_then(|ws| ws.next().now_or_never()) else {
                             break;
                         };
                         self.on_message(Some(more));
@@ -242,12 +272,7 @@ impl<F: Factory> SessionTask<F> {
                     self.machine.handle_command(command, now);
                     // Likewise for what the application queued meanwhile: one write
                     // for a burst of broadcasts instead of one per frame.
-                    for _ in 0..BATCH {
-                        match commands.try_recv() {
-                            Ok(command) => self.machine.handle_command(command, now),
-                            Err(_) => break,
-                        }
-                    }
+                    self.take_commands(&mut commands, BATCH);
                 }
                 () = get_abandoned(&mut self.pending_get) => {
                     self.pending_get = None;
@@ -255,7 +280,9 @@ impl<F: Factory> SessionTask<F> {
                         "long-polling request aborted".into(),
                     ));
                 }
-                () = sleep_until(wake) => {
+                () = &mut timer, if armed.is_some() => {
+                    // Re-armed next turn, from the session's next deadline.
+                    armed = None;
                     let now = factory.now();
                     self.machine.handle_timeout(now);
                 }
@@ -266,6 +293,37 @@ impl<F: Factory> SessionTask<F> {
         // New requests for this sid are refused from now on.
         self.endpoint.sessions().remove(&self.sid);
         info!(sid = %self.sid, reason = %self.machine.reason(), "session closed");
+    }
+
+    /// Hands the machine up to `max` commands already queued; returns how many.
+    fn take_commands(
+        &mut self,
+        commands: &mut mpsc::Receiver<<F::Machine as Machine>::Command>,
+        max: usize,
+    ) -> usize {
+        let now = self.endpoint.factory.now();
+        let mut taken = 0;
+        while taken < max {
+            match commands.try_recv() {
+                Ok(command) => self.machine.handle_command(command, now),
+                Err(_) => break,
+            }
+            taken += 1;
+        }
+        taken
+    }
+
+    /// The server is shutting down. What the application already queued was
+    /// accepted: it goes out before the close packet.
+    fn on_shutdown(&mut self, commands: &mut mpsc::Receiver<<F::Machine as Machine>::Command>) {
+        self.take_commands(commands, usize::MAX);
+        self.machine.close(DisconnectReason::ServerShutdown);
+    }
+
+    /// The application pulled the kill switch (or the queue overflowed).
+    fn on_kill(&mut self) {
+        let reason = self.machine.kill_reason();
+        self.machine.close(reason);
     }
 
     /// Everything queued, as one long-polling body.
@@ -330,8 +388,8 @@ impl<F: Factory> SessionTask<F> {
         let outcome = frame.map(|f| self.machine.handle_probe_frame(f));
         match outcome {
             Some(Ok(Probe::Reply(reply))) => {
-                if let Some((sink, _)) = &mut self.probe {
-                    if sink.send(to_message(reply)).await.is_err() {
+                if let Some(ws) = &mut self.probe {
+                    if ws.send(to_message(reply)).await.is_err() {
                         self.probe = None;
                         self.machine.probe_failed();
                     }
@@ -343,8 +401,8 @@ impl<F: Factory> SessionTask<F> {
             }
             Some(Err(e)) => {
                 debug!(sid = %self.sid, error = %e, "upgrade probe refused");
-                if let Some((mut sink, _)) = self.probe.take() {
-                    let _ = sink.close().await;
+                if let Some(mut ws) = self.probe.take() {
+                    let _ = ws.close(None).await;
                 }
                 self.machine.probe_failed();
             }
@@ -402,10 +460,10 @@ impl<F: Factory> SessionTask<F> {
             Input::Upgrade(ws) => {
                 if self.probe.is_some() || !self.machine.engine().can_upgrade() {
                     debug!(sid = %self.sid, "second websocket for the session refused");
-                    let (mut sink, _) = ws.split();
-                    let _ = sink.close().await;
+                    let mut ws = *ws;
+                    let _ = ws.close(None).await;
                 } else {
-                    self.probe = Some((*ws).split());
+                    self.probe = Some(*ws);
                 }
             }
         }
@@ -415,11 +473,11 @@ impl<F: Factory> SessionTask<F> {
     /// WebSocket close frame whose code and reason say why, bounded in time.
     async fn goodbye(&mut self, inputs: &mut mpsc::Receiver<Input>) {
         let reason = self.machine.reason();
-        if let Some((mut sink, _)) = self.probe.take() {
-            let _ = tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, sink.close()).await;
+        if let Some(mut ws) = self.probe.take() {
+            let _ = tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, ws.close(None)).await;
         }
         match self.active.take() {
-            Some((mut sink, _)) => {
+            Some(mut sink) => {
                 let (code, text) = close_code(&reason);
                 let machine = &mut self.machine;
                 let goodbye = async {
@@ -429,7 +487,7 @@ impl<F: Factory> SessionTask<F> {
                         reason: Utf8Bytes::from(text),
                     };
                     sink.send(Message::Close(Some(close))).await?;
-                    sink.close().await
+                    SinkExt::close(&mut sink).await
                 };
                 if let Ok(Err(e)) = tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, goodbye).await {
                     debug!(sid = %self.sid, error = %e, "closing the websocket failed");
@@ -478,7 +536,7 @@ fn to_message(frame: Frame) -> Message {
 }
 
 /// Writes every frame the machine has for the client, then flushes.
-async fn flush<M: Machine>(sink: &mut WsSink, machine: &mut M) -> Result<(), WsError> {
+async fn flush<M: Machine>(sink: &mut WebSocket, machine: &mut M) -> Result<(), WsError> {
     if machine.engine().pending_transmits() == 0 {
         return Ok(());
     }
@@ -488,9 +546,9 @@ async fn flush<M: Machine>(sink: &mut WsSink, machine: &mut M) -> Result<(), WsE
     sink.flush().await
 }
 
-async fn next_message(ws: &mut Option<(WsSink, WsStream)>) -> Option<Result<Message, WsError>> {
+async fn next_message(ws: &mut Option<WebSocket>) -> Option<Result<Message, WsError>> {
     match ws {
-        Some((_, stream)) => stream.next().await,
+        Some(ws) => ws.next().await,
         None => std::future::pending().await,
     }
 }
@@ -498,13 +556,6 @@ async fn next_message(ws: &mut Option<(WsSink, WsStream)>) -> Option<Result<Mess
 async fn get_abandoned(get: &mut Option<oneshot::Sender<Result<String, PollError>>>) {
     match get {
         Some(sender) => sender.closed().await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn sleep_until(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
     }
 }
