@@ -128,7 +128,7 @@ impl<F: Factory> Endpoint<F> {
             endpoint: self.clone(),
             sid,
             machine,
-            active: ws,
+            active: ws.map(Box::new),
             probe: None,
             pending_get: None,
         };
@@ -150,9 +150,9 @@ struct SessionTask<F: Factory> {
     machine: F::Machine,
     /// The WebSocket the session runs on, once it does. One task reads and
     /// writes it, never both at once, so it is not split.
-    active: Option<WebSocket>,
+    active: Option<Box<WebSocket>>,
     /// A WebSocket probing for an upgrade.
-    probe: Option<WebSocket>,
+    probe: Option<Box<WebSocket>>,
     /// A long-polling GET waiting for frames.
     pending_get: Option<oneshot::Sender<Result<String, PollError>>>,
 }
@@ -265,8 +265,10 @@ impl<F: Factory> SessionTask<F> {
                         self.on_message(Some(more));
                     }
                 }
-                message = next_message(&mut self.probe) => self.on_probe(message).await,
-                Some(input) = inputs.recv() => self.on_input(input).await,
+                // Rare (an upgrade, a polling request): boxed, so that every idle
+                // session's task does not reserve room for them.
+                message = next_message(&mut self.probe) => Box::pin(self.on_probe(message)).await,
+                Some(input) = inputs.recv() => Box::pin(self.on_input(input)).await,
                 Some(command) = commands.recv() => {
                     let now = factory.now();
                     self.machine.handle_command(command, now);
@@ -289,7 +291,7 @@ impl<F: Factory> SessionTask<F> {
             }
         }
         self.machine.dispatch();
-        self.goodbye(&mut inputs).await;
+        Box::pin(self.goodbye(&mut inputs)).await;
         // New requests for this sid are refused from now on.
         self.endpoint.sessions().remove(&self.sid);
         info!(sid = %self.sid, reason = %self.machine.reason(), "session closed");
@@ -402,7 +404,7 @@ impl<F: Factory> SessionTask<F> {
             Some(Err(e)) => {
                 debug!(sid = %self.sid, error = %e, "upgrade probe refused");
                 if let Some(mut ws) = self.probe.take() {
-                    let _ = ws.close(None).await;
+                    let _ = WebSocket::close(&mut ws, None).await;
                 }
                 self.machine.probe_failed();
             }
@@ -460,10 +462,10 @@ impl<F: Factory> SessionTask<F> {
             Input::Upgrade(ws) => {
                 if self.probe.is_some() || !self.machine.engine().can_upgrade() {
                     debug!(sid = %self.sid, "second websocket for the session refused");
-                    let mut ws = *ws;
-                    let _ = ws.close(None).await;
+                    let mut ws = ws;
+                    let _ = WebSocket::close(&mut ws, None).await;
                 } else {
-                    self.probe = Some(*ws);
+                    self.probe = Some(ws);
                 }
             }
         }
@@ -474,7 +476,8 @@ impl<F: Factory> SessionTask<F> {
     async fn goodbye(&mut self, inputs: &mut mpsc::Receiver<Input>) {
         let reason = self.machine.reason();
         if let Some(mut ws) = self.probe.take() {
-            let _ = tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, ws.close(None)).await;
+            let _ =
+                tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, WebSocket::close(&mut ws, None)).await;
         }
         match self.active.take() {
             Some(mut sink) => {
@@ -546,7 +549,7 @@ async fn flush<M: Machine>(sink: &mut WebSocket, machine: &mut M) -> Result<(), 
     sink.flush().await
 }
 
-async fn next_message(ws: &mut Option<WebSocket>) -> Option<Result<Message, WsError>> {
+async fn next_message(ws: &mut Option<Box<WebSocket>>) -> Option<Result<Message, WsError>> {
     match ws {
         Some(ws) => ws.next().await,
         None => std::future::pending().await,
