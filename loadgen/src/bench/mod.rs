@@ -73,6 +73,10 @@ pub struct BenchArgs {
     /// Run one section only.
     #[arg(long, value_enum)]
     pub only: Option<Section>,
+    /// Only the server scenarios whose key starts with one of these (e.g.
+    /// `fanout`, `echo-c100`, `connect-10000`): for a quick look at one figure.
+    #[arg(long, value_delimiter = ',')]
+    pub scenarios: Vec<String>,
     /// Skip the client section (bundle sizes, page load in Chromium).
     #[arg(long, conflicts_with = "only")]
     pub no_client: bool,
@@ -288,16 +292,23 @@ async fn run_servers(
                 .await
                 .with_context(|| format!("starting {}", server.name()))?;
             tokio::time::sleep(Duration::from_secs(1)).await;
-            for (i, scenario) in sizes.scenarios().iter().enumerate() {
+            let chosen = sizes.scenarios().into_iter().enumerate().filter(|(_, s)| {
+                args.scenarios.is_empty()
+                    || args
+                        .scenarios
+                        .iter()
+                        .any(|p| s.key().starts_with(p.as_str()))
+            });
+            for (i, scenario) in chosen {
                 let target = Target {
                     server: &process,
                     dialect: server.dialect(),
                     sources: &sources,
                     sizes: &sizes,
                 };
-                let sample = match scenarios::run(&target, rep, scenario, i == 0).await {
+                let sample = match scenarios::run(&target, rep, &scenario, i == 0).await {
                     Ok(sample) => sample,
-                    Err(e) => Sample::failed(server.name(), rep, scenario, &e),
+                    Err(e) => Sample::failed(server.name(), rep, &scenario, &e),
                 };
                 println!("{}", summary(&sample));
                 samples.push(sample);
