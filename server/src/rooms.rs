@@ -28,14 +28,17 @@ pub struct Target {
 }
 
 impl Target {
+    /// Whether socket `socket_id`, in `rooms` (and, implicitly, its own room),
+    /// is a recipient.
     fn matches(&self, socket_id: &str, rooms: &HashSet<String>) -> bool {
         if self.except_socket.as_deref() == Some(socket_id) {
             return false;
         }
-        if self.except_rooms.iter().any(|r| rooms.contains(r)) {
+        let within = |r: &String| r == socket_id || rooms.contains(r);
+        if self.except_rooms.iter().any(within) {
             return false;
         }
-        self.rooms.is_empty() || self.rooms.iter().any(|r| rooms.contains(r))
+        self.rooms.is_empty() || self.rooms.iter().any(within)
     }
 }
 
@@ -99,9 +102,11 @@ impl Recovery {
 #[derive(Debug, Default)]
 pub(crate) struct Namespace {
     sockets: HashMap<String, Socket>,
-    /// Room → ids of the sockets in it.
+    /// Room → ids of the sockets in it. Every socket is also in a room named by
+    /// its id; those rooms are implicit (`sockets` is their index), which spares
+    /// each connection two maps' entries.
     rooms: HashMap<String, HashSet<String>>,
-    /// Socket id → its rooms (its own id among them).
+    /// Socket id → the rooms it joined (not its own).
     membership: HashMap<String, HashSet<String>>,
     recovery: Option<Recovery>,
 }
@@ -127,13 +132,12 @@ impl Namespace {
     pub(crate) fn insert(&mut self, socket: &Socket, rooms: impl IntoIterator<Item = String>) {
         let id = socket.id().to_owned();
         self.sockets.insert(id.clone(), socket.clone());
-        self.join(&id, id.clone());
         for room in rooms {
             self.join(&id, room);
         }
     }
 
-    /// Removes socket `id`; returns the rooms it was in.
+    /// Removes socket `id`; returns the rooms it had joined (not its own).
     pub(crate) fn remove(&mut self, id: &str) -> HashSet<String> {
         self.sockets.remove(id);
         let rooms = self.membership.remove(id).unwrap_or_default();
@@ -149,7 +153,8 @@ impl Namespace {
     }
 
     pub(crate) fn join(&mut self, id: &str, room: String) {
-        if !self.sockets.contains_key(id) {
+        if room == id || !self.sockets.contains_key(id) {
+            // Its own room needs no entry.
             return;
         }
         self.rooms
@@ -178,20 +183,31 @@ impl Namespace {
         }
     }
 
+    /// The rooms socket `id` is in, its own among them.
     pub(crate) fn rooms_of(&self, id: &str) -> Vec<String> {
+        if !self.sockets.contains_key(id) {
+            return Vec::new();
+        }
         let mut rooms: Vec<String> = self
             .membership
             .get(id)
             .map(|r| r.iter().cloned().collect())
             .unwrap_or_default();
+        rooms.push(id.to_owned());
         rooms.sort();
         rooms
     }
 
-    /// All rooms with at least one socket.
+    /// All rooms with at least one socket (every socket's own room among them).
     pub(crate) fn room_names(&self) -> Vec<String> {
-        let mut rooms: Vec<String> = self.rooms.keys().cloned().collect();
+        let mut rooms: Vec<String> = self
+            .rooms
+            .keys()
+            .chain(self.sockets.keys())
+            .cloned()
+            .collect();
         rooms.sort();
+        rooms.dedup();
         rooms
     }
 
@@ -231,11 +247,15 @@ impl Namespace {
         let candidates: Box<dyn Iterator<Item = &String>> = if target.rooms.is_empty() {
             Box::new(self.sockets.keys())
         } else {
-            // Sockets in any listed room, each once.
+            // Sockets in any listed room, each once; a room named by a socket's id
+            // holds that socket.
             let mut ids: HashSet<&String> = HashSet::new();
             for room in &target.rooms {
                 if let Some(members) = self.rooms.get(room) {
                     ids.extend(members.iter());
+                }
+                if let Some((id, _)) = self.sockets.get_key_value(room) {
+                    ids.insert(id);
                 }
             }
             Box::new(ids.into_iter().collect::<Vec<_>>().into_iter())

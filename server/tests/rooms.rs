@@ -312,6 +312,23 @@ async fn room_emits_and_exclusions() {
     }
     assert_eq!(c3.msg().await, vec![json!("all")]);
     assert_eq!(c3.msg().await, vec![json!("just you")]);
+
+    // A socket's own room with a room it is also in: once. Excluding a socket
+    // by its own room.
+    let c2_id = c2.sid().to_owned();
+    assert_eq!(c1.call("to", json!([[c2_id, "b"], [], "b or c2"])).await, 2);
+    assert_eq!(c2.msg().await, vec![json!("b or c2")]);
+    assert_eq!(c3.msg().await, vec![json!("b or c2")]);
+    assert_eq!(c1.call("to", json!([["a"], [c2_id], "a not c2"])).await, 1);
+    assert_eq!(c1.msg().await, vec![json!("a not c2")]);
+    for c in [&mut c1, &mut c2, &mut c3] {
+        c.silent().await;
+    }
+    // Own rooms are listed among the namespace's rooms.
+    let rooms = server.io.rooms("/");
+    for id in [c1.sid(), c2.sid(), c3.sid(), "a", "b"] {
+        assert!(rooms.iter().any(|r| r == id), "{id} in {rooms:?}");
+    }
     server.stop().await;
 }
 
