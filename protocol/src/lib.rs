@@ -11,6 +11,8 @@
 //! - [`session`]: sans-I/O state machines for one connection, the server side and the
 //!   client side. They are fed frames and "the time is now T", and answer with frames
 //!   to send, events for the application, and the next instant they want to be woken.
+//! - [`websocket`]: RFC 6455 framing for the server side: a [`websocket::Decoder`] fed the
+//!   client's bytes as they arrive, and the encoder of the server's frames.
 //! - [`event`]: typed events — an event's name and payload type declared once.
 //! - [`app`]: the duplex application's own events (`news`, `my other event`, ...).
 //!
@@ -24,6 +26,7 @@ pub mod engineio;
 pub mod event;
 pub mod session;
 pub mod socketio;
+pub mod websocket;
 
 pub use engineio::Frame;
 pub use event::Event;

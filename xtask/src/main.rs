@@ -191,7 +191,12 @@ fn fuzz(env: &Env, seconds: u64) -> Result<()> {
         eprintln!("xtask: cargo-fuzz missing, installing it");
         exec::run(env.cargo().args(["install", "cargo-fuzz", "--locked"]))?;
     }
-    for target in ["engineio_decode", "socketio_decode", "server_session"] {
+    for target in [
+        "websocket_decode",
+        "engineio_decode",
+        "socketio_decode",
+        "server_session",
+    ] {
         eprintln!("\nxtask fuzz: {target} for {seconds} s");
         exec::run(env.cargo().args([
             "fuzz",
