@@ -13,7 +13,7 @@ use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 
-use crate::url::{self, PageLocation, UrlError};
+use crate::url::{self, Endpoint, PageLocation, UrlError};
 
 fn performance() -> Option<web_sys::Performance> {
     web_sys::window().and_then(|w| w.performance())
@@ -69,9 +69,9 @@ fn meta_content(name: &str) -> Option<String> {
         .get_attribute("content")
 }
 
-/// The Socket.IO WebSocket URL for this page: `?server=` beats
+/// The Socket.IO server of this page: `?server=` beats
 /// `<meta name="duplex-server">`, and neither (or blank) means the page's origin.
-pub fn socket_url() -> Result<String, UrlError> {
+pub fn endpoint() -> Result<Endpoint, UrlError> {
     let location = web_sys::window().map(|w| w.location());
     let protocol = location
         .as_ref()
@@ -87,7 +87,7 @@ pub fn socket_url() -> Result<String, UrlError> {
         protocol: &protocol,
         host: &host,
     };
-    url::socket_url(
+    url::endpoint(
         page,
         url::server_override(query.as_deref(), meta.as_deref()),
     )

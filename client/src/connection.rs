@@ -3,7 +3,7 @@
 //!
 //! `socket.rs` moves frames, timer ticks and transports between the browser and a
 //! [`Connection`]; the connection turns session events into page [`Action`]s,
-//! tells the driver when to drop its WebSocket and open another
+//! tells the driver when to drop its transport and open another
 //! ([`TransportRequest`]), and carries out the page's behaviour: answer every
 //! `news` with `my other event` (the tutorial), refuse to retry after the server
 //! refused us, and re-join the page's news channels when a reconnect lands on a
@@ -18,9 +18,12 @@ use protocol::app::{
     Channel, Channels, Handshake, JoinChannel, LeaveChannel, MyData, MyOtherEvent, News, Publish,
     PublishNews, valid_channel,
 };
+use protocol::engineio::OpenPacket;
 use protocol::event::{self, Event};
 use protocol::session::client::ClientState;
-use protocol::session::{AckId, Backoff, ClientConfig, ClientEvent, ClientSession, CloseReason};
+use protocol::session::{
+    AckId, Backoff, ClientConfig, ClientEvent, ClientSession, CloseReason, ProtocolError,
+};
 use protocol::{Frame, Time};
 use serde_json::{Value, json};
 
@@ -72,8 +75,8 @@ pub enum Command {
 pub enum TransportRequest {
     /// The transport is lost (or given up on): close it and read no more from it.
     Close,
-    /// Open a new WebSocket to the same URL and feed its frames to this connection
-    /// (or call [`Connection::transport_closed`] if it cannot be opened).
+    /// Open a new transport to the same server and feed its frames to this
+    /// connection (or call [`Connection::transport_closed`] if it cannot be opened).
     Open,
 }
 
@@ -157,19 +160,32 @@ impl Connection {
         self.pump(now);
     }
 
-    /// The WebSocket closed, failed, or could not be opened.
+    /// The transport closed, failed, or could not be opened.
     pub fn transport_closed(&mut self, why: String, now: Time) {
         self.session
             .transport_closed(CloseReason::Transport(why), now);
         self.pump(now);
     }
 
-    /// The WebSocket cannot be created at all (a malformed URL, a page policy):
-    /// no retry can fix that, so the session ends with `why`.
-    pub fn give_up(&mut self, why: String, now: Time) {
-        self.actions.push_back(Action::Closed { reason: why });
-        self.session.disconnect();
-        self.pump(now);
+    /// The current transport's Engine.IO open packet, once it arrived.
+    pub fn handshake(&self) -> Option<&OpenPacket> {
+        self.session.handshake()
+    }
+
+    /// Whether the server offers to upgrade this long-polling session to a WebSocket.
+    pub fn can_upgrade(&self) -> bool {
+        self.session.can_upgrade()
+    }
+
+    /// The first frame on an upgrade probe's WebSocket (`2probe`).
+    pub fn probe_request(&self) -> Frame {
+        self.session.probe_request()
+    }
+
+    /// The server's answer on the probe's WebSocket: the frame that completes the
+    /// upgrade (`5`), or why the probe failed.
+    pub fn handle_probe_response(&self, frame: Frame) -> Result<Frame, ProtocolError> {
+        self.session.handle_probe_response(frame)
     }
 
     pub fn poll_transmit(&mut self) -> Option<Frame> {
@@ -1063,20 +1079,6 @@ mod tests {
         assert_eq!(
             frames(&mut c),
             vec![text(r#"40{"token":"s3cret","pid":"p1","offset":"9"}"#)]
-        );
-    }
-
-    #[test]
-    fn a_websocket_that_cannot_be_created_ends_the_session() {
-        let mut c = page(None, &[]);
-        c.give_up("cannot open a WebSocket to x: SyntaxError".into(), MS);
-        assert!(c.is_closed());
-        let acts = actions(&mut c);
-        assert_eq!(
-            acts[0],
-            Action::Closed {
-                reason: "cannot open a WebSocket to x: SyntaxError".into()
-            }
         );
     }
 

@@ -17,6 +17,8 @@ use protocol::session::AckId;
 use serde_json::Value;
 use yew::Reducible;
 
+use crate::transport::Transport;
+
 /// Most event-log entries kept; older ones are dropped first.
 pub const MAX_LOG_ENTRIES: usize = 200;
 /// Most news items kept; older ones are dropped first.
@@ -73,6 +75,15 @@ pub struct Reconnect {
     pub reason: String,
     /// The attempt has started: a new WebSocket is opening.
     pub trying: bool,
+}
+
+/// How the upgrade of a session opened over long-polling went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Upgrade {
+    /// Probed (`2probe` → `3probe`, then `5`): the session is on a WebSocket now.
+    Done,
+    /// The probe failed, for this reason: the session stays on long-polling.
+    Failed(String),
 }
 
 /// What the server made of a reconnect (`#recovery`).
@@ -180,8 +191,16 @@ pub struct AppState {
     pub recovery: Option<Recovery>,
     /// What the browser last said about the network (`online`/`offline` events).
     pub online: bool,
-    /// The WebSocket URL of the current (or last) connection.
+    /// The URL of the current (or last) transport.
     pub url: Option<String>,
+    /// What carries (or is about to carry) the session (`#transport`).
+    pub transport: Option<Transport>,
+    /// The transport that brought the current Engine.IO open packet.
+    pub opened_over: Option<Transport>,
+    /// Why the page uses long-polling: how a WebSocket failed before its handshake.
+    pub fallback: Option<String>,
+    /// The upgrade of the current session, when it was opened over long-polling.
+    pub upgrade: Option<Upgrade>,
     /// The Engine.IO open packet of the current transport.
     pub open: Option<OpenPacket>,
     /// Our Socket.IO id in the namespace, while connected.
@@ -211,6 +230,10 @@ impl Default for AppState {
             recovery: None,
             online: true,
             url: None,
+            transport: None,
+            opened_over: None,
+            fallback: None,
+            upgrade: None,
             open: None,
             socket_id: None,
             handshake: None,
@@ -236,6 +259,19 @@ pub enum Action {
     /// No URL could be worked out; nothing will connect.
     InvalidServer {
         message: String,
+    },
+    /// A transport is opening at `url`; `fallback` says why a WebSocket could not
+    /// be used for this attempt (it failed before its handshake).
+    Opening {
+        transport: Transport,
+        url: String,
+        fallback: Option<String>,
+    },
+    /// The session moved from long-polling to a WebSocket.
+    Upgraded,
+    /// The upgrade probe failed: the session stays on long-polling.
+    ProbeFailed {
+        reason: String,
     },
     /// The Engine.IO handshake arrived (on the first transport or a later one).
     Opened(OpenPacket),
@@ -382,6 +418,8 @@ impl AppState {
                 self.reconnect = None;
                 self.recovery = None;
                 self.open = None;
+                self.opened_over = None;
+                self.upgrade = None;
                 self.socket_id = None;
                 self.handshake = None;
                 // A new session numbers its acks from 0 again: old ones can never complete.
@@ -394,9 +432,35 @@ impl AppState {
                 self.status = Status::Disconnected;
                 self.detail = message;
             }
+            Action::Opening {
+                transport,
+                url,
+                fallback,
+            } => {
+                self.detail = match &fallback {
+                    Some(why) => format!("{why}; trying HTTP long-polling: opening {url}"),
+                    None => format!("opening {url}"),
+                };
+                match (fallback, transport) {
+                    (Some(why), _) => self.fallback = Some(why),
+                    (None, Transport::WebSocket) => self.fallback = None,
+                    // Polling from the start: the page learnt earlier that it must.
+                    (None, Transport::Polling) => {}
+                }
+                self.transport = Some(transport);
+                self.url = Some(url);
+                self.opened_over = None;
+                self.upgrade = None;
+            }
+            Action::Upgraded => {
+                self.transport = Some(Transport::WebSocket);
+                self.upgrade = Some(Upgrade::Done);
+            }
+            Action::ProbeFailed { reason } => self.upgrade = Some(Upgrade::Failed(reason)),
             Action::Opened(open) => {
                 self.detail = format!("Engine.IO session {} open, joining namespace /", open.sid);
                 self.open = Some(open);
+                self.opened_over = self.transport;
             }
             Action::Connected { sid } => self.connected(sid),
             Action::Reconnected { sid, recovered } => {
@@ -434,13 +498,15 @@ impl AppState {
                 });
                 self.socket_id = None;
                 self.open = None;
+                self.opened_over = None;
+                self.upgrade = None;
                 // Pending acks stay: the same session goes on, and an ack can still
                 // arrive (emits buffered meanwhile) or time out.
             }
             Action::ReconnectAttempt { attempt } => {
                 self.detail = match &self.url {
                     Some(url) => format!("opening {url}"),
-                    None => "opening a new WebSocket".to_owned(),
+                    None => "opening a new transport".to_owned(),
                 };
                 if let Some(r) = &mut self.reconnect {
                     r.attempt = attempt;
@@ -939,6 +1005,65 @@ mod tests {
             url: "ws://h".into(),
         });
         assert_eq!(s.channels, ["sports"]);
+    }
+
+    #[test]
+    fn the_transport_and_the_fallback_are_shown() {
+        let ws = "ws://h/socket.io/?EIO=4&transport=websocket";
+        let poll = "http://h/socket.io/?EIO=4&transport=polling&t=1";
+        let mut s = run([
+            Action::Connecting { url: ws.into() },
+            Action::Opening {
+                transport: Transport::WebSocket,
+                url: ws.into(),
+                fallback: None,
+            },
+        ]);
+        assert_eq!(s.transport.map(Transport::label), Some("websocket"));
+        // The WebSocket fails before its handshake: the same attempt goes on polling.
+        s.apply(Action::Opening {
+            transport: Transport::Polling,
+            url: poll.into(),
+            fallback: Some("the WebSocket connection failed".into()),
+        });
+        assert_eq!(s.transport.map(Transport::label), Some("polling"));
+        assert_eq!(
+            s.status_line(Time::ZERO).1,
+            format!("the WebSocket connection failed; trying HTTP long-polling: opening {poll}")
+        );
+        s.apply(Action::Opened(open()));
+        assert_eq!(s.opened_over, Some(Transport::Polling));
+        s.apply(Action::ProbeFailed {
+            reason: "refused".into(),
+        });
+        assert_eq!(s.upgrade, Some(Upgrade::Failed("refused".into())));
+
+        // Lost; the next transport starts on polling (remembered): the reason stays.
+        s.apply(lost_at(Time::ZERO));
+        assert_eq!((s.opened_over, s.upgrade.clone()), (None, None));
+        s.apply(Action::Opening {
+            transport: Transport::Polling,
+            url: poll.into(),
+            fallback: None,
+        });
+        assert_eq!(
+            s.fallback.as_deref(),
+            Some("the WebSocket connection failed")
+        );
+        s.apply(Action::Opened(open()));
+        s.apply(Action::Upgraded);
+        assert_eq!(s.transport, Some(Transport::WebSocket));
+        assert_eq!(s.opened_over, Some(Transport::Polling));
+        assert_eq!(s.upgrade, Some(Upgrade::Done));
+
+        // A WebSocket that opens by itself: no fallback to explain any more.
+        s.apply(lost_at(Time::ZERO));
+        s.apply(Action::Opening {
+            transport: Transport::WebSocket,
+            url: ws.into(),
+            fallback: None,
+        });
+        assert_eq!(s.fallback, None);
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! Where the page connects and with what credentials: the WebSocket URL worked
-//! out from the page's own location, its `?server=` query parameter and the
-//! `duplex-server` meta tag; the token from `?token=` or the `duplex-token` meta tag.
+//! Where the page connects and with what credentials: the server's [`Endpoint`]
+//! worked out from the page's own location, its `?server=` query parameter and the
+//! `duplex-server` meta tag, and the WebSocket and long-polling URLs built from
+//! it; the token from `?token=` or the `duplex-token` meta tag.
 //!
 //! Pure string work, so it is unit-tested natively; `browser.rs` reads the
 //! inputs from the page.
@@ -10,9 +11,11 @@ use std::fmt;
 /// Where a Socket.IO server listens (the `path` option of the reference clients).
 pub const SOCKET_IO_PATH: &str = "/socket.io/";
 
-/// The handshake query: Engine.IO protocol 4, WebSocket from the first request (no
-/// long-polling, so no upgrade dance).
-pub const HANDSHAKE_QUERY: &str = "EIO=4&transport=websocket";
+/// Engine.IO protocol 4, over a WebSocket from the first request.
+const WEBSOCKET_QUERY: &str = "EIO=4&transport=websocket";
+
+/// Engine.IO protocol 4, over HTTP long-polling.
+const POLLING_QUERY: &str = "EIO=4&transport=polling";
 
 /// The parts of the page's `window.location` that matter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,7 +26,7 @@ pub struct PageLocation<'a> {
     pub host: &'a str,
 }
 
-/// Why no WebSocket URL could be worked out.
+/// Why no server address could be worked out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UrlError {
     /// The override's scheme is neither http(s) nor ws(s).
@@ -73,38 +76,95 @@ fn first_non_blank<'a>(query: Option<&'a str>, meta: Option<&'a str>) -> Option<
         .find(|s| !s.is_empty())
 }
 
-/// The Socket.IO WebSocket URL for this page.
+/// Where the page's Socket.IO server is: `{scheme}://{authority}{prefix}/socket.io/`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// TLS: `wss`/`https` rather than `ws`/`http`.
+    secure: bool,
+    /// Host and port, as written.
+    authority: String,
+    /// A path before `/socket.io/` (a server mounted under `/app/`), without
+    /// trailing slash; empty for none.
+    prefix: String,
+}
+
+impl Endpoint {
+    /// The URL of a WebSocket: a new session without `sid`, an upgrade probe with it.
+    pub fn websocket_url(&self, sid: Option<&str>) -> String {
+        let scheme = if self.secure { "wss" } else { "ws" };
+        self.url(scheme, WEBSOCKET_QUERY, sid, None)
+    }
+
+    /// The URL of a long-polling request: the handshake without `sid`, the
+    /// session's GETs and POSTs with it. `t` busts caches, as in the official client.
+    pub fn polling_url(&self, sid: Option<&str>, t: &str) -> String {
+        let scheme = if self.secure { "https" } else { "http" };
+        self.url(scheme, POLLING_QUERY, sid, Some(t))
+    }
+
+    fn url(&self, scheme: &str, query: &str, sid: Option<&str>, t: Option<&str>) -> String {
+        let mut url = format!(
+            "{scheme}://{}{}{SOCKET_IO_PATH}?{query}",
+            self.authority, self.prefix
+        );
+        if let Some(t) = t {
+            url.push_str("&t=");
+            percent_encode_into(&mut url, t);
+        }
+        if let Some(sid) = sid {
+            url.push_str("&sid=");
+            percent_encode_into(&mut url, sid);
+        }
+        url
+    }
+}
+
+/// Appends `s` with everything but RFC 3986's unreserved characters percent-encoded.
+fn percent_encode_into(out: &mut String, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0xF)]));
+        }
+    }
+}
+
+/// The Socket.IO server of this page.
 ///
 /// `server` (see [`server_override`]) is a base URL such as `http://host:port`:
-/// `http`/`https` become `ws`/`wss`, a missing scheme follows the page's, and a
-/// path is kept as a prefix (a server mounted under `/app/` behind a proxy). Without
-/// it the page's own origin is used, `wss` when the page came over https.
-pub fn socket_url(page: PageLocation<'_>, server: Option<&str>) -> Result<String, UrlError> {
-    let page_scheme = match page.protocol {
-        "https:" => Some("wss"),
-        "http:" => Some("ws"),
+/// `https`/`wss` mean TLS, a missing scheme follows the page's, and a path is
+/// kept as a prefix (a server mounted under `/app/` behind a proxy). Without it
+/// the page's own origin is used, with TLS when the page came over https.
+pub fn endpoint(page: PageLocation<'_>, server: Option<&str>) -> Result<Endpoint, UrlError> {
+    let page_secure = match page.protocol {
+        "https:" => Some(true),
+        "http:" => Some(false),
         _ => None,
     };
-    let (scheme, authority, prefix) = match server {
+    let (secure, authority, prefix) = match server {
         None => {
-            let scheme = page_scheme.ok_or_else(|| UrlError::NoOrigin(page.protocol.into()))?;
+            let secure = page_secure.ok_or_else(|| UrlError::NoOrigin(page.protocol.into()))?;
             if page.host.is_empty() {
                 return Err(UrlError::NoOrigin(page.protocol.into()));
             }
-            (scheme, page.host, "")
+            (secure, page.host, "")
         }
         Some(raw) => {
-            let (scheme, rest) = match raw.split_once("://") {
+            let (secure, rest) = match raw.split_once("://") {
                 Some((scheme, rest)) => {
-                    let scheme = match scheme.to_ascii_lowercase().as_str() {
-                        "http" | "ws" => "ws",
-                        "https" | "wss" => "wss",
+                    let secure = match scheme.to_ascii_lowercase().as_str() {
+                        "http" | "ws" => false,
+                        "https" | "wss" => true,
                         _ => return Err(UrlError::UnsupportedScheme(raw.into())),
                     };
-                    (scheme, rest)
+                    (secure, rest)
                 }
-                // `host:port` alone: same security as the page (ws from a file: page).
-                None => (page_scheme.unwrap_or("ws"), raw),
+                // `host:port` alone: same security as the page (plain from a file: page).
+                None => (page_secure.unwrap_or(false), raw),
             };
             // Drop any query or fragment; what is left is authority + path.
             let rest = rest.split(['?', '#']).next().unwrap_or_default();
@@ -115,12 +175,14 @@ pub fn socket_url(page: PageLocation<'_>, server: Option<&str>) -> Result<String
             if authority.is_empty() {
                 return Err(UrlError::MissingHost(raw.into()));
             }
-            (scheme, authority, path.trim_end_matches('/'))
+            (secure, authority, path.trim_end_matches('/'))
         }
     };
-    Ok(format!(
-        "{scheme}://{authority}{prefix}{SOCKET_IO_PATH}?{HANDSHAKE_QUERY}"
-    ))
+    Ok(Endpoint {
+        secure,
+        authority: authority.to_owned(),
+        prefix: prefix.to_owned(),
+    })
 }
 
 #[cfg(test)]
@@ -136,14 +198,18 @@ mod tests {
         host: "news.example",
     };
 
+    fn ws(page: PageLocation<'_>, server: Option<&str>) -> String {
+        endpoint(page, server).expect("valid").websocket_url(None)
+    }
+
     #[test]
     fn same_origin_follows_the_page_scheme() {
         assert_eq!(
-            socket_url(HTTP_PAGE, None).expect("valid"),
+            ws(HTTP_PAGE, None),
             "ws://127.0.0.1:8124/socket.io/?EIO=4&transport=websocket"
         );
         assert_eq!(
-            socket_url(HTTPS_PAGE, None).expect("valid"),
+            ws(HTTPS_PAGE, None),
             "wss://news.example/socket.io/?EIO=4&transport=websocket"
         );
     }
@@ -151,15 +217,15 @@ mod tests {
     #[test]
     fn override_maps_http_to_ws() {
         assert_eq!(
-            socket_url(HTTPS_PAGE, Some("http://127.0.0.1:8124")).expect("valid"),
+            ws(HTTPS_PAGE, Some("http://127.0.0.1:8124")),
             "ws://127.0.0.1:8124/socket.io/?EIO=4&transport=websocket"
         );
         assert_eq!(
-            socket_url(HTTP_PAGE, Some("HTTPS://api.example/")).expect("valid"),
+            ws(HTTP_PAGE, Some("HTTPS://api.example/")),
             "wss://api.example/socket.io/?EIO=4&transport=websocket"
         );
         assert_eq!(
-            socket_url(HTTP_PAGE, Some("wss://api.example:9000")).expect("valid"),
+            ws(HTTP_PAGE, Some("wss://api.example:9000")),
             "wss://api.example:9000/socket.io/?EIO=4&transport=websocket"
         );
     }
@@ -167,7 +233,7 @@ mod tests {
     #[test]
     fn override_without_scheme_follows_the_page() {
         assert_eq!(
-            socket_url(HTTPS_PAGE, Some("api.example:9000")).expect("valid"),
+            ws(HTTPS_PAGE, Some("api.example:9000")),
             "wss://api.example:9000/socket.io/?EIO=4&transport=websocket"
         );
         let file = PageLocation {
@@ -175,7 +241,7 @@ mod tests {
             host: "",
         };
         assert_eq!(
-            socket_url(file, Some("localhost:8124")).expect("valid"),
+            ws(file, Some("localhost:8124")),
             "ws://localhost:8124/socket.io/?EIO=4&transport=websocket"
         );
     }
@@ -183,26 +249,48 @@ mod tests {
     #[test]
     fn override_path_is_a_prefix_and_query_is_dropped() {
         assert_eq!(
-            socket_url(HTTP_PAGE, Some("https://example.org/duplex/?x=1#top")).expect("valid"),
+            ws(HTTP_PAGE, Some("https://example.org/duplex/?x=1#top")),
             "wss://example.org/duplex/socket.io/?EIO=4&transport=websocket"
+        );
+    }
+
+    #[test]
+    fn polling_and_upgrade_urls() {
+        let plain = endpoint(HTTP_PAGE, None).expect("valid");
+        assert_eq!(
+            plain.polling_url(None, "k3.1"),
+            "http://127.0.0.1:8124/socket.io/?EIO=4&transport=polling&t=k3.1"
+        );
+        assert_eq!(
+            plain.polling_url(Some("a+b/c="), "k3.2"),
+            "http://127.0.0.1:8124/socket.io/?EIO=4&transport=polling&t=k3.2&sid=a%2Bb%2Fc%3D"
+        );
+        assert_eq!(
+            plain.websocket_url(Some("s1")),
+            "ws://127.0.0.1:8124/socket.io/?EIO=4&transport=websocket&sid=s1"
+        );
+        let tls = endpoint(HTTP_PAGE, Some("wss://example.org/app/")).expect("valid");
+        assert_eq!(
+            tls.polling_url(None, "1"),
+            "https://example.org/app/socket.io/?EIO=4&transport=polling&t=1"
         );
     }
 
     #[test]
     fn bad_overrides_are_errors() {
         assert!(matches!(
-            socket_url(HTTP_PAGE, Some("ftp://x")),
+            endpoint(HTTP_PAGE, Some("ftp://x")),
             Err(UrlError::UnsupportedScheme(_))
         ));
         assert!(matches!(
-            socket_url(HTTP_PAGE, Some("http:///path")),
+            endpoint(HTTP_PAGE, Some("http:///path")),
             Err(UrlError::MissingHost(_))
         ));
         let file = PageLocation {
             protocol: "file:",
             host: "",
         };
-        let err = socket_url(file, None).expect_err("invalid");
+        let err = endpoint(file, None).expect_err("invalid");
         assert!(err.to_string().contains("?server="), "{err}");
     }
 

@@ -1,12 +1,18 @@
 //! `#handshake`: this connection explained the way the tutorial does — the HTTP
 //! upgrade (as the server saw it, from its `handshake` event: a page cannot read
 //! these headers itself), the Engine.IO open packet, and the namespace join.
+//!
+//! A session opened over HTTP long-polling is explained as what it is: a plain
+//! GET answered `200 OK` (no `101`, no `Sec-WebSocket-Accept` to check), why the
+//! page fell back (`#hs-fallback`), and what became of the upgrade (`#hs-probe`).
 
 use protocol::app::WEBSOCKET_GUID;
 use yew::prelude::*;
 
 use crate::app::use_app;
 use crate::browser;
+use crate::state::Upgrade;
+use crate::transport::Transport;
 
 /// What the browser's own SHA-1 says about the server's `Sec-WebSocket-Accept`.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,7 +32,10 @@ pub fn HandshakePanel() -> Html {
 
     {
         let check = check.clone();
-        let pair = hs.map(|h| (h.sec_websocket_key.clone(), h.sec_websocket_accept.clone()));
+        // Only a WebSocket opening has an accept value to check.
+        let pair = hs
+            .filter(|h| !h.sec_websocket_accept.is_empty())
+            .map(|h| (h.sec_websocket_key.clone(), h.sec_websocket_accept.clone()));
         use_effect_with(pair, move |pair| {
             check.set(AcceptCheck::Pending);
             if let Some((key, accept)) = pair.clone() {
@@ -68,13 +77,45 @@ pub fn HandshakePanel() -> Html {
         (Some(_), AcceptCheck::Unavailable(why)) => format!("(not checked here: {why})"),
     };
 
-    html! {
-        <section id="handshake" class="panel handshake">
-            <h2>{ "How this connection was made" }</h2>
-            if hs.is_none() {
-                <p class="empty">{ "Waiting for the server's " }<code>{ "handshake" }</code>{ " event…" }</p>
-            }
-            <div class="steps">
+    let by_polling = state.opened_over == Some(Transport::Polling);
+    // The server's account of a polling opening (a WebSocket's has an accept value).
+    let polling_hs = hs.filter(|h| h.sec_websocket_accept.is_empty());
+    let upgrade_text = match &state.upgrade {
+        None if open.is_some_and(|o| o.upgrades.iter().any(|u| u == "websocket")) => {
+            "The server offers an upgrade (\"upgrades\": [\"websocket\"]): the page probes it with a WebSocket for this sid (2probe, answered 3probe, then 5).".to_owned()
+        }
+        None => "The server offers no upgrade: the session stays on long-polling.".to_owned(),
+        Some(Upgrade::Done) => "Upgraded: a WebSocket for this sid answered 2probe with 3probe, the page sent 5, and that WebSocket carries the session now.".to_owned(),
+        Some(Upgrade::Failed(why)) => format!("The upgrade to WebSocket failed ({why}): the session stays on long-polling."),
+    };
+    let fallback_text = match &state.fallback {
+        Some(why) => format!("No WebSocket: {why}. So this page uses HTTP long-polling instead: a GET always waiting for the server's packets, and a POST for each batch of the page's."),
+        None => "A WebSocket to this server failed earlier in this page's life, so it connects with HTTP long-polling: a GET always waiting for the server's packets, and a POST for each batch of the page's.".to_owned(),
+    };
+
+    let first_steps = if by_polling {
+        html! {
+            <>
+                <div class="step">
+                    <h3>{ "1. The browser opens the session with a plain GET" }</h3>
+                    <p id="hs-fallback" class="hint">{ fallback_text }</p>
+                    <pre id="hs-request" class="mono">{ field(polling_hs.map(|h| h.request.as_str())) }</pre>
+                    <p class="hint">{ "No Upgrade header, no key: an ordinary HTTP request, which passes proxies that refuse WebSockets." }</p>
+                </div>
+                <div class="step">
+                    <h3>{ "2. The server answers 200 OK: no protocol switch" }</h3>
+                    <dl>
+                        <dt>{ "Status" }</dt>
+                        <dd id="hs-status">{ field(polling_hs.map(|h| h.status.as_str())) }</dd>
+                    </dl>
+                    <p class="hint">{ "The open packet comes in the body of that answer, and every later packet in the answers to the next GETs, several at a time, separated by the record separator (0x1E)." }</p>
+                    <p id="hs-probe" class="hint">{ upgrade_text }</p>
+                </div>
+            </>
+        }
+    } else {
+        html! {
+            <>
                 <div class="step">
                     <h3>{ "1. The browser asks for an upgrade" }</h3>
                     <pre id="hs-request" class="mono">{ field(hs.map(|h| h.request.as_str())) }</pre>
@@ -103,6 +144,18 @@ pub fn HandshakePanel() -> Html {
                         <span id="hs-accept-check">{ check_text }</span>
                     </p>
                 </div>
+            </>
+        }
+    };
+
+    html! {
+        <section id="handshake" class="panel handshake">
+            <h2>{ "How this connection was made" }</h2>
+            if hs.is_none() {
+                <p class="empty">{ "Waiting for the server's " }<code>{ "handshake" }</code>{ " event…" }</p>
+            }
+            <div class="steps">
+                { first_steps }
                 <div class="step">
                     <h3>{ "3. Engine.IO opens a session" }</h3>
                     <dl>

@@ -1,7 +1,8 @@
 //! `#status` (exactly one of `connecting`, `connected`, `reconnecting`, `offline`,
-//! `refused`, `disconnected`), `#status-detail`, `#recovery` (`recovered` or
-//! `new session` after a reconnect, empty before), and the buttons that end or
-//! restart the session.
+//! `refused`, `disconnected`), `#status-detail`, `#transport` (`websocket` or
+//! `polling`: what carries the session, or the transport being opened), `#recovery`
+//! (`recovered` or `new session` after a reconnect, empty before), and the
+//! buttons that end or restart the session.
 //!
 //! While a reconnection waits, the bar re-renders every 100 ms so the detail's
 //! countdown to the next attempt is live; the text itself comes from the pure
@@ -43,11 +44,16 @@ pub fn StatusBar() -> Html {
     };
     let (status, detail) = state.status_line(browser::now());
     let recovery = state.recovery.map(|r| r.label());
+    let transport = state.transport.map(|t| t.label());
 
     html! {
         <div class="status-bar">
             <span id="status" class={classes!("status", status.label())}>{ status.label() }</span>
             <span id="status-detail" class="detail">{ detail }</span>
+            <span id="transport" class={classes!("transport", transport)}
+                title="what carries the connection: a WebSocket, or HTTP long-polling when a WebSocket cannot be opened">
+                { transport.unwrap_or_default() }
+            </span>
             <span id="recovery" class={classes!("recovery", recovery.map(|r| r.replace(' ', "-")))}
                 title="what the server made of the last reconnect">
                 { recovery.unwrap_or_default() }
