@@ -1,12 +1,14 @@
 //! Browser tests for duplex: the real trunk bundle, served by the real server, driven in
-//! headless Chromium through chromedriver. The tests are in `tests/browser.rs`; this
-//! library is their harness, in layers:
+//! headless Chromium through chromedriver. The tests are in `tests/`; this library is
+//! their harness, in layers:
 //!
 //! - `http`: a minimal HTTP/1.1 client (one request per connection), enough for chromedriver
 //! - `base64`: the decoder for WebDriver's base64 screenshots
 //! - `webdriver`: a W3C WebDriver client: the chromedriver process, sessions, elements, polling
 //! - `server`: the duplex server on an ephemeral port, on a tokio runtime of its own (the
 //!   `server` feature, on by default)
+//! - `proxy`: a loopback proxy that can cut the page off, or refuse WebSocket upgrades
+//!   (with the `server` feature too)
 //!
 //! Run them with `cargo xtask test`, which builds the bundle first and sets `DUPLEX_DIST`,
 //! `CHROMEDRIVER` and `CHROMIUM`.
@@ -14,11 +16,15 @@
 pub mod base64;
 pub mod http;
 #[cfg(feature = "server")]
+pub mod proxy;
+#[cfg(feature = "server")]
 pub mod server;
 pub mod webdriver;
 
 use std::path::{Path, PathBuf};
 
+#[cfg(feature = "server")]
+pub use proxy::{Proxy, WebSockets};
 #[cfg(feature = "server")]
 pub use server::TestServer;
 pub use webdriver::{ChromeDriver, Element, Session};

@@ -5,7 +5,7 @@
 //! client blocks, and the server runs on a tokio runtime owned by `TestServer`.
 //!
 //! The page's DOM contract, as the client implements it:
-//! `#status` (`connected`), `#news li.news-item`, `#log li.entry[data-dir=in|out]` with
+//! `#status` (`connected`), `#transport` (`websocket`), `#news li.news-item`, `#log li.entry[data-dir=in|out]` with
 //! `.event` and `.payload`, the custom event form (`#event-name`, `#event-payload`,
 //! `#event-ack`, `#event-send`, `#event-error`, `#ack-result`), publishing (`#publish-text`,
 //! `#publish-send`) and the handshake panel (`#hs-accept`, `#hs-key`, `#hs-status`).
@@ -39,6 +39,8 @@ fn page_connects_gets_the_news_and_the_echo() -> Result<()> {
             entry.dir == "out" && entry.event == "my other event"
         })?;
 
+        // Nothing in the way: the page is on a WebSocket, never fell back to polling.
+        page.wait_for_text("#transport", |text| text.trim() == "websocket", TIMEOUT)?;
         page.wait_for_text("#hs-status", |text| text.contains("101"), TIMEOUT)?;
         let accept = page.wait_for_text("#hs-accept", |text| !text.trim().is_empty(), TIMEOUT)?;
         let digest = base64::decode(accept.trim())

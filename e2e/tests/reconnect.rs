@@ -5,9 +5,9 @@
 //! - the server goes away under an open page and comes back on the same port: the page
 //!   shows `reconnecting` (attempt, countdown) and connects again by itself; an explicit
 //!   Disconnect stops that, and Reconnect starts over;
-//! - the page's transport is cut (a TCP proxy between page and server drops it) while a
-//!   native client publishes to the page's channel: the page comes back, the server
-//!   recovers its session, and the missed item shows exactly once;
+//! - the page's transport is cut (a TCP proxy between page and server, `duplex_e2e::Proxy`,
+//!   drops it) while a native client publishes to the page's channel: the page comes
+//!   back, the server recovers its session, and the missed item shows exactly once;
 //! - an emit made while cut off is buffered, its ack times out (`#ack-result`), and it
 //!   goes out once the page is back;
 //! - with a token configured the page is refused without it and connects with `?token=`;
@@ -24,15 +24,13 @@
 //! `#ack-result`) and `#log li.entry[data-dir] .event`.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use duplex_e2e::webdriver::{Check, poll_until};
-use duplex_e2e::{ChromeDriver, Session, server::dist_from_env};
+use duplex_e2e::{ChromeDriver, Proxy, Session, WebSockets, server::dist_from_env};
 use duplex_server::rooms::RecoveryConfig;
 use serde_json::{Value, json};
-use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Runtime;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -98,15 +96,12 @@ fn a_cut_transport_recovers_the_session_and_the_missed_news_once() -> Result<()>
     };
     let rt = runtime()?;
     let server = Server::start(&rt, localhost(0), config)?;
-    let proxy = Proxy::start(&rt, server.addr)?;
+    let proxy = Proxy::start(rt.handle(), server.addr, WebSockets::Allow)?;
     let driver = ChromeDriver::start()?;
     let page = driver.new_session()?;
     with_screenshot_on_failure(&page, "reconnect-recovery", || {
         // The page comes from the server; its socket goes through the proxy.
-        page.goto(&format!(
-            "http://{}/?server=http://{}",
-            server.addr, proxy.addr
-        ))?;
+        page.goto(&format!("http://{}/?server={}", server.addr, proxy.url()))?;
         wait_status(&page, "connected")?;
 
         type_into(&page, "#channel-name", "sports")?;
@@ -195,14 +190,11 @@ fn a_cut_transport_recovers_the_session_and_the_missed_news_once() -> Result<()>
 fn an_emit_while_cut_off_waits_for_the_connection_and_its_ack_times_out() -> Result<()> {
     let rt = runtime()?;
     let server = Server::start(&rt, localhost(0), server_config()?)?;
-    let proxy = Proxy::start(&rt, server.addr)?;
+    let proxy = Proxy::start(rt.handle(), server.addr, WebSockets::Allow)?;
     let driver = ChromeDriver::start()?;
     let page = driver.new_session()?;
     with_screenshot_on_failure(&page, "reconnect-buffered-emit", || {
-        page.goto(&format!(
-            "http://{}/?server=http://{}",
-            server.addr, proxy.addr
-        ))?;
+        page.goto(&format!("http://{}/?server={}", server.addr, proxy.url()))?;
         wait_status(&page, "connected")?;
         proxy.cut();
         wait_status(&page, "reconnecting")?;
@@ -430,87 +422,6 @@ impl Drop for Server {
     fn drop(&mut self) {
         // A failed test must not leave the server running on the test's runtime.
         self.shutdown.cancel();
-    }
-}
-
-/// A TCP proxy between the page and the server that can cut the page off: `cut` drops
-/// every live connection and closes new ones at once until `restore`.
-struct Proxy {
-    addr: SocketAddr,
-    state: Arc<Mutex<ProxyState>>,
-    task: JoinHandle<()>,
-}
-
-struct ProxyState {
-    open: bool,
-    /// Cancelled by `cut`: every connection forwarded so far ends.
-    live: CancellationToken,
-}
-
-impl Proxy {
-    fn start(rt: &Runtime, upstream: SocketAddr) -> Result<Self> {
-        let listener = rt
-            .block_on(TcpListener::bind(localhost(0)))
-            .context("cannot bind the proxy")?;
-        let addr = listener.local_addr()?;
-        let state = Arc::new(Mutex::new(ProxyState {
-            open: true,
-            live: CancellationToken::new(),
-        }));
-        let task = rt.spawn(accept(listener, upstream, state.clone()));
-        Ok(Self { addr, state, task })
-    }
-
-    fn cut(&self) {
-        let mut state = self
-            .state
-            .lock()
-            .expect("the proxy's lock is never poisoned");
-        state.open = false;
-        state.live.cancel();
-        state.live = CancellationToken::new();
-    }
-
-    fn restore(&self) {
-        self.state
-            .lock()
-            .expect("the proxy's lock is never poisoned")
-            .open = true;
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.cut();
-        self.task.abort();
-    }
-}
-
-async fn accept(listener: TcpListener, upstream: SocketAddr, state: Arc<Mutex<ProxyState>>) {
-    loop {
-        let Ok((mut client, _)) = listener.accept().await else {
-            continue;
-        };
-        // A std lock, never held across an await.
-        let live = {
-            let state = state.lock().expect("the proxy's lock is never poisoned");
-            state.open.then(|| state.live.clone())
-        };
-        let Some(live) = live else {
-            // Cut off: the page's attempt fails at once.
-            drop(client);
-            continue;
-        };
-        tokio::spawn(async move {
-            let Ok(mut server) = TcpStream::connect(upstream).await else {
-                return;
-            };
-            tokio::select! {
-                _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
-                () = live.cancelled() => {}
-            }
-            // Dropping both streams closes both sides: the server sees its client go.
-        });
     }
 }
 
