@@ -27,7 +27,7 @@ pub const MAX_NEWS_ITEMS: usize = 100;
 /// The connection as the page shows it in `#status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
-    /// Opening the WebSocket, or Engine.IO open and waiting for the namespace.
+    /// Opening a transport, or Engine.IO open and waiting for the namespace.
     Connecting,
     /// The namespace accepted us.
     Connected,
@@ -73,7 +73,7 @@ pub struct Reconnect {
     pub due: Time,
     /// Why the previous transport was lost.
     pub reason: String,
-    /// The attempt has started: a new WebSocket is opening.
+    /// The attempt has started: a new transport is opening.
     pub trying: bool,
 }
 
@@ -205,7 +205,8 @@ pub struct AppState {
     pub open: Option<OpenPacket>,
     /// Our Socket.IO id in the namespace, while connected.
     pub socket_id: Option<String>,
-    /// What the server saw of our WebSocket upgrade.
+    /// What the server saw of the request that opened this session (a WebSocket
+    /// upgrade, or a long-polling GET).
     pub handshake: Option<HandshakeInfo>,
     /// The news channels the page is in, as the server last confirmed them; the
     /// page re-joins them when the server starts a new session.
@@ -298,7 +299,7 @@ pub enum Action {
         due: Time,
         reason: String,
     },
-    /// Attempt `attempt` started: a new WebSocket to the same URL is opening.
+    /// Attempt `attempt` started: a new transport to the same server is opening.
     ReconnectAttempt {
         attempt: u32,
     },
