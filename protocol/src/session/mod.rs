@@ -56,6 +56,8 @@ pub enum ProtocolError {
     PayloadTooLarge { size: usize, max: usize },
     #[error("unexpected engine.io packet: {0}")]
     Unexpected(&'static str),
+    #[error("invalid websocket frame: {0}")]
+    WebSocket(#[from] crate::websocket::FrameError),
 }
 
 /// Milliseconds of a duration, for the open packet.

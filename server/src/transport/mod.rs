@@ -7,7 +7,8 @@
 //!   that drives each session over WebSocket, long-polling, and the upgrade between
 //!   them.
 //! - [`routes`]: the warp filters of an Engine.IO mount point (`/socket.io/`).
-//! - [`ws`]: the WebSocket upgrade and tungstenite's per-connection buffers.
+//! - [`ws`]: the WebSocket upgrade and the connection after it, framed by
+//!   `protocol::websocket` over a read buffer shared by the connections of a thread.
 
 pub mod query;
 pub mod routes;

@@ -16,7 +16,7 @@ use warp::reply::Response;
 use warp::{Filter, Reply};
 
 use super::query::{self, HandshakeError, TransportKind};
-use super::session::{Endpoint, Input, PollError};
+use super::session::{Endpoint, Inbox, Input, PollError};
 use super::ws::{self, Upgrade};
 use crate::config::OriginPolicy;
 use crate::engine::Factory;
@@ -170,8 +170,9 @@ async fn handle<F: Factory>(
                 Some(sid) => match endpoint.lookup(&sid) {
                     None => refuse(&HandshakeError::UnknownSid, &raw_query),
                     Some(session) => upgrade.into_response(config, move |socket| async move {
-                        // If the session ended meanwhile the socket is dropped: closed.
-                        let _ = session.send(Input::Upgrade(Box::new(socket))).await;
+                        // If the session ended meanwhile (or has too many requests
+                        // waiting) the socket is dropped: closed.
+                        let _ = session.send(Input::Upgrade(Box::new(socket)));
                     }),
                 },
             }
@@ -194,10 +195,10 @@ async fn handle<F: Factory>(
     cors(response, origin.as_ref())
 }
 
-async fn poll_get(session: &tokio::sync::mpsc::Sender<Input>) -> Response {
+async fn poll_get(session: &Inbox) -> Response {
     let (reply, response) = oneshot::channel();
-    if session.send(Input::Get(reply)).await.is_err() {
-        return poll_refused(&PollError::Closed);
+    if let Err(e) = session.send(Input::Get(reply)) {
+        return poll_refused(&e);
     }
     match response.await {
         Ok(Ok(payload)) => text(StatusCode::OK, payload),
@@ -206,13 +207,13 @@ async fn poll_get(session: &tokio::sync::mpsc::Sender<Input>) -> Response {
     }
 }
 
-async fn poll_post(session: &tokio::sync::mpsc::Sender<Input>, body: Bytes) -> Response {
+async fn poll_post(session: &Inbox, body: Bytes) -> Response {
     let Ok(body) = String::from_utf8(body.to_vec()) else {
         return poll_refused(&PollError::BadPayload("body is not UTF-8".into()));
     };
     let (reply, response) = oneshot::channel();
-    if session.send(Input::Post { body, reply }).await.is_err() {
-        return poll_refused(&PollError::Closed);
+    if let Err(e) = session.send(Input::Post { body, reply }) {
+        return poll_refused(&e);
     }
     match response.await {
         Ok(Ok(())) => text(StatusCode::OK, "ok".to_owned()),

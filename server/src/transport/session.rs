@@ -14,25 +14,22 @@
 //! WebSocket a write that blocks (a client that stopped reading) is abandoned as
 //! soon as the application's queue overflows and pulls the kill switch.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_util::{FutureExt, SinkExt, StreamExt};
+use futures_util::FutureExt;
 use protocol::Frame;
 use protocol::engineio::frames_to_payload;
 use protocol::session::{CloseReason, Probe, ProtocolError, Transport};
+use protocol::websocket::{FrameError, Message, OpCode};
 use thiserror::Error;
-use tokio::sync::{mpsc, oneshot};
-use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
-use super::ws::WebSocket;
+use super::ws::{WebSocket, WsError};
 use crate::engine::{DisconnectReason, Factory, Machine};
 use crate::io::Handshake;
 
@@ -47,8 +44,11 @@ const BATCH: usize = 64;
 /// A noop packet: what a long-polling GET gets when it must return with nothing.
 const NOOP: &str = "6";
 
-/// Requests from the routes to a session's task. Each polling request waits for
-/// its reply, so a session never has more than a handful queued.
+/// Most requests waiting in a session's [`Inbox`]. Each polling request waits for
+/// its reply, so a client has at most a GET, a POST and an upgrade in flight.
+const INBOX: usize = 8;
+
+/// Requests from the routes to a session's task.
 #[derive(Debug)]
 pub(crate) enum Input {
     Get(oneshot::Sender<Result<String, PollError>>),
@@ -70,12 +70,83 @@ pub enum PollError {
     BadPayload(String),
     #[error("session closed")]
     Closed,
+    #[error("too many requests waiting for this session")]
+    Busy,
+}
+
+/// The routes' requests to one session's task: a queue of at most [`INBOX`]
+/// inputs; past that a request is refused (400). Not a tokio channel: that
+/// allocates a block of 32 slots (and a cache-padded header) for every session,
+/// and WebSocket sessions almost never get a request; this queue allocates only
+/// when one arrives.
+#[derive(Debug, Default)]
+pub(crate) struct Inbox {
+    // A std Mutex: held only to push or pop, never across an await.
+    queue: Mutex<InboxQueue>,
+    ready: Notify,
+}
+
+#[derive(Debug, Default)]
+struct InboxQueue {
+    inputs: VecDeque<Input>,
+    /// The task has ended: nothing more is accepted.
+    closed: bool,
+}
+
+impl Inbox {
+    fn queue(&self) -> std::sync::MutexGuard<'_, InboxQueue> {
+        self.queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Queues `input` for the session's task. Refused (and dropped, which answers
+    /// it) if the session ended or [`INBOX`] requests are waiting already.
+    pub(crate) fn send(&self, input: Input) -> Result<(), PollError> {
+        let mut queue = self.queue();
+        if queue.closed {
+            return Err(PollError::Closed);
+        }
+        if queue.inputs.len() >= INBOX {
+            return Err(PollError::Busy);
+        }
+        queue.inputs.push_back(input);
+        drop(queue);
+        self.ready.notify_one();
+        Ok(())
+    }
+
+    /// The next request. Cancel-safe: a request stays queued until returned.
+    async fn recv(&self) -> Input {
+        loop {
+            if let Some(input) = self.queue().inputs.pop_front() {
+                return input;
+            }
+            // A notification sent since the check above is kept as a permit.
+            self.ready.notified().await;
+        }
+    }
+}
+
+/// The task's end of an [`Inbox`]: when the task ends, however it ends, the
+/// inbox refuses new requests and the waiting ones are answered (dropped).
+struct InboxReceiver(Arc<Inbox>);
+
+impl Drop for InboxReceiver {
+    fn drop(&mut self) {
+        let waiting = {
+            let mut queue = self.0.queue();
+            queue.closed = true;
+            std::mem::take(&mut queue.inputs)
+        };
+        drop(waiting);
+    }
 }
 
 /// The live sessions of one mount point and the factory that opens them.
 pub struct Endpoint<F: Factory> {
     factory: Arc<F>,
-    sessions: Mutex<HashMap<String, mpsc::Sender<Input>>>,
+    sessions: Mutex<HashMap<String, Arc<Inbox>>>,
     tracker: TaskTracker,
     shutdown: CancellationToken,
 }
@@ -94,7 +165,7 @@ impl<F: Factory> Endpoint<F> {
         &self.factory
     }
 
-    fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, mpsc::Sender<Input>>> {
+    fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Inbox>>> {
         // A std Mutex: held only to insert, remove or clone a sender.
         self.sessions
             .lock()
@@ -102,7 +173,7 @@ impl<F: Factory> Endpoint<F> {
     }
 
     /// The task of session `sid`, if it is live.
-    pub(crate) fn lookup(&self, sid: &str) -> Option<mpsc::Sender<Input>> {
+    pub(crate) fn lookup(&self, sid: &str) -> Option<Arc<Inbox>> {
         self.sessions().get(sid).cloned()
     }
 
@@ -118,11 +189,11 @@ impl<F: Factory> Endpoint<F> {
         transport: Transport,
         ws: Option<WebSocket>,
         handshake: Handshake,
-    ) -> mpsc::Sender<Input> {
+    ) -> Arc<Inbox> {
         let sid = crate::sid::generate();
         let (machine, commands) = self.factory.open(sid.clone(), transport, handshake);
-        let (tx, inputs) = mpsc::channel(8);
-        self.sessions().insert(sid.clone(), tx.clone());
+        let inbox = Arc::new(Inbox::default());
+        self.sessions().insert(sid.clone(), inbox.clone());
         info!(%sid, ?transport, "session opened");
         let task = SessionTask {
             endpoint: self.clone(),
@@ -132,8 +203,9 @@ impl<F: Factory> Endpoint<F> {
             probe: None,
             pending_get: None,
         };
-        self.tracker.spawn(task.run(commands, inputs));
-        tx
+        self.tracker
+            .spawn(task.run(commands, InboxReceiver(inbox.clone())));
+        inbox
     }
 }
 
@@ -158,143 +230,148 @@ struct SessionTask<F: Factory> {
 }
 
 impl<F: Factory> SessionTask<F> {
-    async fn run(
+    /// The task: an `async` block rather than an `async fn`, because an async fn
+    /// moves its arguments into locals and its state would hold the task twice.
+    #[allow(clippy::manual_async_fn)] // on purpose: see above
+    fn run(
         mut self,
         mut commands: mpsc::Receiver<<F::Machine as Machine>::Command>,
-        mut inputs: mpsc::Receiver<Input>,
-    ) {
-        // Everything the loop waits on that outlives one turn of it is made once:
-        // a turn (one per burst of traffic) then costs no timer registration and no
-        // waiter-list insertion.
-        let kill_token = self.machine.kill_token();
-        let shutdown_token = self.endpoint.shutdown.clone();
-        let killed = kill_token.cancelled();
-        let shut_down = shutdown_token.cancelled();
-        let timer = tokio::time::sleep(Duration::ZERO);
-        tokio::pin!(killed, shut_down, timer);
-        let mut stops = Stops::default();
-        let mut armed = None;
-        let limit = self.endpoint.factory.outbound_limit();
-        loop {
-            self.machine.dispatch();
-            if self.machine.engine().is_closed() {
-                break;
-            }
-            // What the handlers just queued for this client (an echo, an ack)
-            // joins the write below instead of waiting for another turn.
-            if self.take_commands(&mut commands, BATCH) > 0 {
+        inputs: InboxReceiver,
+    ) -> impl Future<Output = ()> {
+        async move {
+            // Everything the loop waits on that outlives one turn of it is made once:
+            // a turn (one per burst of traffic) then costs no timer registration and no
+            // waiter-list insertion.
+            let kill_token = self.machine.kill_token();
+            let shutdown_token = self.endpoint.shutdown.clone();
+            let killed = kill_token.cancelled();
+            let shut_down = shutdown_token.cancelled();
+            let timer = tokio::time::sleep(Duration::ZERO);
+            tokio::pin!(killed, shut_down, timer);
+            let mut stops = Stops::default();
+            let mut armed = None;
+            let limit = self.endpoint.factory.outbound_limit();
+            loop {
                 self.machine.dispatch();
-            }
-            match self.machine.engine().transport() {
-                Transport::WebSocket => {
-                    if let Some(ws) = &mut self.active {
-                        let flushed = tokio::select! {
-                            r = flush(ws, &mut self.machine) => r,
-                            () = &mut killed, if !stops.killed => {
-                                stops.killed = true;
-                                self.on_kill();
-                                Ok(())
-                            }
-                            () = &mut shut_down, if !stops.shut_down => {
-                                stops.shut_down = true;
-                                self.on_shutdown(&mut commands);
-                                Ok(())
-                            }
-                        };
-                        if let Err(e) = flushed {
-                            self.machine
-                                .transport_closed(CloseReason::Transport(e.to_string()));
-                            continue;
-                        }
-                    }
-                    if let Some(get) = self.pending_get.take() {
-                        // A GET left over from before the upgrade: release it.
-                        let _ = get.send(Ok(NOOP.to_owned()));
-                    }
+                if self.machine.engine().is_closed() {
+                    break;
                 }
-                Transport::Polling => {
-                    if self.machine.engine().pending_transmits() > limit {
-                        self.machine.close(DisconnectReason::SlowClient);
-                        continue;
-                    }
-                    if self.machine.engine().pending_transmits() > 0 {
-                        if let Some(get) = self.pending_get.take() {
-                            let _ = get.send(Ok(self.drain_payload()));
+                // What the handlers just queued for this client (an echo, an ack)
+                // joins the write below instead of waiting for another turn.
+                if self.take_commands(&mut commands, BATCH) > 0 {
+                    self.machine.dispatch();
+                }
+                match self.machine.engine().transport() {
+                    Transport::WebSocket => {
+                        if let Some(ws) = &mut self.active {
+                            let flushed = tokio::select! {
+                                r = flush(ws, &mut self.machine) => r,
+                                () = &mut killed, if !stops.killed => {
+                                    stops.killed = true;
+                                    self.on_kill();
+                                    Ok(())
+                                }
+                                () = &mut shut_down, if !stops.shut_down => {
+                                    stops.shut_down = true;
+                                    self.on_shutdown(&mut commands);
+                                    Ok(())
+                                }
+                            };
+                            if let Err(e) = flushed {
+                                self.machine
+                                    .transport_closed(CloseReason::Transport(e.to_string()));
+                                continue;
+                            }
                         }
-                    } else if self.machine.engine().is_probing() {
-                        // Let the client pause polling while the upgrade completes.
                         if let Some(get) = self.pending_get.take() {
+                            // A GET left over from before the upgrade: release it.
                             let _ = get.send(Ok(NOOP.to_owned()));
                         }
                     }
-                }
-            }
-            if self.machine.engine().is_closed() {
-                continue;
-            }
-
-            let factory = &self.endpoint.factory;
-            let wake = self.machine.poll_timeout().map(|t| factory.instant(t));
-            if wake != armed {
-                if let Some(deadline) = wake {
-                    timer.as_mut().reset(deadline);
-                }
-                armed = wake;
-            }
-            tokio::select! {
-                biased;
-                () = &mut shut_down, if !stops.shut_down => {
-                    stops.shut_down = true;
-                    self.on_shutdown(&mut commands);
-                }
-                () = &mut killed, if !stops.killed => {
-                    stops.killed = true;
-                    self.on_kill();
-                }
-                message = next_message(&mut self.active) => {
-                    self.on_message(message);
-                    // Whatever else the client already sent is handled now, so the
-                    // replies go out together in one write.
-                    for _ in 0..BATCH {
-                        if self.machine.engine().is_closed() {
-                            break;
+                    Transport::Polling => {
+                        if self.machine.engine().pending_transmits() > limit {
+                            self.machine.close(DisconnectReason::SlowClient);
+                            continue;
                         }
-                        let Some(Some(more)) = self.active.as_mut().and_then(|ws| ws.next().now_or_never()) else {
-                            break;
-                        };
-                        self.on_message(Some(more));
+                        if self.machine.engine().pending_transmits() > 0 {
+                            if let Some(get) = self.pending_get.take() {
+                                let _ = get.send(Ok(self.drain_payload()));
+                            }
+                        } else if self.machine.engine().is_probing() {
+                            // Let the client pause polling while the upgrade completes.
+                            if let Some(get) = self.pending_get.take() {
+                                let _ = get.send(Ok(NOOP.to_owned()));
+                            }
+                        }
                     }
                 }
-                // Rare (an upgrade, a polling request): boxed, so that every idle
-                // session's task does not reserve room for them.
-                message = next_message(&mut self.probe) => Box::pin(self.on_probe(message)).await,
-                Some(input) = inputs.recv() => Box::pin(self.on_input(input)).await,
-                Some(command) = commands.recv() => {
-                    let now = factory.now();
-                    self.machine.handle_command(command, now);
-                    // Likewise for what the application queued meanwhile: one write
-                    // for a burst of broadcasts instead of one per frame.
-                    self.take_commands(&mut commands, BATCH);
+                if self.machine.engine().is_closed() {
+                    continue;
                 }
-                () = get_abandoned(&mut self.pending_get) => {
-                    self.pending_get = None;
-                    self.machine.transport_closed(CloseReason::Transport(
-                        "long-polling request aborted".into(),
-                    ));
+
+                let factory = &self.endpoint.factory;
+                let wake = self.machine.poll_timeout().map(|t| factory.instant(t));
+                if wake != armed {
+                    if let Some(deadline) = wake {
+                        timer.as_mut().reset(deadline);
+                    }
+                    armed = wake;
                 }
-                () = &mut timer, if armed.is_some() => {
-                    // Re-armed next turn, from the session's next deadline.
-                    armed = None;
-                    let now = factory.now();
-                    self.machine.handle_timeout(now);
+                tokio::select! {
+                    biased;
+                    () = &mut shut_down, if !stops.shut_down => {
+                        stops.shut_down = true;
+                        self.on_shutdown(&mut commands);
+                    }
+                    () = &mut killed, if !stops.killed => {
+                        stops.killed = true;
+                        self.on_kill();
+                    }
+                    message = next_message(&mut self.active) => {
+                        self.on_message(message);
+                        // Whatever else the client already sent is handled now, so the
+                        // replies go out together in one write.
+                        for _ in 0..BATCH {
+                            if self.machine.engine().is_closed() {
+                                break;
+                            }
+                            let Some(Some(more)) = self.active.as_mut().and_then(|ws| ws.next().now_or_never()) else {
+                                break;
+                            };
+                            self.on_message(Some(more));
+                        }
+                    }
+                    // Rare (an upgrade, a polling request): boxed, so that every idle
+                    // session's task does not reserve room for them.
+                    message = next_message(&mut self.probe) => Box::pin(self.on_probe(message)).await,
+                    input = inputs.0.recv() => Box::pin(self.on_input(input)).await,
+                    Some(command) = commands.recv() => {
+                        let now = factory.now();
+                        self.machine.handle_command(command, now);
+                        // Likewise for what the application queued meanwhile: one write
+                        // for a burst of broadcasts instead of one per frame.
+                        self.take_commands(&mut commands, BATCH);
+                    }
+                    () = get_abandoned(&mut self.pending_get) => {
+                        self.pending_get = None;
+                        self.machine.transport_closed(CloseReason::Transport(
+                            "long-polling request aborted".into(),
+                        ));
+                    }
+                    () = &mut timer, if armed.is_some() => {
+                        // Re-armed next turn, from the session's next deadline.
+                        armed = None;
+                        let now = factory.now();
+                        self.machine.handle_timeout(now);
+                    }
                 }
             }
+            self.machine.dispatch();
+            Box::pin(self.goodbye(&inputs.0)).await;
+            // New requests for this sid are refused from now on.
+            self.endpoint.sessions().remove(&self.sid);
+            info!(sid = %self.sid, reason = %self.machine.reason(), "session closed");
         }
-        self.machine.dispatch();
-        Box::pin(self.goodbye(&mut inputs)).await;
-        // New requests for this sid are refused from now on.
-        self.endpoint.sessions().remove(&self.sid);
-        info!(sid = %self.sid, reason = %self.machine.reason(), "session closed");
     }
 
     /// Hands the machine up to `max` commands already queued; returns how many.
@@ -337,14 +414,14 @@ impl<F: Factory> SessionTask<F> {
     fn on_message(&mut self, message: Option<Result<Message, WsError>>) {
         let now = self.endpoint.factory.now();
         let frame = match message {
-            Some(Ok(Message::Text(text))) => Frame::Text(text.as_str().to_owned()),
-            Some(Ok(Message::Binary(bytes))) => Frame::Binary(Vec::from(bytes)),
+            Some(Ok(Message::Text(text))) => Frame::Text(text),
+            Some(Ok(Message::Binary(bytes))) => Frame::Binary(bytes),
             Some(Ok(Message::Close(_))) => {
                 self.machine.transport_closed(CloseReason::PeerClosed);
                 return;
             }
-            // WebSocket-level ping/pong frames are answered by the library.
-            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => return,
+            // WebSocket-level pings are answered by the WebSocket itself.
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => return,
             Some(Err(e)) => {
                 warn!(sid = %self.sid, error = %e, "websocket error");
                 let reason = self.read_error(e);
@@ -362,28 +439,27 @@ impl<F: Factory> SessionTask<F> {
         }
     }
 
-    /// Why the session ends after a read error: invalid UTF-8 in a text message is
-    /// the peer's protocol error (1002), a message past the library's limit is
-    /// too large (1009); anything else is the transport failing.
+    /// Why the session ends after a read error: a message past maxPayload is too
+    /// large (1009), any other invalid frame the peer's protocol error (1002, or
+    /// 1007 on the wire for invalid UTF-8: see `WebSocket::close`); anything else
+    /// is the transport failing.
     fn read_error(&self, error: WsError) -> CloseReason {
         match error {
-            WsError::Utf8(_) => CloseReason::Protocol(ProtocolError::Unexpected(
-                "text message that is not valid UTF-8",
-            )),
-            WsError::Capacity(CapacityError::MessageTooLong { size, .. }) => {
+            WsError::Frame(FrameError::TooLarge { size, .. }) => {
                 CloseReason::Protocol(ProtocolError::PayloadTooLarge {
-                    size,
+                    size: usize::try_from(size).unwrap_or(usize::MAX),
                     max: self.endpoint.factory.engine_config().max_payload,
                 })
             }
+            WsError::Frame(e) => CloseReason::Protocol(ProtocolError::WebSocket(e)),
             e => CloseReason::Transport(e.to_string()),
         }
     }
 
     async fn on_probe(&mut self, message: Option<Result<Message, WsError>>) {
         let frame = match message {
-            Some(Ok(Message::Text(text))) => Some(Frame::Text(text.as_str().to_owned())),
-            Some(Ok(Message::Binary(bytes))) => Some(Frame::Binary(Vec::from(bytes))),
+            Some(Ok(Message::Text(text))) => Some(Frame::Text(text)),
+            Some(Ok(Message::Binary(bytes))) => Some(Frame::Binary(bytes)),
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => return,
             _ => None,
         };
@@ -391,7 +467,8 @@ impl<F: Factory> SessionTask<F> {
         match outcome {
             Some(Ok(Probe::Reply(reply))) => {
                 if let Some(ws) = &mut self.probe {
-                    if ws.send(to_message(reply)).await.is_err() {
+                    let (opcode, payload) = opcode_of(&reply);
+                    if ws.send(opcode, payload).await.is_err() {
                         self.probe = None;
                         self.machine.probe_failed();
                     }
@@ -404,7 +481,7 @@ impl<F: Factory> SessionTask<F> {
             Some(Err(e)) => {
                 debug!(sid = %self.sid, error = %e, "upgrade probe refused");
                 if let Some(mut ws) = self.probe.take() {
-                    let _ = WebSocket::close(&mut ws, None).await;
+                    let _ = ws.close(None).await;
                 }
                 self.machine.probe_failed();
             }
@@ -463,7 +540,7 @@ impl<F: Factory> SessionTask<F> {
                 if self.probe.is_some() || !self.machine.engine().can_upgrade() {
                     debug!(sid = %self.sid, "second websocket for the session refused");
                     let mut ws = ws;
-                    let _ = WebSocket::close(&mut ws, None).await;
+                    let _ = ws.close(None).await;
                 } else {
                     self.probe = Some(ws);
                 }
@@ -473,24 +550,23 @@ impl<F: Factory> SessionTask<F> {
 
     /// The remaining frames (the close packet) on the current transport, then a
     /// WebSocket close frame whose code and reason say why, bounded in time.
-    async fn goodbye(&mut self, inputs: &mut mpsc::Receiver<Input>) {
+    async fn goodbye(&mut self, inputs: &Inbox) {
         let reason = self.machine.reason();
         if let Some(mut ws) = self.probe.take() {
-            let _ =
-                tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, WebSocket::close(&mut ws, None)).await;
+            let _ = tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, ws.close(None)).await;
         }
         match self.active.take() {
-            Some(mut sink) => {
+            Some(mut ws) => {
                 let (code, text) = close_code(&reason);
                 let machine = &mut self.machine;
                 let goodbye = async {
-                    flush(&mut sink, machine).await?;
-                    let close = CloseFrame {
-                        code: CloseCode::from(code),
-                        reason: Utf8Bytes::from(text),
-                    };
-                    sink.send(Message::Close(Some(close))).await?;
-                    SinkExt::close(&mut sink).await
+                    // After the client's close frame (answered already) nothing
+                    // more may be sent: the remaining frames are dropped then.
+                    match flush(&mut ws, machine).await {
+                        Ok(()) | Err(WsError::Closing) => {}
+                        Err(e) => return Err(e),
+                    }
+                    ws.close(Some((code, &text))).await
                 };
                 if let Ok(Err(e)) = tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, goodbye).await {
                     debug!(sid = %self.sid, error = %e, "closing the websocket failed");
@@ -504,9 +580,7 @@ impl<F: Factory> SessionTask<F> {
                     self.machine.engine().close_reason() == Some(&CloseReason::PeerClosed);
                 if self.pending_get.is_none() && closed_by_client {
                     let deadline = tokio::time::Instant::now() + CLOSE_FLUSH_TIMEOUT;
-                    while let Ok(Some(input)) =
-                        tokio::time::timeout_at(deadline, inputs.recv()).await
-                    {
+                    while let Ok(input) = tokio::time::timeout_at(deadline, inputs.recv()).await {
                         match input {
                             Input::Get(reply) => {
                                 self.pending_get = Some(reply);
@@ -531,22 +605,25 @@ impl<F: Factory> SessionTask<F> {
     }
 }
 
-fn to_message(frame: Frame) -> Message {
+/// The WebSocket opcode and payload of an Engine.IO frame.
+fn opcode_of(frame: &Frame) -> (OpCode, &[u8]) {
     match frame {
-        Frame::Text(text) => Message::text(text),
-        Frame::Binary(bytes) => Message::binary(bytes),
+        Frame::Text(text) => (OpCode::Text, text.as_bytes()),
+        Frame::Binary(bytes) => (OpCode::Binary, bytes),
     }
 }
 
-/// Writes every frame the machine has for the client, then flushes.
-async fn flush<M: Machine>(sink: &mut WebSocket, machine: &mut M) -> Result<(), WsError> {
+/// Writes every frame the machine has for the client, then flushes: one write
+/// for the batch (more only past `ws::WRITE_BUFFER`).
+async fn flush<M: Machine>(ws: &mut WebSocket, machine: &mut M) -> Result<(), WsError> {
     if machine.engine().pending_transmits() == 0 {
         return Ok(());
     }
     while let Some(frame) = machine.poll_transmit() {
-        sink.feed(to_message(frame)).await?;
+        let (opcode, payload) = opcode_of(&frame);
+        ws.feed(opcode, payload).await?;
     }
-    sink.flush().await
+    ws.flush().await
 }
 
 async fn next_message(ws: &mut Option<Box<WebSocket>>) -> Option<Result<Message, WsError>> {
@@ -588,6 +665,31 @@ fn close_code(reason: &DisconnectReason) -> (u16, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_inbox_is_bounded_and_refuses_once_the_task_ended() {
+        let inbox = Arc::new(Inbox::default());
+        let receiver = InboxReceiver(inbox.clone());
+        let mut replies = Vec::new();
+        for _ in 0..INBOX {
+            let (reply, response) = oneshot::channel();
+            assert!(inbox.send(Input::Get(reply)).is_ok());
+            replies.push(response);
+        }
+        let (reply, _) = oneshot::channel();
+        assert_eq!(inbox.send(Input::Get(reply)).err(), Some(PollError::Busy));
+        assert!(matches!(receiver.0.recv().await, Input::Get(_)));
+        let (reply, _) = oneshot::channel();
+        assert!(inbox.send(Input::Get(reply)).is_ok());
+        drop(receiver);
+        // The waiting requests are answered (their reply channels dropped)...
+        for response in replies.into_iter().skip(1) {
+            assert!(response.await.is_err());
+        }
+        // ...and new ones refused.
+        let (reply, _) = oneshot::channel();
+        assert_eq!(inbox.send(Input::Get(reply)).err(), Some(PollError::Closed));
+    }
 
     #[test]
     fn close_codes_say_why() {

@@ -1,57 +1,313 @@
-//! The WebSocket upgrade, done here rather than by warp's `ws()` filter so that we
-//! choose tungstenite's buffers: warp builds every connection with
-//! `WebSocketConfig::default()`, whose 128 KiB read buffer is allocated up front
-//! for each connection, idle or not.
+//! The server's WebSockets: the upgrade (RFC 6455 §4.2), done here rather than by
+//! warp's `ws()` filter, and the connection after it, framed by
+//! [`protocol::websocket`] rather than by a WebSocket library.
+//!
+//! Why our own framing: the memory of an idle connection. A library keeps, for
+//! every connection and for as long as it lives, a read buffer (and a write buffer
+//! at its high-water mark). Here every connection of a thread reads into one
+//! shared scratch buffer, inside a synchronous `poll_read`, and whole frames are
+//! decoded from it at once; only an incomplete frame is copied into the
+//! connection's own [`Decoder`], which holds nothing otherwise. Outgoing frames
+//! are gathered in a buffer that exists only while they are being written.
 //!
 //! [`Upgrade::from_request`] validates the request (RFC 6455 §4.2.1),
 //! [`Upgrade::into_response`] answers `101 Switching Protocols` and, once hyper
 //! hands the connection over, runs a callback with the [`WebSocket`].
 
-use std::future::Future;
+use std::cell::RefCell;
+use std::future::{Future, poll_fn};
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
 
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use protocol::websocket::{Decoder, FrameError, Message, OpCode, encode_close, encode_frame};
+use thiserror::Error;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tracing::debug;
 use warp::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use warp::reply::Response;
 
 use super::routes::websocket_accept;
 
-/// A server-side WebSocket on an upgraded HTTP/1.1 connection.
-pub type WebSocket = WebSocketStream<TokioIo<Upgraded>>;
-
-/// Read buffer of each connection, allocated when it opens. Messages longer than
-/// this grow it as they arrive (up to the message limit); an idle connection
-/// costs only this.
-pub const READ_BUFFER: usize = 4 * 1024;
+/// The read buffer every connection of a thread shares.
+pub const READ_SCRATCH: usize = 64 * 1024;
 
 /// Outgoing frames are gathered up to this many bytes before a write (the
-/// session task also flushes after each batch). Not allocated up front.
+/// session task also flushes after each batch). Allocated only while frames
+/// wait to be written, and released once they are.
 pub const WRITE_BUFFER: usize = 4 * 1024;
 
-/// The largest single outgoing message the write buffer accepts, beyond the
-/// frames gathered before it, when maxPayload is small. The buffer holds at most
-/// [`WRITE_BUFFER`] plus one message: the sink waits for a blocked write to drain
-/// before it takes the next one.
+/// The largest single outgoing message accepted when maxPayload is small. The
+/// write buffer holds at most [`WRITE_BUFFER`] plus one message: a frame is added
+/// only once what was gathered before it is written, down to less than
+/// [`WRITE_BUFFER`].
 pub const MIN_OUTGOING_MESSAGE: usize = 1024 * 1024;
 
-/// tungstenite's settings for one connection with this `max_payload`.
+thread_local! {
+    /// Where the connections polled on this thread read. Borrowed only inside
+    /// one synchronous `poll_read` and the decoding that follows it, never across
+    /// an await, so one buffer per thread serves every connection.
+    static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; READ_SCRATCH].into_boxed_slice());
+}
+
+/// The limits of one connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Config {
+    /// Incoming frames and messages longer than this are refused from their
+    /// header, before they are buffered (close 1009).
+    pub max_message: usize,
+    /// Outgoing messages longer than this are refused (the connection fails).
+    pub max_outgoing: usize,
+}
+
+/// The limits of a connection with this `max_payload`: incoming messages up to
+/// maxPayload exactly; outgoing ones up to max([`MIN_OUTGOING_MESSAGE`], 2 ×
+/// maxPayload), so the write buffer is bounded at [`WRITE_BUFFER`] plus that.
+pub fn config(max_payload: usize) -> Config {
+    Config {
+        max_message: max_payload,
+        max_outgoing: max_payload.saturating_mul(2).max(MIN_OUTGOING_MESSAGE),
+    }
+}
+
+/// Why a WebSocket stopped working.
+#[derive(Debug, Error)]
+pub enum WsError {
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    #[error("invalid websocket frame: {0}")]
+    Frame(#[from] FrameError),
+    #[error("outgoing message of {size} bytes exceeds the limit of {max}")]
+    OutgoingTooLong { size: usize, max: usize },
+    #[error("the websocket is closing: nothing may be sent after the close frame")]
+    Closing,
+}
+
+/// A server-side WebSocket on an upgraded HTTP/1.1 connection.
 ///
-/// Incoming messages and frames are refused by the library past twice maxPayload,
-/// before they are buffered; the session enforces the exact limit with a clear
-/// reason. The write buffer is bounded at [`WRITE_BUFFER`] plus one message of
-/// max([`MIN_OUTGOING_MESSAGE`], 2 × maxPayload).
-pub fn config(max_payload: usize) -> WebSocketConfig {
-    let max_incoming = max_payload.saturating_mul(2).max(1024);
-    let max_outgoing = max_incoming.max(MIN_OUTGOING_MESSAGE);
-    WebSocketConfig::default()
-        .read_buffer_size(READ_BUFFER)
-        .write_buffer_size(WRITE_BUFFER)
-        .max_write_buffer_size(WRITE_BUFFER.saturating_add(max_outgoing))
-        .max_message_size(Some(max_incoming))
-        .max_frame_size(Some(max_incoming))
+/// [`WebSocket::next`] yields the client's data messages and its close; pings are
+/// answered (with the pong written as the connection is next read or flushed) and
+/// a client's close frame is answered by echoing its code. Outgoing frames are
+/// queued by [`WebSocket::feed`] and written by [`WebSocket::flush`].
+pub struct WebSocket {
+    io: TokioIo<Upgraded>,
+    decoder: Decoder,
+    /// Frames not written yet, from `written`. No allocation when empty.
+    out: Vec<u8>,
+    written: usize,
+    max_outgoing: usize,
+    /// The close frame is queued: nothing may follow it.
+    close_queued: bool,
+    /// Nothing more will be read: the client closed, the stream ended or failed.
+    read_closed: bool,
+    /// How the client's invalid frames failed the connection (RFC 6455 §7.1.7),
+    /// the code our close frame carries whatever the session's reason.
+    failure: Option<u16>,
+}
+
+impl std::fmt::Debug for WebSocket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebSocket")
+            .field("read_pending", &self.decoder.pending_len())
+            .field("write_pending", &self.pending_out())
+            .field("close_queued", &self.close_queued)
+            .field("read_closed", &self.read_closed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WebSocket {
+    fn new(io: TokioIo<Upgraded>, config: Config) -> WebSocket {
+        WebSocket {
+            io,
+            decoder: Decoder::new(config.max_message),
+            out: Vec::new(),
+            written: 0,
+            max_outgoing: config.max_outgoing,
+            close_queued: false,
+            read_closed: false,
+            failure: None,
+        }
+    }
+
+    /// The client's next message: text, binary or its close; `None` once nothing
+    /// more can be read. Cancel-safe: a message is never lost by dropping the
+    /// future.
+    pub async fn next(&mut self) -> Option<Result<Message, WsError>> {
+        poll_fn(|cx| self.poll_next(cx)).await
+    }
+
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, WsError>>> {
+        loop {
+            if self.read_closed {
+                return Poll::Ready(None);
+            }
+            // Pongs queued by earlier reads go out first; a client that does not
+            // read them is not read from either, so they cannot pile up.
+            if self.pending_out() > 0 {
+                match self.poll_write_out(cx) {
+                    Poll::Ready(Err(e)) => {
+                        self.read_closed = true;
+                        return Poll::Ready(Some(Err(e.into())));
+                    }
+                    Poll::Pending if self.pending_out() >= WRITE_BUFFER => return Poll::Pending,
+                    _ => {}
+                }
+            }
+            let buffered = self.decoder.decode(&[]).next();
+            let decoded = match buffered {
+                Some(decoded) => Some(decoded),
+                None => match ready!(self.poll_read_message(cx)) {
+                    Ok(Some(decoded)) => Some(decoded),
+                    Ok(None) => None,
+                    Err(e) => {
+                        self.read_closed = true;
+                        return Poll::Ready(Some(Err(e.into())));
+                    }
+                },
+            };
+            match decoded {
+                // Bytes that did not complete a message: read again.
+                None if !self.read_closed => continue,
+                None => return Poll::Ready(None),
+                Some(Ok(Message::Ping(payload))) => {
+                    if !self.close_queued {
+                        self.compact();
+                        encode_frame(&mut self.out, OpCode::Pong, &payload);
+                    }
+                }
+                Some(Ok(Message::Pong(_))) => {}
+                Some(Ok(Message::Close(close))) => {
+                    self.read_closed = true;
+                    if !self.close_queued {
+                        // RFC 6455 §5.5.1: answer with a close, echoing the code.
+                        self.compact();
+                        encode_close(&mut self.out, close.as_ref().map(|(code, _)| (*code, "")));
+                        self.close_queued = true;
+                    }
+                    return Poll::Ready(Some(Ok(Message::Close(close))));
+                }
+                Some(Ok(message)) => return Poll::Ready(Some(Ok(message))),
+                Some(Err(e)) => {
+                    self.read_closed = true;
+                    self.failure = Some(e.close_code());
+                    return Poll::Ready(Some(Err(e.into())));
+                }
+            }
+        }
+    }
+
+    /// One read into the thread's scratch buffer, and the first message in it;
+    /// the rest is kept by the decoder. `Ok(None)`: no whole message yet, or the
+    /// stream ended (then `read_closed` is set).
+    fn poll_read_message(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<Option<Result<Message, FrameError>>>> {
+        let WebSocket {
+            io,
+            decoder,
+            read_closed,
+            ..
+        } = self;
+        SCRATCH.with(|scratch| {
+            let Ok(mut scratch) = scratch.try_borrow_mut() else {
+                // Only if a read re-entered another on this thread, which none does.
+                return Poll::Ready(Err(io::Error::other("read buffer in use")));
+            };
+            let mut buf = ReadBuf::new(&mut scratch[..]);
+            ready!(Pin::new(io).poll_read(cx, &mut buf))?;
+            if buf.filled().is_empty() {
+                // The client went away, perhaps in the middle of a frame.
+                *read_closed = true;
+                return Poll::Ready(Ok(None));
+            }
+            Poll::Ready(Ok(decoder.decode(buf.filled()).next()))
+        })
+    }
+
+    fn pending_out(&self) -> usize {
+        self.out.len() - self.written
+    }
+
+    /// Drops the bytes already written from the front of the write buffer.
+    fn compact(&mut self) {
+        if self.written > 0 {
+            self.out.drain(..self.written);
+            self.written = 0;
+        }
+    }
+
+    /// Writes what is queued; the buffer is released once it is all written.
+    fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.written < self.out.len() {
+            let n = ready!(Pin::new(&mut self.io).poll_write(cx, &self.out[self.written..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.written += n;
+        }
+        self.out = Vec::new();
+        self.written = 0;
+        Poll::Ready(Ok(()))
+    }
+
+    async fn write_out(&mut self) -> io::Result<()> {
+        poll_fn(|cx| self.poll_write_out(cx)).await?;
+        poll_fn(|cx| Pin::new(&mut self.io).poll_flush(cx)).await
+    }
+
+    /// Queues one frame. If [`WRITE_BUFFER`] bytes or more are already queued,
+    /// they are written first.
+    pub async fn feed(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), WsError> {
+        if self.close_queued {
+            return Err(WsError::Closing);
+        }
+        if payload.len() > self.max_outgoing {
+            return Err(WsError::OutgoingTooLong {
+                size: payload.len(),
+                max: self.max_outgoing,
+            });
+        }
+        if self.pending_out() >= WRITE_BUFFER {
+            poll_fn(|cx| self.poll_write_out(cx)).await?;
+        }
+        self.compact();
+        encode_frame(&mut self.out, opcode, payload);
+        Ok(())
+    }
+
+    /// Writes everything queued.
+    pub async fn flush(&mut self) -> Result<(), WsError> {
+        Ok(self.write_out().await?)
+    }
+
+    /// Queues one frame and writes everything queued.
+    pub async fn send(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), WsError> {
+        self.feed(opcode, payload).await?;
+        self.flush().await
+    }
+
+    /// Ends the connection: what is queued, then a close frame with `close` (the
+    /// reason cut to 123 bytes; the code is the failure's if the client's frames
+    /// failed the connection), unless one was sent already, then the end of the
+    /// stream. The client's own close is not awaited.
+    pub async fn close(&mut self, close: Option<(u16, &str)>) -> Result<(), WsError> {
+        if !self.close_queued {
+            self.compact();
+            let failure = self.failure;
+            encode_close(
+                &mut self.out,
+                close.map(|(code, reason)| (failure.unwrap_or(code), reason)),
+            );
+            self.close_queued = true;
+        }
+        self.write_out().await?;
+        poll_fn(|cx| Pin::new(&mut self.io).poll_shutdown(cx)).await?;
+        Ok(())
+    }
 }
 
 /// A valid WebSocket upgrade request, not answered yet.
@@ -88,8 +344,8 @@ impl Upgrade {
     }
 
     /// `101 Switching Protocols`; once the connection is handed over, `then` runs
-    /// (on a task of its own) with the WebSocket configured by `config`.
-    pub fn into_response<F, Fut>(self, config: WebSocketConfig, then: F) -> Response
+    /// (on a task of its own) with the WebSocket, limited by `config`.
+    pub fn into_response<F, Fut>(self, config: Config, then: F) -> Response
     where
         F: FnOnce(WebSocket) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
@@ -99,10 +355,7 @@ impl Upgrade {
         tokio::spawn(async move {
             match on_upgrade.await {
                 Ok(upgraded) => {
-                    let io = TokioIo::new(upgraded);
-                    let socket =
-                        WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
-                    then(socket).await;
+                    then(WebSocket::new(TokioIo::new(upgraded), config)).await;
                 }
                 Err(e) => debug!(error = %e, "websocket upgrade failed"),
             }
@@ -178,16 +431,10 @@ mod tests {
     }
 
     #[test]
-    fn config_buffers_are_small_and_bounded() {
+    fn limits_follow_max_payload() {
         let c = config(1_000_000);
-        assert_eq!(c.read_buffer_size, READ_BUFFER);
-        assert_eq!(c.write_buffer_size, WRITE_BUFFER);
-        assert_eq!(c.max_message_size, Some(2_000_000));
-        assert_eq!(c.max_frame_size, Some(2_000_000));
-        assert_eq!(c.max_write_buffer_size, WRITE_BUFFER + 2_000_000);
-        assert_eq!(
-            config(100).max_write_buffer_size,
-            WRITE_BUFFER + MIN_OUTGOING_MESSAGE
-        );
+        assert_eq!(c.max_message, 1_000_000);
+        assert_eq!(c.max_outgoing, 2_000_000);
+        assert_eq!(config(100).max_outgoing, MIN_OUTGOING_MESSAGE);
     }
 }
