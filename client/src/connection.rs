@@ -12,7 +12,7 @@
 //! reactions are unit-tested natively, with the same time-as-a-parameter style as
 //! the protocol.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 
 use protocol::app::{
     Channel, Channels, Handshake, JoinChannel, LeaveChannel, MyData, MyOtherEvent, News, Publish,
@@ -22,12 +22,12 @@ use protocol::engineio::OpenPacket;
 use protocol::event::{self, Event};
 use protocol::session::client::ClientState;
 use protocol::session::{
-    AckId, Backoff, ClientConfig, ClientEvent, ClientSession, CloseReason, ProtocolError,
+    Backoff, ClientConfig, ClientEvent, ClientSession, CloseReason, ProtocolError,
 };
 use protocol::{Frame, Time};
 use serde_json::{Value, json};
 
-use crate::state::{Action, Dir};
+use crate::state::{AckMap, Action, Dir};
 
 /// Most emits the page keeps while it is not connected; one more is refused and
 /// the user is told (`#event-error`). Emits are made by hand, so a few dozen
@@ -106,7 +106,7 @@ pub struct Connection {
     /// with): re-joined whenever the server starts a new session for us.
     channels: Vec<String>,
     /// Our join/leave requests awaiting the server's [`Channels`] answer.
-    channel_acks: BTreeMap<AckId, (ChannelOp, String)>,
+    channel_acks: AckMap<(ChannelOp, String)>,
     /// The namespace accepted us before: the next accept is a reconnect.
     was_connected: bool,
     /// Why the last transport was lost.
@@ -128,7 +128,7 @@ impl Connection {
             actions: VecDeque::new(),
             transport: VecDeque::new(),
             channels,
-            channel_acks: BTreeMap::new(),
+            channel_acks: AckMap::default(),
             was_connected: false,
             lost: None,
         }
@@ -244,14 +244,14 @@ impl Connection {
                         let _ = self.session.ack(id, Vec::new());
                     }
                 }
-                ClientEvent::Ack { id, args, .. } => match self.channel_acks.remove(&id) {
+                ClientEvent::Ack { id, args, .. } => match self.channel_acks.remove(id) {
                     Some((op, channel)) => self.on_channels(op, &channel, &args),
                     None => {
                         self.actions
                             .push_back(Action::AckReceived { id, args, at: now });
                     }
                 },
-                ClientEvent::AckTimeout { id } => match self.channel_acks.remove(&id) {
+                ClientEvent::AckTimeout { id } => match self.channel_acks.remove(id) {
                     Some((op, channel)) => self.actions.push_back(Action::ChannelError {
                         message: format!(
                             "no answer to {} {channel:?} in time (the connection was lost, or the server is slow)",

@@ -778,5 +778,6 @@ fn to_frame(message: Message) -> Frame {
 /// and at most `setTimeout`'s limit (2^31 - 1 ms; beyond it browsers fire at once).
 fn ceil_millis(d: Duration) -> u32 {
     const MAX_TIMEOUT_MS: u32 = i32::MAX as u32;
-    u32::try_from(d.as_micros().div_ceil(1000)).map_or(MAX_TIMEOUT_MS, |ms| ms.min(MAX_TIMEOUT_MS))
+    u32::try_from(crate::state::whole_millis(d, 999))
+        .map_or(MAX_TIMEOUT_MS, |ms| ms.min(MAX_TIMEOUT_MS))
 }

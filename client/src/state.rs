@@ -6,7 +6,7 @@
 //! [`MAX_LOG_ENTRIES`] / [`MAX_NEWS_ITEMS`] the oldest entries are dropped, so a
 //! page left open for days does not grow without limit.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::fmt;
 use std::rc::Rc;
 
@@ -178,6 +178,40 @@ struct PendingAck {
     sent_at: Time,
 }
 
+/// Values by ack id. A page waits for a few acks at a time, so this is a `Vec`
+/// searched from the end rather than a `BTreeMap`: every map type is ~4 KB of
+/// the wasm bundle.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AckMap<V>(Vec<(AckId, V)>);
+
+impl<V> Default for AckMap<V> {
+    fn default() -> Self {
+        AckMap(Vec::new())
+    }
+}
+
+impl<V> AckMap<V> {
+    /// Sets the value for `id`, replacing any earlier one.
+    pub fn insert(&mut self, id: AckId, value: V) {
+        self.remove(id);
+        self.0.push((id, value));
+    }
+
+    pub fn remove(&mut self, id: AckId) -> Option<V> {
+        let at = self.0.iter().rposition(|(key, _)| *key == id)?;
+        Some(self.0.remove(at).1)
+    }
+
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
 /// Everything the page shows.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AppState {
@@ -218,7 +252,7 @@ pub struct AppState {
     pub ack: Option<AckResult>,
     /// Why the custom event form did not send (`#event-error`).
     pub form_error: Option<String>,
-    pending_acks: BTreeMap<AckId, PendingAck>,
+    pending_acks: AckMap<PendingAck>,
     next_seq: u64,
 }
 
@@ -244,7 +278,7 @@ impl Default for AppState {
             log: VecDeque::new(),
             ack: None,
             form_error: None,
-            pending_acks: BTreeMap::new(),
+            pending_acks: AckMap::default(),
             next_seq: 0,
         }
     }
@@ -373,8 +407,16 @@ pub fn payload_text(args: &[Value]) -> String {
 /// Seconds from `from` to `to` with one decimal, rounded up (it reads 0.0 only
 /// once the time has come) and never negative: the reconnect countdown.
 fn countdown(from: Time, to: Time) -> String {
-    let tenths = to.saturating_sub(from).as_millis().div_ceil(100);
+    let tenths = whole_millis(to.saturating_sub(from), 0).div_ceil(100);
     format!("{}.{}", tenths / 10, tenths % 10)
+}
+
+/// `d` in milliseconds, `round_up` microseconds (0 truncates, 500 rounds, 999
+/// rounds up) added to its sub-millisecond part first. In `u64`, not with
+/// `Duration::as_millis`: 128-bit division and formatting cost the bundle ~2 KB.
+pub fn whole_millis(d: Time, round_up: u32) -> u64 {
+    let sub = u64::from((d.subsec_micros() + round_up) / 1000);
+    d.as_secs().saturating_mul(1000).saturating_add(sub)
 }
 
 impl AppState {
@@ -563,7 +605,7 @@ impl AppState {
                     .insert(id, PendingAck { event, sent_at: at });
             }
             Action::AckReceived { id, args, at } => {
-                if let Some(pending) = self.pending_acks.remove(&id) {
+                if let Some(pending) = self.pending_acks.remove(id) {
                     let rtt = at.saturating_sub(pending.sent_at);
                     self.ack = Some(AckResult::Received {
                         event: pending.event,
@@ -573,7 +615,7 @@ impl AppState {
                 }
             }
             Action::AckTimedOut { id } => {
-                if let Some(pending) = self.pending_acks.remove(&id) {
+                if let Some(pending) = self.pending_acks.remove(id) {
                     self.ack = Some(AckResult::TimedOut {
                         event: pending.event,
                     });
@@ -625,7 +667,7 @@ fn push_bounded<T>(list: &mut VecDeque<T>, item: T, max: usize) {
 }
 
 fn round_millis(d: Time) -> u64 {
-    u64::try_from((d.as_micros() + 500) / 1000).unwrap_or(u64::MAX)
+    whole_millis(d, 500)
 }
 
 #[cfg(test)]
@@ -864,6 +906,31 @@ mod tests {
         // Late timers never show a negative countdown.
         assert!(s.status_line(9000 * MS).1.contains("in 0.0 s"));
         assert_eq!(s.socket_id, None);
+    }
+
+    #[test]
+    fn whole_millis_truncates_rounds_or_rounds_up() {
+        let d = Duration::from_micros(2_499_500);
+        assert_eq!(whole_millis(d, 0), 2499);
+        assert_eq!(whole_millis(d, 500), 2500);
+        assert_eq!(whole_millis(Duration::from_micros(2_499_001), 999), 2500);
+        assert_eq!(whole_millis(Duration::from_millis(3), 999), 3);
+        // Sub-microsecond parts are ignored, as `as_micros` did.
+        assert_eq!(whole_millis(Duration::from_nanos(1_000_999), 999), 1);
+        assert_eq!(whole_millis(Duration::MAX, 999), u64::MAX);
+    }
+
+    #[test]
+    fn ack_map_keeps_one_value_per_id() {
+        let mut acks = AckMap::default();
+        acks.insert(1, "a");
+        acks.insert(2, "b");
+        acks.insert(1, "c");
+        assert_eq!(acks.len(), 2);
+        assert_eq!(acks.remove(1), Some("c"));
+        assert_eq!(acks.remove(1), None);
+        assert_eq!(acks.remove(2), Some("b"));
+        assert_eq!(acks.len(), 0);
     }
 
     #[test]
