@@ -96,57 +96,55 @@ pub fn HandshakePanel() -> Html {
     let first_steps = if by_polling {
         html! {
             <>
-                <div class="step">
-                    <h3>{ "1. The browser opens the session with a plain GET" }</h3>
-                    <p id="hs-fallback" class="hint">{ fallback_text }</p>
-                    <pre id="hs-request" class="mono">{ field(polling_hs.map(|h| h.request.as_str())) }</pre>
-                    <p class="hint">{ "No Upgrade header, no key: an ordinary HTTP request, which passes proxies that refuse WebSockets." }</p>
-                </div>
-                <div class="step">
-                    <h3>{ "2. The server answers 200 OK: no protocol switch" }</h3>
-                    <dl>
-                        <dt>{ "Status" }</dt>
-                        <dd id="hs-status">{ field(polling_hs.map(|h| h.status.as_str())) }</dd>
-                    </dl>
-                    <p class="hint">{ "The open packet comes in the body of that answer, and every later packet in the answers to the next GETs, several at a time, separated by the record separator (0x1E)." }</p>
-                    <p id="hs-probe" class="hint">{ upgrade_text }</p>
-                </div>
+                { step("1. The browser opens the session with a plain GET", html! {
+                    <>
+                        <p id="hs-fallback" class="hint">{ fallback_text }</p>
+                        <pre id="hs-request" class="mono">{ field(polling_hs.map(|h| h.request.as_str())) }</pre>
+                        { hint("No Upgrade header, no key: an ordinary HTTP request, which passes proxies that refuse WebSockets.") }
+                    </>
+                }) }
+                { step("2. The server answers 200 OK: no protocol switch", html! {
+                    <>
+                        <dl>{ entry("Status", "hs-status", field(polling_hs.map(|h| h.status.as_str()))) }</dl>
+                        { hint("The open packet comes in the body of that answer, and every later packet in the answers to the next GETs, several at a time, separated by the record separator (0x1E).") }
+                        <p id="hs-probe" class="hint">{ upgrade_text }</p>
+                    </>
+                }) }
             </>
         }
     } else {
         html! {
             <>
-                <div class="step">
-                    <h3>{ "1. The browser asks for an upgrade" }</h3>
-                    <pre id="hs-request" class="mono">{ field(hs.map(|h| h.request.as_str())) }</pre>
-                    <dl>
-                        <dt>{ "Upgrade" }</dt>
-                        <dd id="hs-upgrade">{ field(hs.map(|h| h.upgrade.as_str())) }</dd>
-                        <dt>{ "Connection" }</dt>
-                        <dd id="hs-connection">{ field(hs.map(|h| h.connection.as_str())) }</dd>
-                        <dt>{ "Sec-WebSocket-Version" }</dt>
-                        <dd id="hs-version">{ field(hs.map(|h| h.sec_websocket_version.as_str())) }</dd>
-                        <dt>{ "Sec-WebSocket-Key" }</dt>
-                        <dd id="hs-key">{ key.clone() }</dd>
-                    </dl>
-                    <p class="hint">{ "The key is 16 random bytes, base64: a nonce that proves the answer comes from a WebSocket server." }</p>
-                </div>
-                <div class="step">
-                    <h3>{ "2. The server switches protocols" }</h3>
-                    <dl>
-                        <dt>{ "Status" }</dt>
-                        <dd id="hs-status">{ field(hs.map(|h| h.status.as_str())) }</dd>
-                        <dt>{ "Sec-WebSocket-Accept" }</dt>
-                        <dd id="hs-accept">{ field(hs.map(|h| h.sec_websocket_accept.as_str())) }</dd>
-                    </dl>
-                    <p class="hint">
-                        { "Accept = base64(SHA-1(key + \"" }{ WEBSOCKET_GUID }{ "\")), RFC 6455 §4.2.2. " }
-                        <span id="hs-accept-check">{ check_text }</span>
-                    </p>
-                </div>
+                { step("1. The browser asks for an upgrade", html! {
+                    <>
+                        <pre id="hs-request" class="mono">{ field(hs.map(|h| h.request.as_str())) }</pre>
+                        <dl>
+                            { entry("Upgrade", "hs-upgrade", field(hs.map(|h| h.upgrade.as_str()))) }
+                            { entry("Connection", "hs-connection", field(hs.map(|h| h.connection.as_str()))) }
+                            { entry("Sec-WebSocket-Version", "hs-version", field(hs.map(|h| h.sec_websocket_version.as_str()))) }
+                            { entry("Sec-WebSocket-Key", "hs-key", key) }
+                        </dl>
+                        { hint("The key is 16 random bytes, base64: a nonce that proves the answer comes from a WebSocket server.") }
+                    </>
+                }) }
+                { step("2. The server switches protocols", html! {
+                    <>
+                        <dl>
+                            { entry("Status", "hs-status", field(hs.map(|h| h.status.as_str()))) }
+                            { entry("Sec-WebSocket-Accept", "hs-accept", field(hs.map(|h| h.sec_websocket_accept.as_str()))) }
+                        </dl>
+                        <p class="hint">
+                            { "Accept = base64(SHA-1(key + \"" }{ WEBSOCKET_GUID }{ "\")), RFC 6455 §4.2.2. " }
+                            <span id="hs-accept-check">{ check_text }</span>
+                        </p>
+                    </>
+                }) }
             </>
         }
     };
+    let max_payload = open
+        .map(|o| format!("{} bytes", o.max_payload))
+        .unwrap_or_default();
 
     html! {
         <section id="handshake" class="panel handshake">
@@ -156,30 +154,53 @@ pub fn HandshakePanel() -> Html {
             }
             <div class="steps">
                 { first_steps }
-                <div class="step">
-                    <h3>{ "3. Engine.IO opens a session" }</h3>
-                    <dl>
-                        <dt>{ "sid" }</dt>
-                        <dd id="hs-sid">{ sid }</dd>
-                        <dt>{ "pingInterval" }</dt>
-                        <dd id="hs-ping-interval">{ millis(ping_interval) }</dd>
-                        <dt>{ "pingTimeout" }</dt>
-                        <dd id="hs-ping-timeout">{ millis(ping_timeout) }</dd>
-                        <dt>{ "maxPayload" }</dt>
-                        <dd id="eio-max-payload">{ open.map(|o| format!("{} bytes", o.max_payload)).unwrap_or_default() }</dd>
-                    </dl>
-                    <p class="hint">{ "The open packet (type 0). The server pings every pingInterval; the page answers each ping with a pong, and gives up if no ping comes within pingInterval + pingTimeout." }</p>
-                    <pre id="eio-open" class="mono">{ open_json }</pre>
-                </div>
-                <div class="step">
-                    <h3>{ "4. Socket.IO joins namespace /" }</h3>
-                    <dl>
-                        <dt>{ "socket id" }</dt>
-                        <dd id="sio-sid">{ state.socket_id.clone().unwrap_or_default() }</dd>
-                    </dl>
-                    <p class="hint">{ "The page sends CONNECT for \"/\" and the server answers with the socket's id (not the Engine.IO sid). Events then travel as EVENT packets: a JSON array, name first." }</p>
-                </div>
+                { step("3. Engine.IO opens a session", html! {
+                    <>
+                        <dl>
+                            { entry("sid", "hs-sid", sid) }
+                            { entry("pingInterval", "hs-ping-interval", millis(ping_interval)) }
+                            { entry("pingTimeout", "hs-ping-timeout", millis(ping_timeout)) }
+                            { entry("maxPayload", "eio-max-payload", max_payload) }
+                        </dl>
+                        { hint("The open packet (type 0). The server pings every pingInterval; the page answers each ping with a pong, and gives up if no ping comes within pingInterval + pingTimeout.") }
+                        <pre id="eio-open" class="mono">{ open_json }</pre>
+                    </>
+                }) }
+                { step("4. Socket.IO joins namespace /", html! {
+                    <>
+                        <dl>{ entry("socket id", "sio-sid", state.socket_id.clone().unwrap_or_default()) }</dl>
+                        { hint("The page sends CONNECT for \"/\" and the server answers with the socket's id (not the Engine.IO sid). Events then travel as EVENT packets: a JSON array, name first.") }
+                    </>
+                }) }
             </div>
         </section>
     }
+}
+
+// The panel's repeated shapes as functions rather than repeated markup: every
+// element an `html!` spells out is code in the wasm bundle.
+
+/// `div.step`: a heading, then what the step shows.
+fn step(title: &'static str, body: Html) -> Html {
+    html! {
+        <div class="step">
+            <h3>{ title }</h3>
+            { body }
+        </div>
+    }
+}
+
+/// One line of a step's `dl`: `value` in `dd#id`.
+fn entry(label: &'static str, id: &'static str, value: String) -> Html {
+    html! {
+        <>
+            <dt>{ label }</dt>
+            <dd id={id}>{ value }</dd>
+        </>
+    }
+}
+
+/// A step's explanation.
+fn hint(text: &'static str) -> Html {
+    html! { <p class="hint">{ text }</p> }
 }
