@@ -27,7 +27,7 @@ use protocol::session::{
 use protocol::{Frame, Time};
 use serde_json::{Value, json};
 
-use crate::state::{AckMap, Action, Dir};
+use crate::state::{AckMap, Action, Dir, json_text};
 
 /// Most emits the page keeps while it is not connected; one more is refused and
 /// the user is told (`#event-error`). Emits are made by hand, so a few dozen
@@ -336,7 +336,7 @@ impl Connection {
                 message: format!(
                     "unexpected answer to {} {channel:?}: {}",
                     op.verb(),
-                    Value::Array(args.to_vec())
+                    json_text(&Value::Array(args.to_vec()))
                 ),
             }),
         }

@@ -399,9 +399,15 @@ pub enum Action {
 /// array (`[]` for none), compact JSON either way.
 pub fn payload_text(args: &[Value]) -> String {
     match args {
-        [one] => one.to_string(),
-        many => Value::Array(many.to_vec()).to_string(),
+        [one] => json_text(one),
+        many => json_text(&Value::Array(many.to_vec())),
     }
+}
+
+/// Compact JSON, as `Value`'s `Display` writes it but through the same serializer
+/// as the protocol's encoder (`Display` would be one more copy of it in the wasm).
+pub fn json_text(value: &Value) -> String {
+    serde_json::to_string(value).expect("a JSON value always serializes")
 }
 
 /// Seconds from `from` to `to` with one decimal, rounded up (it reads 0.0 only
@@ -610,7 +616,7 @@ impl AppState {
                     self.ack = Some(AckResult::Received {
                         event: pending.event,
                         rtt_ms: round_millis(rtt),
-                        args: Value::Array(args).to_string(),
+                        args: json_text(&Value::Array(args)),
                     });
                 }
             }
