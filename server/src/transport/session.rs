@@ -251,15 +251,12 @@ impl<F: Factory> SessionTask<F> {
             let mut stops = Stops::default();
             let mut armed = None;
             let limit = self.endpoint.factory.outbound_limit();
+            // Whether this turn already wrote what the handlers queued in it.
+            let mut replied = false;
             loop {
                 self.machine.dispatch();
                 if self.machine.engine().is_closed() {
                     break;
-                }
-                // What the handlers just queued for this client (an echo, an ack)
-                // joins the write below instead of waiting for another turn.
-                if self.take_commands(&mut commands, BATCH) > 0 {
-                    self.machine.dispatch();
                 }
                 match self.machine.engine().transport() {
                     Transport::WebSocket => {
@@ -287,8 +284,24 @@ impl<F: Factory> SessionTask<F> {
                             // A GET left over from before the upgrade: release it.
                             let _ = get.send(Ok(NOOP.to_owned()));
                         }
+                        // What the handlers just queued for this client (an echo
+                        // and its ack, the events sent on connect) goes out now,
+                        // in one write, instead of waiting for another turn; after
+                        // the session's own frames (a CONNECT reply), in a write of
+                        // their own, as Socket.IO's Node server sends them (the
+                        // upstream compliance suite reads them one WebSocket
+                        // message per network read). Once per turn, so that a
+                        // stream of commands cannot starve reads and timers.
+                        if !replied && self.take_commands(&mut commands, BATCH) > 0 {
+                            replied = true;
+                            continue;
+                        }
                     }
                     Transport::Polling => {
+                        // What the handlers queued joins the answer to the GET.
+                        if self.take_commands(&mut commands, BATCH) > 0 {
+                            self.machine.dispatch();
+                        }
                         if self.machine.engine().pending_transmits() > limit {
                             self.machine.close(DisconnectReason::SlowClient);
                             continue;
@@ -308,6 +321,7 @@ impl<F: Factory> SessionTask<F> {
                 if self.machine.engine().is_closed() {
                     continue;
                 }
+                replied = false;
 
                 let factory = &self.endpoint.factory;
                 let wake = self.machine.poll_timeout().map(|t| factory.instant(t));
