@@ -13,15 +13,17 @@ use crate::state::AppState;
 #[derive(Clone)]
 pub struct AppContext {
     pub state: UseReducerHandle<AppState>,
+    /// The state's revision when this context was made: what tells consumers
+    /// that the state changed. (The handle itself always reads the newest state.)
+    revision: u64,
     pub socket: SocketHandle,
 }
 
 impl PartialEq for AppContext {
     fn eq(&self, other: &Self) -> bool {
-        // Every action makes a new state (`AppState::reduce`), so the same state is
-        // the same allocation: no need for a field-by-field comparison, which is
-        // slower and ~3 KB of wasm.
-        std::ptr::eq::<AppState>(&*self.state, &*other.state) && self.socket == other.socket
+        // Every action bumps the revision (`AppState::reduce`): no need for the
+        // handle's field-by-field comparison of the states, slower and ~3 KB of wasm.
+        self.revision == other.revision && self.socket == other.socket
     }
 }
 
@@ -35,7 +37,11 @@ pub fn use_app() -> AppContext {
 pub fn App() -> Html {
     let state = use_reducer(AppState::default);
     let socket = use_socket(state.dispatcher().to_callback(), &state.channels);
-    let context = AppContext { state, socket };
+    let context = AppContext {
+        revision: state.revision(),
+        state,
+        socket,
+    };
 
     html! {
         <ContextProvider<AppContext> {context}>

@@ -254,6 +254,8 @@ pub struct AppState {
     pub form_error: Option<String>,
     pending_acks: AckMap<PendingAck>,
     next_seq: u64,
+    /// How many actions the page's reducer applied ([`Self::revision`]).
+    revision: u64,
 }
 
 impl Default for AppState {
@@ -280,6 +282,7 @@ impl Default for AppState {
             form_error: None,
             pending_acks: AckMap::default(),
             next_seq: 0,
+            revision: 0,
         }
     }
 }
@@ -648,6 +651,12 @@ impl AppState {
         self.pending_acks.len()
     }
 
+    /// Different for every state the page's reducer made: the app context
+    /// compares this rather than whole states.
+    pub fn revision(&self) -> u64 {
+        self.revision
+    }
+
     fn next_seq(&mut self) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
@@ -661,6 +670,7 @@ impl Reducible for AppState {
     fn reduce(self: Rc<Self>, action: Action) -> Rc<Self> {
         let mut next = Rc::unwrap_or_clone(self);
         next.apply(action);
+        next.revision += 1;
         Rc::new(next)
     }
 }
@@ -924,6 +934,16 @@ mod tests {
         // Sub-microsecond parts are ignored, as `as_micros` did.
         assert_eq!(whole_millis(Duration::from_nanos(1_000_999), 999), 1);
         assert_eq!(whole_millis(Duration::MAX, 999), u64::MAX);
+    }
+
+    #[test]
+    fn every_reduced_action_makes_a_new_revision() {
+        let first = Rc::new(AppState::default());
+        let second = first.clone().reduce(Action::FormSent);
+        // Even an action that changes nothing shows: the context compares revisions.
+        let third = second.clone().reduce(Action::FormSent);
+        assert!(first.revision() < second.revision());
+        assert!(second.revision() < third.revision());
     }
 
     #[test]
