@@ -9,15 +9,18 @@
 //!
 //! Nothing here knows warp: the transports live in [`crate::transport`].
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
+
+use futures_util::task::AtomicWaker;
 
 use protocol::session::{
     CloseReason, EngineConfig, EngineEvent, EngineSession, Probe, ProtocolError, Transport,
 };
 use protocol::{Frame, Time};
 use thiserror::Error;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::io::Handshake;
@@ -87,11 +90,30 @@ pub enum SendError {
 /// kill switch. When the queue is full the client is not keeping up: it is
 /// disconnected ([`DisconnectReason::SlowClient`]) rather than buffered without
 /// bound or silently skipped.
+///
+/// Not a tokio channel: that allocates a 32-slot block and a cache-padded header
+/// for every connection up front. This queue holds nothing while empty beyond a
+/// few words, grows with what is waiting (up to `capacity`), and gives memory
+/// back once a large backlog has drained.
 pub(crate) struct Link<C> {
-    tx: mpsc::Sender<C>,
+    // A std Mutex: held only to push or pop, never across an await, and never
+    // while anything else is locked by the same caller after it (emitters lock a
+    // namespace then links; the task pops without holding anything).
+    queue: Mutex<Queue<C>>,
+    ready: AtomicWaker,
+    capacity: usize,
     kill: CancellationToken,
     kill_reason: Mutex<Option<DisconnectReason>>,
 }
+
+struct Queue<C> {
+    items: VecDeque<C>,
+    /// The task has ended: nothing more is accepted.
+    closed: bool,
+}
+
+/// A backlog this long, once drained, gives its memory back.
+const SHRINK_ABOVE: usize = 128;
 
 impl<C> fmt::Debug for Link<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -101,31 +123,53 @@ impl<C> fmt::Debug for Link<C> {
 
 impl<C> Link<C> {
     /// A link with a queue of `capacity`, and the receiving end for the task.
-    pub(crate) fn new(capacity: usize) -> (Arc<Link<C>>, mpsc::Receiver<C>) {
-        let (tx, rx) = mpsc::channel(capacity.max(1));
-        let link = Link {
-            tx,
+    pub(crate) fn new(capacity: usize) -> (Arc<Link<C>>, LinkReceiver<C>) {
+        let link = Arc::new(Link {
+            queue: Mutex::new(Queue {
+                items: VecDeque::new(),
+                closed: false,
+            }),
+            ready: AtomicWaker::new(),
+            capacity: capacity.max(1),
             kill: CancellationToken::new(),
             kill_reason: Mutex::new(None),
-        };
-        (Arc::new(link), rx)
+        });
+        (link.clone(), LinkReceiver(link))
+    }
+
+    fn queue(&self) -> std::sync::MutexGuard<'_, Queue<C>> {
+        self.queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Queues `command`, or tells why not.
+    fn push(&self, command: C) -> Result<(), SendError> {
+        let mut queue = self.queue();
+        if queue.closed {
+            return Err(SendError::Closed);
+        }
+        if queue.items.len() >= self.capacity {
+            return Err(SendError::QueueFull);
+        }
+        queue.items.push_back(command);
+        drop(queue);
+        self.ready.wake();
+        Ok(())
     }
 
     pub(crate) fn send(&self, command: C) -> Result<(), SendError> {
-        match self.tx.try_send(command) {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(SendError::Closed),
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.close(DisconnectReason::SlowClient);
-                Err(SendError::QueueFull)
-            }
+        let sent = self.push(command);
+        if let Err(SendError::QueueFull) = sent {
+            self.close(DisconnectReason::SlowClient);
         }
+        sent
     }
 
     /// Queues `command` if there is room; otherwise drops it (for volatile emits).
     /// Returns whether it was queued.
     pub(crate) fn send_volatile(&self, command: C) -> bool {
-        self.tx.try_send(command).is_ok()
+        self.push(command).is_ok()
     }
 
     /// Asks the task to close the connection for `reason` (the first reason wins).
@@ -147,6 +191,58 @@ impl<C> Link<C> {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
             .unwrap_or(DisconnectReason::ServerDisconnect)
+    }
+}
+
+/// The task's end of a [`Link`]. When it goes, however the task ends, the link
+/// refuses new commands ([`SendError::Closed`]) and drops those waiting.
+pub struct LinkReceiver<C>(Arc<Link<C>>);
+
+impl<C> fmt::Debug for LinkReceiver<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LinkReceiver").finish_non_exhaustive()
+    }
+}
+
+impl<C> LinkReceiver<C> {
+    /// The next command, if one is waiting.
+    pub(crate) fn try_recv(&mut self) -> Option<C> {
+        let mut queue = self.0.queue();
+        let command = queue.items.pop_front();
+        if queue.items.is_empty() && queue.items.capacity() > SHRINK_ABOVE {
+            queue.items = VecDeque::new();
+        }
+        command
+    }
+
+    /// The next command. Cancel-safe: a command stays queued until returned.
+    pub(crate) async fn recv(&mut self) -> C {
+        std::future::poll_fn(|cx| {
+            if let Some(command) = self.try_recv() {
+                return Poll::Ready(command);
+            }
+            self.0.ready.register(cx.waker());
+            // A command pushed between the check and the registration woke
+            // nobody: look again.
+            match self.try_recv() {
+                Some(command) => Poll::Ready(command),
+                None => Poll::Pending,
+            }
+        })
+        .await
+    }
+}
+
+impl<C> Drop for LinkReceiver<C> {
+    fn drop(&mut self) {
+        let waiting = {
+            let mut queue = self.0.queue();
+            queue.closed = true;
+            std::mem::take(&mut queue.items)
+        };
+        // Dropped outside the lock: an ack request's reply channel tells its
+        // caller the connection closed.
+        drop(waiting);
     }
 }
 
@@ -190,7 +286,7 @@ pub trait Factory: Send + Sync + 'static {
         handshake: Handshake,
     ) -> (
         Self::Machine,
-        mpsc::Receiver<<Self::Machine as Machine>::Command>,
+        LinkReceiver<<Self::Machine as Machine>::Command>,
     );
     /// The session clock.
     fn now(&self) -> Time;
@@ -265,7 +361,7 @@ impl<H: EngineHandler> Factory for EngineApp<H> {
         sid: String,
         transport: Transport,
         _handshake: Handshake,
-    ) -> (EngineMachine<H>, mpsc::Receiver<EngineMessage>) {
+    ) -> (EngineMachine<H>, LinkReceiver<EngineMessage>) {
         let (link, rx) = Link::new(self.outbound_limit);
         let session = EngineSession::new(sid.clone(), self.config, transport, self.now());
         let socket = EngineSocket {
@@ -385,5 +481,69 @@ impl<H: EngineHandler> Machine for EngineMachine<H> {
 
     fn kill_reason(&self) -> DisconnectReason {
         self.socket.link.kill_reason()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_link_refuses_and_pulls_the_kill_switch() {
+        let (link, mut rx) = Link::<u32>::new(2);
+        assert!(link.send(1).is_ok());
+        assert!(link.send_volatile(2));
+        // Volatile: skipped, the connection carries on.
+        assert!(!link.send_volatile(3));
+        assert!(!link.kill_token().is_cancelled());
+        assert!(matches!(link.send(4), Err(SendError::QueueFull)));
+        assert!(link.kill_token().is_cancelled());
+        assert_eq!(link.kill_reason(), DisconnectReason::SlowClient);
+        assert_eq!(
+            (rx.try_recv(), rx.try_recv(), rx.try_recv()),
+            (Some(1), Some(2), None)
+        );
+    }
+
+    #[test]
+    fn a_gone_task_closes_the_link_and_drops_what_waited() {
+        let (link, rx) = Link::<Arc<()>>::new(4);
+        let item = Arc::new(());
+        assert!(link.send(item.clone()).is_ok());
+        drop(rx);
+        assert_eq!(
+            Arc::strong_count(&item),
+            1,
+            "the waiting command was dropped"
+        );
+        assert!(matches!(link.send(item), Err(SendError::Closed)));
+    }
+
+    #[test]
+    fn a_drained_backlog_gives_its_memory_back() {
+        let (link, mut rx) = Link::<u64>::new(1024);
+        for i in 0..1000 {
+            assert!(link.send(i).is_ok());
+        }
+        for i in 0..1000 {
+            assert_eq!(rx.try_recv(), Some(i), "in order");
+        }
+        assert_eq!(rx.try_recv(), None);
+        assert_eq!(link.queue().items.capacity(), 0);
+    }
+
+    #[tokio::test]
+    async fn recv_waits_for_the_next_command() {
+        let (link, mut rx) = Link::<u32>::new(8);
+        let waiter = tokio::spawn(async move { (rx.recv().await, rx.recv().await) });
+        tokio::task::yield_now().await;
+        assert!(link.send(7).is_ok());
+        tokio::task::yield_now().await;
+        assert!(link.send(8).is_ok());
+        let got = tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
+            .await
+            .expect("woken")
+            .expect("no panic");
+        assert_eq!(got, (7, 8));
     }
 }

@@ -27,10 +27,10 @@ use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use crate::config::SessionSettings;
-use crate::engine::{Factory, Link, Machine};
+use crate::engine::{Factory, Link, LinkReceiver, Machine};
 use crate::rooms::{Namespace, SavedSocket, Target};
 
 /// What the application sees of the HTTP request that opened the connection.
@@ -41,7 +41,7 @@ pub struct Handshake {
     /// Request target, e.g. `/socket.io/?EIO=4&transport=websocket`.
     pub uri: String,
     /// Request headers, names in lowercase, in the order received.
-    pub headers: Vec<(String, String)>,
+    pub headers: Headers,
     /// The `Sec-WebSocket-Accept` the server answered with.
     pub websocket_accept: Option<String>,
     pub remote: Option<SocketAddr>,
@@ -50,10 +50,75 @@ pub struct Handshake {
 impl Handshake {
     /// The first value of header `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
+        self.headers.get(name)
+    }
+}
+
+/// Request headers, kept for the whole connection in two allocations (one
+/// buffer of text, one of offsets) rather than two strings per header: every
+/// connection holds its handshake, idle or not.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Headers {
+    /// Every name then its value, back to back.
+    text: Box<str>,
+    /// Where each name ends and its value ends, in `text`.
+    ends: Box<[(u32, u32)]>,
+}
+
+impl Headers {
+    /// The first value of header `name` (case-insensitive).
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v)
+    }
+
+    /// Every header, as received.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        let mut start = 0;
+        self.ends.iter().map(move |&(name_end, value_end)| {
+            let (n, v) = (name_end as usize, value_end as usize);
+            let header = (&self.text[start..n], &self.text[n..v]);
+            start = v;
+            header
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+}
+
+impl<N: AsRef<str>, V: AsRef<str>> FromIterator<(N, V)> for Headers {
+    /// Headers past 4 GiB of text in all are left out (a request that large
+    /// never gets this far).
+    fn from_iter<I: IntoIterator<Item = (N, V)>>(headers: I) -> Self {
+        let mut text = String::new();
+        let mut ends = Vec::new();
+        for (name, value) in headers {
+            let (name, value) = (name.as_ref(), value.as_ref());
+            let Ok(value_end) = u32::try_from(text.len() + name.len() + value.len()) else {
+                break;
+            };
+            text.push_str(name);
+            let name_end = value_end - value.len() as u32;
+            text.push_str(value);
+            ends.push((name_end, value_end));
+        }
+        Headers {
+            text: text.into_boxed_str(),
+            ends: ends.into_boxed_slice(),
+        }
+    }
+}
+
+impl fmt::Debug for Headers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
     }
 }
 
@@ -774,7 +839,7 @@ impl Factory for Io {
         sid: String,
         transport: Transport,
         mut handshake: Handshake,
-    ) -> (SocketIoMachine, mpsc::Receiver<Outbound>) {
+    ) -> (SocketIoMachine, LinkReceiver<Outbound>) {
         handshake.sid.clone_from(&sid);
         let (conn, rx) = Link::new(self.settings.outbound_queue);
         let session =
@@ -1034,5 +1099,25 @@ impl Machine for SocketIoMachine {
 
     fn kill_reason(&self) -> DisconnectReason {
         self.conn.kill_reason()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn headers_keep_order_and_find_names_in_any_case() {
+        let headers: super::Headers = [("host", "a:1"), ("x-empty", ""), ("upgrade", "websocket")]
+            .into_iter()
+            .collect();
+        assert_eq!(headers.len(), 3);
+        assert_eq!(headers.get("Upgrade"), Some("websocket"));
+        assert_eq!(headers.get("x-empty"), Some(""));
+        assert_eq!(headers.get("cookie"), None);
+        let all: Vec<(&str, &str)> = headers.iter().collect();
+        assert_eq!(
+            all,
+            [("host", "a:1"), ("x-empty", ""), ("upgrade", "websocket")]
+        );
+        assert!(super::Headers::default().is_empty());
     }
 }

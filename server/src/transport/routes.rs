@@ -272,14 +272,9 @@ fn cors(mut response: Response, origin: Option<&HeaderValue>) -> Response {
 
 /// What the page's handshake panel explains, as this server saw it.
 fn handshake(raw_query: &str, headers: &HeaderMap, remote: Option<SocketAddr>) -> Handshake {
-    let header_list: Vec<(String, String)> = headers
+    let header_list = headers
         .iter()
-        .map(|(name, value)| {
-            (
-                name.as_str().to_owned(),
-                String::from_utf8_lossy(value.as_bytes()).into_owned(),
-            )
-        })
+        .map(|(name, value)| (name.as_str(), String::from_utf8_lossy(value.as_bytes())))
         .collect();
     let accept = headers
         .get("sec-websocket-key")

@@ -24,13 +24,13 @@ use protocol::engineio::frames_to_payload;
 use protocol::session::{CloseReason, Probe, ProtocolError, Transport};
 use protocol::websocket::{FrameError, Message, OpCode};
 use thiserror::Error;
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use super::ws::{WebSocket, WsError};
-use crate::engine::{DisconnectReason, Factory, Machine};
+use crate::engine::{DisconnectReason, Factory, LinkReceiver, Machine};
 use crate::io::Handshake;
 
 /// How long the final frames (the close packet) may take to go out.
@@ -235,7 +235,7 @@ impl<F: Factory> SessionTask<F> {
     #[allow(clippy::manual_async_fn)] // on purpose: see above
     fn run(
         mut self,
-        mut commands: mpsc::Receiver<<F::Machine as Machine>::Command>,
+        mut commands: LinkReceiver<<F::Machine as Machine>::Command>,
         inputs: InboxReceiver,
     ) -> impl Future<Output = ()> {
         async move {
@@ -359,7 +359,7 @@ impl<F: Factory> SessionTask<F> {
                     // session's task does not reserve room for them.
                     message = next_message(&mut self.probe) => Box::pin(self.on_probe(message)).await,
                     input = inputs.0.recv() => Box::pin(self.on_input(input)).await,
-                    Some(command) = commands.recv() => {
+                    command = commands.recv() => {
                         let now = factory.now();
                         self.machine.handle_command(command, now);
                         // Likewise for what the application queued meanwhile: one write
@@ -391,15 +391,15 @@ impl<F: Factory> SessionTask<F> {
     /// Hands the machine up to `max` commands already queued; returns how many.
     fn take_commands(
         &mut self,
-        commands: &mut mpsc::Receiver<<F::Machine as Machine>::Command>,
+        commands: &mut LinkReceiver<<F::Machine as Machine>::Command>,
         max: usize,
     ) -> usize {
         let now = self.endpoint.factory.now();
         let mut taken = 0;
         while taken < max {
             match commands.try_recv() {
-                Ok(command) => self.machine.handle_command(command, now),
-                Err(_) => break,
+                Some(command) => self.machine.handle_command(command, now),
+                None => break,
             }
             taken += 1;
         }
@@ -408,7 +408,7 @@ impl<F: Factory> SessionTask<F> {
 
     /// The server is shutting down. What the application already queued was
     /// accepted: it goes out before the close packet.
-    fn on_shutdown(&mut self, commands: &mut mpsc::Receiver<<F::Machine as Machine>::Command>) {
+    fn on_shutdown(&mut self, commands: &mut LinkReceiver<<F::Machine as Machine>::Command>) {
         self.take_commands(commands, usize::MAX);
         self.machine.close(DisconnectReason::ServerShutdown);
     }
