@@ -123,7 +123,7 @@ impl Conn {
 /// clients would hold 1.25 GiB and spend their CPU in memset. Frames here are
 /// small; the buffer still grows for a larger one.
 fn ws_config() -> WebSocketConfig {
-    WebSocketConfig::default().read_buffer_size(16 * 1024)
+    WebSocketConfig::default().read_buffer_size(4 * 1024)
 }
 
 /// The Engine.IO WebSocket URL of a server.
@@ -430,18 +430,24 @@ enum Item {
 }
 
 /// The publish number of a WebSocket message that is exactly a benchmark news
-/// event, `42["news",{"hello":"<n>|xxx…"}]` with no escapes, no ack id, no
-/// offset: recognised without a JSON parse, so that the generator, receiving a
-/// million of these, does not limit the fan-out figure. Anything else (other
-/// events, a recovery offset, a different shape) goes through the session.
+/// event, `42["news",{"hello":"<n>|xxx…"}]` (duplex adds `,"from":"<id>"`, the
+/// publisher), with no escapes, no ack id, no offset: recognised without a JSON
+/// parse, so that the generator, receiving a million of these, does not limit
+/// the fan-out figure. Anything else (other events, a recovery offset, a
+/// different shape) goes through the session.
 pub fn quick_news(text: &str) -> Option<u64> {
-    let inner = text
-        .strip_prefix(r#"42["news",{"hello":""#)?
-        .strip_suffix(r#""}]"#)?;
-    if inner.contains(['"', '\\']) {
+    let rest = text.strip_prefix(r#"42["news",{"hello":""#)?;
+    let (hello, rest) = rest.split_once('"')?;
+    let plain = |s: &str| !s.contains(['"', '\\']);
+    let tail = rest == "}]"
+        || rest
+            .strip_prefix(r#","from":""#)
+            .and_then(|r| r.strip_suffix(r#""}]"#))
+            .is_some_and(plain);
+    if !tail || !plain(hello) {
         return None;
     }
-    parse_published(inner)
+    parse_published(hello)
 }
 
 /// The number of a published text (`None` for other news, the greeting).
@@ -522,6 +528,10 @@ mod tests {
         let t = published_text(7);
         let frame = format!(r#"42["news",{{"hello":"{t}"}}]"#);
         assert_eq!(quick_news(&frame), Some(7));
+        let from = format!(r#"42["news",{{"hello":"{t}","from":"abc"}}]"#);
+        assert_eq!(quick_news(&from), Some(7));
+        let channel = format!(r#"42["news",{{"hello":"{t}","from":"abc","channel":"c"}}]"#);
+        assert_eq!(quick_news(&channel), None);
         // A recovery offset, another namespace, an escape, another event: the
         // full session handles those.
         assert_eq!(
