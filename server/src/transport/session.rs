@@ -16,15 +16,17 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::Duration;
 
 use futures_util::FutureExt;
+use futures_util::task::AtomicWaker;
 use protocol::Frame;
 use protocol::engineio::frames_to_payload;
 use protocol::session::{CloseReason, Probe, ProtocolError, Transport};
 use protocol::websocket::{FrameError, Message, OpCode};
 use thiserror::Error;
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
@@ -83,7 +85,7 @@ pub enum PollError {
 pub(crate) struct Inbox {
     // A std Mutex: held only to push or pop, never across an await.
     queue: Mutex<InboxQueue>,
-    ready: Notify,
+    ready: AtomicWaker,
 }
 
 #[derive(Debug, Default)]
@@ -112,19 +114,25 @@ impl Inbox {
         }
         queue.inputs.push_back(input);
         drop(queue);
-        self.ready.notify_one();
+        self.ready.wake();
         Ok(())
     }
 
     /// The next request. Cancel-safe: a request stays queued until returned.
     async fn recv(&self) -> Input {
-        loop {
+        std::future::poll_fn(|cx| {
             if let Some(input) = self.queue().inputs.pop_front() {
-                return input;
+                return Poll::Ready(input);
             }
-            // A notification sent since the check above is kept as a permit.
-            self.ready.notified().await;
-        }
+            self.ready.register(cx.waker());
+            // An input queued between the check and the registration woke
+            // nobody: look again.
+            match self.queue().inputs.pop_front() {
+                Some(input) => Poll::Ready(input),
+                None => Poll::Pending,
+            }
+        })
+        .await
     }
 }
 
