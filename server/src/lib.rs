@@ -40,6 +40,12 @@ pub use config::Config;
 pub const LISTEN_BACKLOG: u32 = 1024;
 
 /// Binds `addr` with a listen backlog of [`LISTEN_BACKLOG`].
+///
+/// With `TCP_NODELAY`, which the connections it accepts inherit: a realtime
+/// server's small writes (a CONNECT reply, then the events sent on connect) go
+/// out at once instead of waiting for the client's delayed ACK of the previous
+/// one (Nagle's algorithm). warp accepts the connections itself, so the option
+/// is set here, once.
 pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = if addr.is_ipv4() {
         TcpSocket::new_v4()?
@@ -47,6 +53,7 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
         TcpSocket::new_v6()?
     };
     socket.set_reuseaddr(true)?;
+    socket.set_nodelay(true)?;
     socket.bind(addr)?;
     socket.listen(LISTEN_BACKLOG)
 }
@@ -146,5 +153,21 @@ async fn serve_until(
             remaining = tracker.len(),
             "connections still open after the shutdown deadline"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn accepted_connections_do_not_wait_for_nagle() {
+        let listener = super::bind("127.0.0.1:0".parse().expect("address"))
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let client = tokio::net::TcpStream::connect(addr);
+        let (accepted, client) = tokio::join!(listener.accept(), client);
+        let (accepted, _) = accepted.expect("accept");
+        let _client = client.expect("connect");
+        assert!(accepted.nodelay().expect("getsockopt"), "TCP_NODELAY inherited");
     }
 }
