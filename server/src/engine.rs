@@ -267,6 +267,12 @@ pub trait Machine: Send + 'static {
     fn dispatch(&mut self);
     fn poll_timeout(&self) -> Option<Time>;
     fn poll_transmit(&mut self) -> Option<Frame>;
+    /// Whether a namespace CONNECT was accepted since the last call: its reply is
+    /// among the frames to write, and what the application sends on connect
+    /// should follow in a write of its own.
+    fn take_connect_answered(&mut self) -> bool {
+        false
+    }
     /// Why the session ended, as the application was told.
     fn reason(&self) -> DisconnectReason;
     /// The kill switch of the session's [`Link`].

@@ -855,6 +855,7 @@ impl Factory for Io {
             sockets: HashMap::new(),
             acks: HashMap::new(),
             closing: None,
+            connect_answered: false,
             session,
         };
         (machine, rx)
@@ -889,6 +890,8 @@ pub struct SocketIoMachine {
     acks: HashMap<u64, (Duration, oneshot::Sender<Result<AckResponse, AckError>>)>,
     /// Set when the server itself decided to close (shutdown, slow client, kick).
     closing: Option<DisconnectReason>,
+    /// A CONNECT was just accepted; the reply has not been written yet.
+    connect_answered: bool,
     session: ServerSession,
 }
 
@@ -940,6 +943,7 @@ impl SocketIoMachine {
             reply.insert("pid".into(), Value::String(pid.to_owned()));
         }
         self.session.accept_connect_with(&nsp, Value::Object(reply));
+        self.connect_answered = true;
         debug!(%sid, %nsp, socket = socket.id(), recovered = socket.recovered(), "namespace joined");
         handler.on_connect(&socket);
         self.sockets.insert(nsp, (socket, handler));
@@ -1087,6 +1091,10 @@ impl Machine for SocketIoMachine {
 
     fn poll_transmit(&mut self) -> Option<Frame> {
         self.session.poll_transmit()
+    }
+
+    fn take_connect_answered(&mut self) -> bool {
+        std::mem::take(&mut self.connect_answered)
     }
 
     fn reason(&self) -> DisconnectReason {

@@ -43,6 +43,9 @@ const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
 /// timers and other inputs of its own task.
 const BATCH: usize = 64;
 
+/// The pause between a CONNECT reply and the events sent on connect.
+const CONNECT_PACING: Duration = Duration::from_millis(1);
+
 /// A noop packet: what a long-polling GET gets when it must return with nothing.
 const NOOP: &str = "6";
 
@@ -268,6 +271,7 @@ impl<F: Factory> SessionTask<F> {
                 }
                 match self.machine.engine().transport() {
                     Transport::WebSocket => {
+                        let connect_answered = self.machine.take_connect_answered();
                         if let Some(ws) = &mut self.active {
                             let flushed = tokio::select! {
                                 r = flush(ws, &mut self.machine) => r,
@@ -294,14 +298,21 @@ impl<F: Factory> SessionTask<F> {
                         }
                         // What the handlers just queued for this client (an echo
                         // and its ack, the events sent on connect) goes out now,
-                        // in one write, instead of waiting for another turn; after
-                        // the session's own frames (a CONNECT reply), in a write of
-                        // their own, as Socket.IO's Node server sends them (the
-                        // upstream compliance suite reads them one WebSocket
-                        // message per network read). Once per turn, so that a
-                        // stream of commands cannot starve reads and timers.
+                        // in one write, instead of waiting for another turn. Once
+                        // per turn, so that a stream of commands cannot starve
+                        // reads and timers.
                         if !replied && self.take_commands(&mut commands, BATCH) > 0 {
                             replied = true;
+                            if connect_answered {
+                                // The events sent on connect follow the CONNECT
+                                // reply a moment later, in a write of their own,
+                                // as Socket.IO's Node server sends them (after
+                                // the reply's write completes): clients that
+                                // handle the messages of one network read
+                                // together, like the upstream compliance suite,
+                                // see the reply first, on its own.
+                                tokio::time::sleep(CONNECT_PACING).await;
+                            }
                             continue;
                         }
                     }
@@ -366,7 +377,17 @@ impl<F: Factory> SessionTask<F> {
                     // Rare (an upgrade, a polling request): boxed, so that every idle
                     // session's task does not reserve room for them.
                     message = next_message(&mut self.probe) => Box::pin(self.on_probe(message)).await,
-                    input = inputs.0.recv() => Box::pin(self.on_input(input)).await,
+                    input = inputs.0.recv() => {
+                        // What the probing WebSocket already received comes first:
+                        // a client that sent `5` then polls must find the session
+                        // upgraded, whichever connection the server reads first.
+                        while let Some(Some(message)) =
+                            self.probe.as_mut().and_then(|ws| ws.next().now_or_never())
+                        {
+                            Box::pin(self.on_probe(Some(message))).await;
+                        }
+                        Box::pin(self.on_input(input)).await;
+                    }
                     command = commands.recv() => {
                         let now = factory.now();
                         self.machine.handle_command(command, now);
