@@ -168,6 +168,9 @@ mod tests {
         let (accepted, client) = tokio::join!(listener.accept(), client);
         let (accepted, _) = accepted.expect("accept");
         let _client = client.expect("connect");
-        assert!(accepted.nodelay().expect("getsockopt"), "TCP_NODELAY inherited");
+        assert!(
+            accepted.nodelay().expect("getsockopt"),
+            "TCP_NODELAY inherited"
+        );
     }
 }
