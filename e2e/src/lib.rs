@@ -41,3 +41,24 @@ pub fn target_dir() -> PathBuf {
         None => workspace.join("target"),
     }
 }
+
+/// Runs `test`; if it fails, saves a screenshot of `page` under [`target_dir`]
+/// (`e2e-failure-<name>.png`) and names it in the error.
+pub fn with_screenshot_on_failure<T>(
+    page: &Session,
+    name: &str,
+    test: impl FnOnce() -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    test().map_err(|error| {
+        let path = target_dir().join(format!("e2e-failure-{name}.png"));
+        match page.screenshot(&path) {
+            Ok(()) => error.context(format!(
+                "browser test `{name}` failed; screenshot of the page: {}",
+                path.display()
+            )),
+            Err(shot) => error.context(format!(
+                "browser test `{name}` failed; no screenshot either: {shot:#}"
+            )),
+        }
+    })
+}

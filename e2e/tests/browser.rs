@@ -10,12 +10,11 @@
 //! `#event-ack`, `#event-send`, `#event-error`, `#ack-result`), publishing (`#publish-text`,
 //! `#publish-send`) and the handshake panel (`#hs-accept`, `#hs-key`, `#hs-status`).
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use duplex_e2e::webdriver::{Check, poll_until};
-use duplex_e2e::{ChromeDriver, Session, TestServer, base64};
+use duplex_e2e::{ChromeDriver, Session, TestServer, base64, with_screenshot_on_failure};
 use serde_json::Value;
 
 /// Generous: a cold Chromium compiling the wasm bundle on a busy 2-core machine is slow.
@@ -243,24 +242,4 @@ fn strings(value: Value) -> Result<Vec<String>> {
 /// JSON text without whitespace, so `{"my": "data"}` and `{"my":"data"}` compare equal.
 fn compact(json: &str) -> String {
     json.chars().filter(|c| !c.is_whitespace()).collect()
-}
-
-/// Runs `test`; if it fails, saves a screenshot of `page` and names it in the error.
-fn with_screenshot_on_failure<T>(
-    page: &Session,
-    name: &str,
-    test: impl FnOnce() -> Result<T>,
-) -> Result<T> {
-    test().map_err(|error| {
-        let path: PathBuf = duplex_e2e::target_dir().join(format!("e2e-failure-{name}.png"));
-        match page.screenshot(&path) {
-            Ok(()) => error.context(format!(
-                "browser test `{name}` failed; screenshot of the page: {}",
-                path.display()
-            )),
-            Err(shot) => error.context(format!(
-                "browser test `{name}` failed; no screenshot either: {shot:#}"
-            )),
-        }
-    })
 }

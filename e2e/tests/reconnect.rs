@@ -28,7 +28,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use duplex_e2e::webdriver::{Check, poll_until};
-use duplex_e2e::{ChromeDriver, Proxy, Session, WebSockets, server::dist_from_env};
+use duplex_e2e::{
+    ChromeDriver, Proxy, Session, WebSockets, server::dist_from_env, with_screenshot_on_failure,
+};
 use duplex_server::rooms::RecoveryConfig;
 use serde_json::{Value, json};
 use tokio::runtime::Runtime;
@@ -493,26 +495,6 @@ fn wait_channels(page: &Session, predicate: impl Fn(&[String]) -> bool) -> Resul
             Ok(Check::Waiting(format!(
                 "#channels {channels:?}, #channel-error {error:?}"
             )))
-        }
-    })
-}
-
-/// Runs `test`; if it fails, saves a screenshot of `page` and names it in the error.
-fn with_screenshot_on_failure<T>(
-    page: &Session,
-    name: &str,
-    test: impl FnOnce() -> Result<T>,
-) -> Result<T> {
-    test().map_err(|error| {
-        let path = duplex_e2e::target_dir().join(format!("e2e-failure-{name}.png"));
-        match page.screenshot(&path) {
-            Ok(()) => error.context(format!(
-                "browser test `{name}` failed; screenshot of the page: {}",
-                path.display()
-            )),
-            Err(shot) => error.context(format!(
-                "browser test `{name}` failed; no screenshot either: {shot:#}"
-            )),
         }
     })
 }
