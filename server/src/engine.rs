@@ -9,12 +9,8 @@
 //!
 //! Nothing here knows warp: the transports live in [`crate::transport`].
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::sync::{Arc, Mutex};
-use std::task::Poll;
-
-use futures_util::task::AtomicWaker;
 
 use protocol::session::{
     CloseReason, EngineConfig, EngineEvent, EngineSession, Probe, ProtocolError, Transport,
@@ -24,6 +20,7 @@ use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 
 use crate::io::Handshake;
+use crate::queue::{BoundedQueue, Refused};
 
 /// Why a client went away. Every disconnect reaches the application with one.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -89,31 +86,13 @@ pub enum SendError {
 /// The application's handle on a session's task: a bounded command queue and a
 /// kill switch. When the queue is full the client is not keeping up: it is
 /// disconnected ([`DisconnectReason::SlowClient`]) rather than buffered without
-/// bound or silently skipped.
-///
-/// Not a tokio channel: that allocates a 32-slot block and a cache-padded header
-/// for every connection up front. This queue holds nothing while empty beyond a
-/// few words, grows with what is waiting (up to `capacity`), and gives memory
-/// back once a large backlog has drained.
+/// bound or silently skipped. The queue allocates only for what waits
+/// ([`BoundedQueue`]).
 pub(crate) struct Link<C> {
-    // A std Mutex: held only to push or pop, never across an await, and never
-    // while anything else is locked by the same caller after it (emitters lock a
-    // namespace then links; the task pops without holding anything).
-    queue: Mutex<Queue<C>>,
-    ready: AtomicWaker,
-    capacity: usize,
+    queue: BoundedQueue<C>,
     kill: CancellationToken,
     kill_reason: Mutex<Option<DisconnectReason>>,
 }
-
-struct Queue<C> {
-    items: VecDeque<C>,
-    /// The task has ended: nothing more is accepted.
-    closed: bool,
-}
-
-/// A backlog this long, once drained, gives its memory back.
-const SHRINK_ABOVE: usize = 128;
 
 impl<C> fmt::Debug for Link<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -125,37 +104,19 @@ impl<C> Link<C> {
     /// A link with a queue of `capacity`, and the receiving end for the task.
     pub(crate) fn new(capacity: usize) -> (Arc<Link<C>>, LinkReceiver<C>) {
         let link = Arc::new(Link {
-            queue: Mutex::new(Queue {
-                items: VecDeque::new(),
-                closed: false,
-            }),
-            ready: AtomicWaker::new(),
-            capacity: capacity.max(1),
+            queue: BoundedQueue::new(capacity),
             kill: CancellationToken::new(),
             kill_reason: Mutex::new(None),
         });
         (link.clone(), LinkReceiver(link))
     }
 
-    fn queue(&self) -> std::sync::MutexGuard<'_, Queue<C>> {
-        self.queue
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
     /// Queues `command`, or tells why not.
     fn push(&self, command: C) -> Result<(), SendError> {
-        let mut queue = self.queue();
-        if queue.closed {
-            return Err(SendError::Closed);
-        }
-        if queue.items.len() >= self.capacity {
-            return Err(SendError::QueueFull);
-        }
-        queue.items.push_back(command);
-        drop(queue);
-        self.ready.wake();
-        Ok(())
+        self.queue.push(command).map_err(|refused| match refused {
+            Refused::Closed => SendError::Closed,
+            Refused::Full => SendError::QueueFull,
+        })
     }
 
     pub(crate) fn send(&self, command: C) -> Result<(), SendError> {
@@ -207,42 +168,20 @@ impl<C> fmt::Debug for LinkReceiver<C> {
 impl<C> LinkReceiver<C> {
     /// The next command, if one is waiting.
     pub(crate) fn try_recv(&mut self) -> Option<C> {
-        let mut queue = self.0.queue();
-        let command = queue.items.pop_front();
-        if queue.items.is_empty() && queue.items.capacity() > SHRINK_ABOVE {
-            queue.items = VecDeque::new();
-        }
-        command
+        self.0.queue.try_pop()
     }
 
     /// The next command. Cancel-safe: a command stays queued until returned.
     pub(crate) async fn recv(&mut self) -> C {
-        std::future::poll_fn(|cx| {
-            if let Some(command) = self.try_recv() {
-                return Poll::Ready(command);
-            }
-            self.0.ready.register(cx.waker());
-            // A command pushed between the check and the registration woke
-            // nobody: look again.
-            match self.try_recv() {
-                Some(command) => Poll::Ready(command),
-                None => Poll::Pending,
-            }
-        })
-        .await
+        self.0.queue.pop().await
     }
 }
 
 impl<C> Drop for LinkReceiver<C> {
     fn drop(&mut self) {
-        let waiting = {
-            let mut queue = self.0.queue();
-            queue.closed = true;
-            std::mem::take(&mut queue.items)
-        };
-        // Dropped outside the lock: an ack request's reply channel tells its
-        // caller the connection closed.
-        drop(waiting);
+        // An ack request's reply channel dropped here tells its caller the
+        // connection closed.
+        self.0.queue.close();
     }
 }
 
@@ -535,7 +474,7 @@ mod tests {
             assert_eq!(rx.try_recv(), Some(i), "in order");
         }
         assert_eq!(rx.try_recv(), None);
-        assert_eq!(link.queue().items.capacity(), 0);
+        assert_eq!(link.queue.allocated(), 0);
     }
 
     #[tokio::test]

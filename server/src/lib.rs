@@ -22,6 +22,7 @@ pub mod config;
 pub mod engine;
 pub mod io;
 mod memory;
+mod queue;
 pub mod rooms;
 mod routes;
 mod sid;

@@ -14,13 +14,11 @@
 //! WebSocket a write that blocks (a client that stopped reading) is abandoned as
 //! soon as the application's queue overflows and pulls the kill switch.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::task::Poll;
 use std::time::Duration;
 
 use futures_util::FutureExt;
-use futures_util::task::AtomicWaker;
 use protocol::Frame;
 use protocol::engineio::frames_to_payload;
 use protocol::session::{CloseReason, Probe, ProtocolError, Transport};
@@ -34,6 +32,7 @@ use tracing::{debug, info, warn};
 use super::ws::{WebSocket, WsError};
 use crate::engine::{DisconnectReason, Factory, LinkReceiver, Machine};
 use crate::io::Handshake;
+use crate::queue::{BoundedQueue, Refused};
 
 /// How long the final frames (the close packet) may take to go out.
 const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
@@ -79,63 +78,29 @@ pub enum PollError {
     Busy,
 }
 
-/// The routes' requests to one session's task: a queue of at most [`INBOX`]
-/// inputs; past that a request is refused (400). Not a tokio channel: that
-/// allocates a block of 32 slots (and a cache-padded header) for every session,
-/// and WebSocket sessions almost never get a request; this queue allocates only
-/// when one arrives.
-#[derive(Debug, Default)]
-pub(crate) struct Inbox {
-    // A std Mutex: held only to push or pop, never across an await.
-    queue: Mutex<InboxQueue>,
-    ready: AtomicWaker,
-}
-
-#[derive(Debug, Default)]
-struct InboxQueue {
-    inputs: VecDeque<Input>,
-    /// The task has ended: nothing more is accepted.
-    closed: bool,
-}
+/// The routes' requests to one session's task: at most [`INBOX`] waiting; past
+/// that a request is refused (400). WebSocket sessions almost never get one, and
+/// the queue allocates only when one arrives ([`BoundedQueue`]).
+#[derive(Debug)]
+pub(crate) struct Inbox(BoundedQueue<Input>);
 
 impl Inbox {
-    fn queue(&self) -> std::sync::MutexGuard<'_, InboxQueue> {
-        self.queue
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn new() -> Self {
+        Inbox(BoundedQueue::new(INBOX))
     }
 
     /// Queues `input` for the session's task. Refused (and dropped, which answers
     /// it) if the session ended or [`INBOX`] requests are waiting already.
     pub(crate) fn send(&self, input: Input) -> Result<(), PollError> {
-        let mut queue = self.queue();
-        if queue.closed {
-            return Err(PollError::Closed);
-        }
-        if queue.inputs.len() >= INBOX {
-            return Err(PollError::Busy);
-        }
-        queue.inputs.push_back(input);
-        drop(queue);
-        self.ready.wake();
-        Ok(())
+        self.0.push(input).map_err(|refused| match refused {
+            Refused::Closed => PollError::Closed,
+            Refused::Full => PollError::Busy,
+        })
     }
 
     /// The next request. Cancel-safe: a request stays queued until returned.
     async fn recv(&self) -> Input {
-        std::future::poll_fn(|cx| {
-            if let Some(input) = self.queue().inputs.pop_front() {
-                return Poll::Ready(input);
-            }
-            self.ready.register(cx.waker());
-            // An input queued between the check and the registration woke
-            // nobody: look again.
-            match self.queue().inputs.pop_front() {
-                Some(input) => Poll::Ready(input),
-                None => Poll::Pending,
-            }
-        })
-        .await
+        self.0.pop().await
     }
 }
 
@@ -145,12 +110,7 @@ struct InboxReceiver(Arc<Inbox>);
 
 impl Drop for InboxReceiver {
     fn drop(&mut self) {
-        let waiting = {
-            let mut queue = self.0.queue();
-            queue.closed = true;
-            std::mem::take(&mut queue.inputs)
-        };
-        drop(waiting);
+        self.0.0.close();
     }
 }
 
@@ -203,7 +163,7 @@ impl<F: Factory> Endpoint<F> {
     ) -> Arc<Inbox> {
         let sid = crate::sid::generate();
         let (machine, commands) = self.factory.open(sid.clone(), transport, handshake);
-        let inbox = Arc::new(Inbox::default());
+        let inbox = Arc::new(Inbox::new());
         self.sessions().insert(sid.clone(), inbox.clone());
         info!(%sid, ?transport, "session opened");
         let task = SessionTask {
@@ -711,7 +671,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_inbox_is_bounded_and_refuses_once_the_task_ended() {
-        let inbox = Arc::new(Inbox::default());
+        let inbox = Arc::new(Inbox::new());
         let receiver = InboxReceiver(inbox.clone());
         let mut replies = Vec::new();
         for _ in 0..INBOX {
