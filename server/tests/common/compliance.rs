@@ -12,59 +12,24 @@
 use std::time::Duration;
 
 use duplex_server::Config;
-use duplex_server::engine::{EngineApp, EngineHandler, EngineMessage, EngineSocket};
-use duplex_server::io::{Handler, IncomingEvent, Io, IoBuilder, Socket};
+use duplex_server::engine::EngineApp;
+use duplex_server::io::{Io, IoBuilder};
 use tokio_util::sync::CancellationToken;
 
 use super::eio::{Endpoint, Flavor};
 
-pub const PING_INTERVAL: Duration = Duration::from_millis(300);
-pub const PING_TIMEOUT: Duration = Duration::from_millis(200);
-pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
-pub const MAX_PAYLOAD: usize = 1_000_000;
+// The contract the `compliance` example serves, shared rather than rewritten.
+#[path = "../../examples/compliance/contract.rs"]
+mod contract;
 
-/// The suites' settings.
+#[allow(unused_imports)] // each test binary uses a different part
+pub use contract::{CONNECT_TIMEOUT, Contract, Echo, MAX_PAYLOAD, PING_INTERVAL, PING_TIMEOUT};
+
+/// The suites' settings, without a client bundle.
 pub fn config() -> Config {
     Config {
         dist: std::env::temp_dir().join("duplex-no-bundle"),
-        ping_interval: PING_INTERVAL,
-        ping_timeout: PING_TIMEOUT,
-        connect_timeout: CONNECT_TIMEOUT,
-        max_payload: MAX_PAYLOAD,
-        shutdown_timeout: Duration::from_secs(2),
-        ..Config::default()
-    }
-}
-
-/// The Socket.IO suite's namespace behaviour.
-pub struct Contract;
-
-impl Handler for Contract {
-    fn on_connect(&self, socket: &Socket) {
-        let _ = socket.emit_raw("auth", vec![socket.auth().clone()]);
-    }
-
-    fn on_event(&self, socket: &Socket, event: IncomingEvent) {
-        match event.name.as_str() {
-            "message" => {
-                let _ = socket.emit_with_attachments("message-back", event.args, event.attachments);
-            }
-            "message-with-ack" => {
-                if let Some(ack) = event.ack {
-                    let _ = ack.send_with_attachments(event.args, event.attachments);
-                }
-            }
-            _ => {}
-        }
-    }
-}
-
-/// The Engine.IO suite's echo.
-pub struct Echo;
-
-impl EngineHandler for Echo {
-    fn on_message(&self, socket: &EngineSocket, message: EngineMessage) {
-        let _ = socket.send(message);
+        ..contract::config()
     }
 }
 

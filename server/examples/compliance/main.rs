@@ -10,46 +10,16 @@
 //!
 //! `cargo run --release -p duplex-server --example compliance [-- --engineio] [--addr 127.0.0.1:3000]`
 
-use std::net::SocketAddr;
-use std::time::Duration;
+mod contract;
 
-use duplex_server::Config;
-use duplex_server::engine::{EngineApp, EngineHandler, EngineMessage, EngineSocket};
-use duplex_server::io::{Handler, IncomingEvent, Io, Socket};
+use std::net::SocketAddr;
+
+use duplex_server::engine::EngineApp;
+use duplex_server::io::Io;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
-/// The Socket.IO suite's namespaces.
-struct Contract;
-
-impl Handler for Contract {
-    fn on_connect(&self, socket: &Socket) {
-        let _ = socket.emit_raw("auth", vec![socket.auth().clone()]);
-    }
-
-    fn on_event(&self, socket: &Socket, event: IncomingEvent) {
-        match event.name.as_str() {
-            "message" => {
-                let _ = socket.emit_with_attachments("message-back", event.args, event.attachments);
-            }
-            "message-with-ack" => {
-                if let Some(ack) = event.ack {
-                    let _ = ack.send_with_attachments(event.args, event.attachments);
-                }
-            }
-            _ => {}
-        }
-    }
-}
-
-/// The Engine.IO suite's echo.
-struct Echo;
-
-impl EngineHandler for Echo {
-    fn on_message(&self, socket: &EngineSocket, message: EngineMessage) {
-        let _ = socket.send(message);
-    }
-}
+use contract::{Contract, Echo};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -71,14 +41,7 @@ async fn main() -> anyhow::Result<()> {
             other => anyhow::bail!("unknown argument {other:?} (expected --engineio, --addr ADDR)"),
         }
     }
-    let config = Config {
-        ping_interval: Duration::from_millis(300),
-        ping_timeout: Duration::from_millis(200),
-        connect_timeout: Duration::from_millis(1000),
-        max_payload: 1_000_000,
-        shutdown_timeout: Duration::from_secs(2),
-        ..Config::default()
-    };
+    let config = contract::config();
     let listener = duplex_server::bind(addr).await?;
     let shutdown = CancellationToken::new();
     let signal = shutdown.clone();
