@@ -430,8 +430,9 @@ enum Item {
 }
 
 /// The publish number of a WebSocket message that is exactly a benchmark news
-/// event, `42["news",{"hello":"<n>|xxx…"}]` (duplex adds `,"from":"<id>"`, the
-/// publisher), with no escapes, no ack id, no offset: recognised without a JSON
+/// event, `42["news",{"hello":"<n>|xxx…","from":"<id>"}]` (the publisher's id,
+/// as every Socket.IO server of the bench sends it; also accepted without it),
+/// with no escapes, no ack id, no offset: recognised without a JSON
 /// parse, so that the generator, receiving a million of these, does not limit
 /// the fan-out figure. Anything else (other events, a recovery offset, a
 /// different shape) goes through the session.
