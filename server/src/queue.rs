@@ -5,12 +5,17 @@
 //! allocates a 32-slot block and a cache-padded header for every connection up
 //! front. This one holds a few words while empty, grows with what waits (up to
 //! its capacity), and gives a large backlog's memory back once it has drained.
+//!
+//! The receiver's waker lives under the same lock as the items, and a push
+//! wakes only a receiver that found the queue empty and is waiting. A fan-out
+//! pushes into a thousand queues whose receivers mostly run on the other core:
+//! a push to a receiver already awake (draining earlier items) then touches no
+//! cache line but the lock's and the slot's (an `AtomicWaker` costs a contended
+//! read-modify-write per push even then; it was half of a push's time).
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
-use std::task::Poll;
-
-use futures_util::task::AtomicWaker;
+use std::task::{Poll, Waker};
 
 /// A backlog this long, once drained, gives its memory back.
 const SHRINK_ABOVE: usize = 128;
@@ -30,13 +35,15 @@ pub(crate) struct BoundedQueue<T> {
     // while the holder takes another lock (emitters lock a namespace then
     // queues; the receiver pops without holding anything).
     state: Mutex<State<T>>,
-    ready: AtomicWaker,
     capacity: usize,
 }
 
 #[derive(Debug)]
 struct State<T> {
     items: VecDeque<T>,
+    /// The receiver found no item and waits for the next one: the next push
+    /// takes this and wakes it.
+    waiting: Option<Waker>,
     /// The receiver is gone: nothing more is accepted.
     closed: bool,
 }
@@ -46,9 +53,9 @@ impl<T> BoundedQueue<T> {
         BoundedQueue {
             state: Mutex::new(State {
                 items: VecDeque::new(),
+                waiting: None,
                 closed: false,
             }),
-            ready: AtomicWaker::new(),
             capacity: capacity.max(1),
         }
     }
@@ -69,14 +76,20 @@ impl<T> BoundedQueue<T> {
             return Err(Refused::Full);
         }
         state.items.push_back(item);
+        let waiting = state.waiting.take();
         drop(state);
-        self.ready.wake();
+        if let Some(waker) = waiting {
+            waker.wake();
+        }
         Ok(())
     }
 
     /// The next item, if one is waiting.
     pub(crate) fn try_pop(&self) -> Option<T> {
-        let mut state = self.state();
+        Self::pop_locked(&mut self.state())
+    }
+
+    fn pop_locked(state: &mut State<T>) -> Option<T> {
         let item = state.items.pop_front();
         if state.items.is_empty() && state.items.capacity() > SHRINK_ABOVE {
             state.items = VecDeque::new();
@@ -88,16 +101,17 @@ impl<T> BoundedQueue<T> {
     /// receiver only (it alone is woken).
     pub(crate) async fn pop(&self) -> T {
         std::future::poll_fn(|cx| {
-            if let Some(item) = self.try_pop() {
+            let mut state = self.state();
+            if let Some(item) = Self::pop_locked(&mut state) {
                 return Poll::Ready(item);
             }
-            self.ready.register(cx.waker());
-            // An item pushed between the check and the registration woke
-            // nobody: look again.
-            match self.try_pop() {
-                Some(item) => Poll::Ready(item),
-                None => Poll::Pending,
+            // Under the lock: a push either came first (and its item was just
+            // popped) or comes after and finds the waker.
+            match &mut state.waiting {
+                Some(waker) => waker.clone_from(cx.waker()),
+                none => *none = Some(cx.waker().clone()),
             }
+            Poll::Pending
         })
         .await
     }
@@ -108,6 +122,7 @@ impl<T> BoundedQueue<T> {
         let waiting = {
             let mut state = self.state();
             state.closed = true;
+            state.waiting = None;
             std::mem::take(&mut state.items)
         };
         drop(waiting);
@@ -116,5 +131,88 @@ impl<T> BoundedQueue<T> {
     #[cfg(test)]
     pub(crate) fn allocated(&self) -> usize {
         self.state().items.capacity()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::{Context, Wake};
+
+    use super::*;
+
+    /// Counts its wakes.
+    #[derive(Default)]
+    struct Counter(AtomicUsize);
+
+    impl Wake for Counter {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn poll_pop<T>(queue: &BoundedQueue<T>, waker: &Waker) -> Poll<T> {
+        let mut cx = Context::from_waker(waker);
+        let pop = std::pin::pin!(queue.pop());
+        pop.poll(&mut cx)
+    }
+
+    #[test]
+    fn only_a_waiting_receiver_is_woken_and_once() {
+        let queue = BoundedQueue::new(8);
+        let counter = Arc::new(Counter::default());
+        let waker = Waker::from(Arc::clone(&counter));
+        assert!(poll_pop(&queue, &waker).is_pending());
+        queue.push(1).unwrap();
+        queue.push(2).unwrap();
+        // One wake for the receiver that waited, none for the push after it.
+        assert_eq!(counter.0.load(Ordering::SeqCst), 1);
+        assert_eq!(poll_pop(&queue, &waker), Poll::Ready(1));
+        assert_eq!(queue.try_pop(), Some(2));
+        queue.push(3).unwrap();
+        assert_eq!(counter.0.load(Ordering::SeqCst), 1, "nobody waited");
+        assert_eq!(poll_pop(&queue, &waker), Poll::Ready(3));
+        assert!(poll_pop(&queue, &waker).is_pending());
+        queue.push(4).unwrap();
+        assert_eq!(counter.0.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn bounded_and_closed() {
+        let queue = BoundedQueue::new(2);
+        queue.push(1).unwrap();
+        queue.push(2).unwrap();
+        assert_eq!(queue.push(3), Err(Refused::Full));
+        assert_eq!(queue.try_pop(), Some(1));
+        queue.push(3).unwrap();
+        queue.close();
+        assert_eq!(queue.push(4), Err(Refused::Closed));
+        assert_eq!(queue.try_pop(), None, "what waited was dropped");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_receiver_on_another_thread_gets_every_item_in_order() {
+        let queue = Arc::new(BoundedQueue::new(64));
+        let receiver = tokio::spawn({
+            let queue = Arc::clone(&queue);
+            async move {
+                let mut got = Vec::new();
+                while got.len() < 10_000 {
+                    got.push(queue.pop().await);
+                }
+                got
+            }
+        });
+        let mut sent = 0;
+        while sent < 10_000 {
+            match queue.push(sent) {
+                Ok(()) => sent += 1,
+                Err(Refused::Full) => tokio::task::yield_now().await,
+                Err(Refused::Closed) => panic!("closed"),
+            }
+        }
+        let got = receiver.await.unwrap();
+        assert!(got.iter().copied().eq(0..10_000));
     }
 }
