@@ -107,6 +107,11 @@ fn rows(sizes: &Sizes) -> Vec<Row> {
         match *scenario {
             Scenario::Connect(n) => {
                 add("conn_per_s", format!("connect {n}: connections/s"), true);
+                add(
+                    "server_cpu_us_per_conn",
+                    format!("connect {n}: server CPU per connection (µs)"),
+                    false,
+                );
                 if i == 0 {
                     add(
                         "rss_per_conn_kib",
@@ -125,6 +130,11 @@ fn rows(sizes: &Sizes) -> Vec<Row> {
                 add("p50_us", format!("{name}: p50 (µs)"), false);
                 add("p99_us", format!("{name}: p99 (µs)"), false);
                 add("p999_us", format!("{name}: p99.9 (µs)"), false);
+                add(
+                    "server_cpu_us_per_rt",
+                    format!("{name}: server CPU per round trip (µs)"),
+                    false,
+                );
             }
             Scenario::Fanout {
                 subscribers,
@@ -135,6 +145,11 @@ fn rows(sizes: &Sizes) -> Vec<Row> {
                 add(
                     "time_ms",
                     format!("{name}: time to deliver all (ms)"),
+                    false,
+                );
+                add(
+                    "server_cpu_ns_per_delivery",
+                    format!("{name}: server CPU per delivery (ns)"),
                     false,
                 );
             }

@@ -136,6 +136,32 @@ pub struct Sample {
 }
 
 impl Sample {
+    /// The server's CPU time (user + system, the share of one core times the
+    /// wall time) per operation: per connection, round trip or delivery. The
+    /// efficiency figure, which stays comparable when the machine is saturated
+    /// and every server's rate is capped by what the generator and the kernel
+    /// leave it.
+    fn derive_cpu_per_op(&mut self) {
+        for (rate, per_op) in [
+            ("conn_per_s", "server_cpu_us_per_conn"),
+            ("rt_per_s", "server_cpu_us_per_rt"),
+            ("deliveries_per_s", "server_cpu_ns_per_delivery"),
+        ] {
+            let Some(&rate) = self.metrics.get(rate) else {
+                continue;
+            };
+            if rate > 0.0 && self.server_cpu_pct.is_finite() {
+                let seconds = self.server_cpu_pct / 100.0 / rate;
+                let unit = if per_op.ends_with("_ns_per_delivery") {
+                    1e9
+                } else {
+                    1e6
+                };
+                self.metrics.insert(per_op.into(), seconds * unit);
+            }
+        }
+    }
+
     fn new(server: &str, rep: usize, scenario: &Scenario) -> Sample {
         Sample {
             server: server.to_owned(),
@@ -278,6 +304,7 @@ pub async fn run(
             publishes,
         } => fanout(target, subscribers, publishes, &mut sample).await?,
     }
+    sample.derive_cpu_per_op();
     Ok(sample)
 }
 
@@ -569,4 +596,43 @@ async fn receive_news(mut conn: Conn, expected: u64) -> FanoutStats {
         }
     }
     st
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_per_operation_is_the_server_share_over_the_rate() {
+        let echo = Scenario::Echo {
+            clients: 100,
+            in_flight: 1,
+        };
+        let mut sample = Sample::new("duplex", 0, &echo);
+        sample.metrics.insert("rt_per_s".into(), 100_000.0);
+        sample.server_cpu_pct = 95.0;
+        sample.derive_cpu_per_op();
+        let per_rt = sample.metrics["server_cpu_us_per_rt"];
+        assert!((per_rt - 9.5).abs() < 1e-9, "{per_rt}");
+
+        let fanout = Scenario::Fanout {
+            subscribers: 1000,
+            publishes: 1000,
+        };
+        let mut sample = Sample::new("duplex", 0, &fanout);
+        sample
+            .metrics
+            .insert("deliveries_per_s".into(), 2_000_000.0);
+        sample.server_cpu_pct = 100.0;
+        sample.derive_cpu_per_op();
+        let per_delivery = sample.metrics["server_cpu_ns_per_delivery"];
+        assert!((per_delivery - 500.0).abs() < 1e-6, "{per_delivery}");
+        assert!(!sample.metrics.contains_key("server_cpu_us_per_rt"));
+
+        // A failed run (no rate) gets no figure.
+        let mut sample = Sample::new("duplex", 0, &echo);
+        sample.server_cpu_pct = 95.0;
+        sample.derive_cpu_per_op();
+        assert!(sample.metrics.is_empty());
+    }
 }
