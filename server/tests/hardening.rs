@@ -221,6 +221,39 @@ async fn a_client_that_stops_reading_is_disconnected_and_nobody_else_suffers() {
     server.stop().await;
 }
 
+/// A client that pauses reading while ~10 MB are sent to it (more than the
+/// socket buffers hold, so the server's writes stop part-way, but fewer frames
+/// than its queue holds) gets every item, whole and in order, once it reads.
+#[tokio::test]
+async fn a_client_that_pauses_reading_gets_everything_in_order_afterwards() {
+    let server = TestServer::start(Config {
+        dist: no_bundle(),
+        outbound_queue: 1024,
+        ..Config::default()
+    })
+    .await;
+    let (mut paused, _) = RawClient::connect_greeted(&server).await;
+    let (mut publisher, _) = RawClient::connect_greeted(&server).await;
+    let text = "y".repeat(16 * 1024);
+    let items = 600;
+    for i in 0..items {
+        publisher
+            .send(&format!(r#"42["publish",{{"text":"{i} {text}"}}]"#))
+            .await;
+        let got = publisher.recv_text().await;
+        assert!(got.starts_with(&format!(r#"42["news",{{"hello":"{i} "#)));
+    }
+    for i in 0..items {
+        let got = tokio::time::timeout(PATIENCE, paused.recv_text())
+            .await
+            .unwrap_or_else(|_| panic!("item {i} never came"));
+        let expected = format!(r#"42["news",{{"hello":"{i} {text}""#);
+        assert!(got.starts_with(&expected), "item {i}: {}", &got[..40]);
+    }
+    paused.round_trip(5).await;
+    server.stop().await;
+}
+
 /// Everything the server queued before a shutdown reaches the client before its
 /// close packet.
 #[tokio::test]

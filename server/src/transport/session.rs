@@ -622,11 +622,7 @@ async fn flush<M: Machine>(ws: &mut WebSocket, machine: &mut M) -> Result<(), Ws
     if machine.engine().pending_transmits() == 0 {
         return Ok(());
     }
-    while let Some(frame) = machine.poll_transmit() {
-        let (opcode, payload) = opcode_of(&frame);
-        ws.feed(opcode, payload).await?;
-    }
-    ws.flush().await
+    ws.write_frames(|| machine.poll_transmit()).await
 }
 
 async fn next_message(ws: &mut Option<Box<WebSocket>>) -> Option<Result<Message, WsError>> {

@@ -8,7 +8,9 @@
 //! shared scratch buffer, inside a synchronous `poll_read`, and whole frames are
 //! decoded from it at once; only an incomplete frame is copied into the
 //! connection's own [`Decoder`], which holds nothing otherwise. Outgoing frames
-//! are gathered in a buffer that exists only while they are being written.
+//! are likewise encoded into a buffer of the thread and written from it; only
+//! what the socket did not take is copied into the connection's own buffer,
+//! which exists only until that is written.
 //!
 //! [`Upgrade::from_request`] validates the request (RFC 6455 §4.2.1),
 //! [`Upgrade::into_response`] answers `101 Switching Protocols` and, once hyper
@@ -22,6 +24,7 @@ use std::task::{Context, Poll, ready};
 
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
+use protocol::Frame;
 use protocol::websocket::{Decoder, FrameError, Message, OpCode, encode_close, encode_frame};
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -56,6 +59,11 @@ thread_local! {
     /// one synchronous `poll_read` and the decoding that follows it, never across
     /// an await, so one buffer per thread serves every connection.
     static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; READ_SCRATCH].into_boxed_slice());
+
+    /// Where the connections polled on this thread encode a batch of outgoing
+    /// frames before writing it. Borrowed only inside one synchronous poll: no
+    /// allocation, growth or release per batch, whatever the number of clients.
+    static WRITE_SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 /// The limits of one connection.
@@ -265,18 +273,96 @@ impl WebSocket {
         poll_fn(|cx| Pin::new(&mut self.io).poll_flush(cx)).await
     }
 
-    /// Queues one frame. If [`WRITE_BUFFER`] bytes or more are already queued,
-    /// they are written first.
-    pub async fn feed(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), WsError> {
+    /// Writes the frames `next` gives until it gives none, then flushes: what an
+    /// earlier write left first, then batches of up to [`WRITE_BUFFER`] bytes
+    /// encoded into the thread's buffer and written from there. Only what the
+    /// socket does not take is kept in the connection's own buffer (at most
+    /// [`WRITE_BUFFER`] plus one message). A frame that cannot be sent (too
+    /// long, or after the close) fails the write; the frames before it are sent.
+    pub async fn write_frames(
+        &mut self,
+        mut next: impl FnMut() -> Option<Frame>,
+    ) -> Result<(), WsError> {
+        poll_fn(|cx| self.poll_write_frames(cx, &mut next)).await?;
+        Ok(poll_fn(|cx| Pin::new(&mut self.io).poll_flush(cx)).await?)
+    }
+
+    fn poll_write_frames(
+        &mut self,
+        cx: &mut Context<'_>,
+        next: &mut impl FnMut() -> Option<Frame>,
+    ) -> Poll<Result<(), WsError>> {
+        loop {
+            ready!(self.poll_write_out(cx))?;
+            let batch = WRITE_SCRATCH.with(|scratch| {
+                let Ok(mut scratch) = scratch.try_borrow_mut() else {
+                    // Only if a write re-entered another on this thread, which none does.
+                    return Poll::Ready(Err(WsError::Io(io::Error::other("write buffer in use"))));
+                };
+                scratch.clear();
+                let mut failed = None;
+                while scratch.len() < WRITE_BUFFER {
+                    let Some(frame) = next() else { break };
+                    let (opcode, payload) = match &frame {
+                        Frame::Text(text) => (OpCode::Text, text.as_bytes()),
+                        Frame::Binary(bytes) => (OpCode::Binary, bytes.as_slice()),
+                    };
+                    if let Err(e) = self.check_outgoing(payload.len()) {
+                        failed = Some(e);
+                        break;
+                    }
+                    encode_frame(&mut scratch, opcode, payload);
+                }
+                if scratch.is_empty() {
+                    return Poll::Ready(failed.map_or(Ok(false), Err));
+                }
+                // Written from the thread's buffer; the rest, if the socket's
+                // buffer is full, is kept by the connection.
+                let mut written = 0;
+                while written < scratch.len() {
+                    match Pin::new(&mut self.io).poll_write(cx, &scratch[written..]) {
+                        Poll::Ready(Ok(0)) => {
+                            return Poll::Ready(Err(WsError::Io(io::ErrorKind::WriteZero.into())));
+                        }
+                        Poll::Ready(Ok(n)) => written += n,
+                        Poll::Ready(Err(e)) => return Poll::Ready(Err(WsError::Io(e))),
+                        Poll::Pending => break,
+                    }
+                }
+                self.out.extend_from_slice(&scratch[written..]);
+                self.written = 0;
+                // Shrink a buffer a very large message grew.
+                if scratch.capacity() > 4 * WRITE_BUFFER {
+                    *scratch = Vec::new();
+                }
+                Poll::Ready(failed.map_or(Ok(true), Err))
+            });
+            match batch {
+                Poll::Ready(Ok(true)) => {}
+                Poll::Ready(Ok(false)) => return Poll::Ready(Ok(())),
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+
+    fn check_outgoing(&self, len: usize) -> Result<(), WsError> {
         if self.close_queued {
             return Err(WsError::Closing);
         }
-        if payload.len() > self.max_outgoing {
+        if len > self.max_outgoing {
             return Err(WsError::OutgoingTooLong {
-                size: payload.len(),
+                size: len,
                 max: self.max_outgoing,
             });
         }
+        Ok(())
+    }
+
+    /// Queues one frame. If [`WRITE_BUFFER`] bytes or more are already queued,
+    /// they are written first.
+    pub async fn feed(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), WsError> {
+        self.check_outgoing(payload.len())?;
         if self.pending_out() >= WRITE_BUFFER {
             poll_fn(|cx| self.poll_write_out(cx)).await?;
         }
