@@ -146,6 +146,7 @@ pub struct SioConn {
     session: ClientSession,
     epoch: Instant,
     timer: Pin<Box<Sleep>>,
+    /// What the timer is armed for: at or before the session's next deadline.
     timer_at: Option<protocol::Time>,
     /// Frames queued to the socket but not flushed yet.
     unflushed: bool,
@@ -305,11 +306,16 @@ impl SioConn {
                 return Ok(Some(Item::Event(event)));
             }
             self.flush().await?;
-            let deadline = self.session.poll_timeout();
-            if deadline != self.timer_at {
-                let at = deadline.unwrap_or(Duration::from_secs(86_400 * 365));
-                self.timer.as_mut().reset(self.epoch + at);
-                self.timer_at = deadline;
+            // The timer is moved only to an earlier deadline. A later one (the
+            // next ack's, the server's silence deadline pushed back by every
+            // frame) waits for the armed timer, which then wakes early, is a
+            // no-op for the session, and is re-armed: not a timer-wheel update
+            // per round trip.
+            if let Some(deadline) = self.session.poll_timeout() {
+                if self.timer_at.is_none_or(|armed| deadline < armed) {
+                    self.timer.as_mut().reset(self.epoch + deadline);
+                    self.timer_at = Some(deadline);
+                }
             }
             // Biased (no random draw per frame): the stop token, then the
             // socket, then the timer, which a ready frame never polls.
