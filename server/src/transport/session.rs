@@ -38,9 +38,10 @@ use crate::queue::{BoundedQueue, Refused};
 const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Most extra messages or commands taken at once before writing: enough to batch
-/// a burst into one write, few enough that one busy client cannot starve the
-/// timers and other inputs of its own task.
-const BATCH: usize = 64;
+/// a burst into one write (a broadcast storm's frames fill `ws::WRITE_BUFFER`),
+/// few enough that one busy client cannot starve the timers and other inputs of
+/// its own task (a turn stays in the tens of microseconds).
+const BATCH: usize = 256;
 
 /// The pause between a CONNECT reply and the events sent on connect.
 const CONNECT_PACING: Duration = Duration::from_millis(1);
