@@ -171,6 +171,12 @@ impl<C> LinkReceiver<C> {
         self.0.queue.try_pop()
     }
 
+    /// The task is running a turn and will look for commands before it next
+    /// waits ([`BoundedQueue::busy`]).
+    pub(crate) fn busy(&self) {
+        self.0.queue.busy();
+    }
+
     /// The next command. Cancel-safe: a command stays queued until returned.
     pub(crate) async fn recv(&mut self) -> C {
         self.0.queue.pop().await

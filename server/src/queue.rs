@@ -116,6 +116,17 @@ impl<T> BoundedQueue<T> {
         .await
     }
 
+    /// The receiver is busy and will look at the queue before it next waits:
+    /// pushes until then wake nobody. For a receiver that pushes to itself
+    /// (a connection's handlers replying through their own link), so that its
+    /// replies do not schedule it again for a turn that finds nothing.
+    pub(crate) fn busy(&self) {
+        let mut state = self.state();
+        if state.waiting.is_some() {
+            state.waiting = None;
+        }
+    }
+
     /// The receiver is gone: refuses new items and drops the waiting ones
     /// (outside the lock: dropping one may answer a request or an ack waiter).
     pub(crate) fn close(&self) {
@@ -176,6 +187,27 @@ mod tests {
         assert!(poll_pop(&queue, &waker).is_pending());
         queue.push(4).unwrap();
         assert_eq!(counter.0.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn a_busy_receiver_is_not_woken_and_loses_nothing() {
+        let queue = BoundedQueue::new(8);
+        let counter = Arc::new(Counter::default());
+        let waker = Waker::from(Arc::clone(&counter));
+        assert!(poll_pop(&queue, &waker).is_pending());
+        // The receiver's turn began for another reason: it will look before waiting.
+        queue.busy();
+        queue.push(1).unwrap();
+        assert_eq!(
+            counter.0.load(Ordering::SeqCst),
+            0,
+            "no wake for a busy receiver"
+        );
+        assert_eq!(poll_pop(&queue, &waker), Poll::Ready(1));
+        // Waiting again, it is woken again.
+        assert!(poll_pop(&queue, &waker).is_pending());
+        queue.push(2).unwrap();
+        assert_eq!(counter.0.load(Ordering::SeqCst), 1);
     }
 
     #[test]

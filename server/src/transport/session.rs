@@ -226,6 +226,10 @@ impl<F: Factory> SessionTask<F> {
             // Whether this turn already wrote what the handlers queued in it.
             let mut replied = false;
             loop {
+                // A new turn: what the handlers send during it (replies
+                // through this connection's own link) is taken below, so it
+                // must not wake the task for another turn.
+                commands.busy();
                 self.machine.dispatch();
                 if self.machine.engine().is_closed() {
                     break;
