@@ -106,11 +106,15 @@ impl<T> BoundedQueue<T> {
                 return Poll::Ready(item);
             }
             // Under the lock: a push either came first (and its item was just
-            // popped) or comes after and finds the waker.
-            match &mut state.waiting {
-                Some(waker) => waker.clone_from(cx.waker()),
-                none => *none = Some(cx.waker().clone()),
-            }
+            // popped) or comes after and finds the waker. A replaced waker is
+            // dropped after the lock is released, as every waker here: dropping
+            // one must never run anything while the lock is held.
+            let replaced = match &state.waiting {
+                Some(waker) if waker.will_wake(cx.waker()) => None,
+                _ => state.waiting.replace(cx.waker().clone()),
+            };
+            drop(state);
+            drop(replaced);
             Poll::Pending
         })
         .await
@@ -121,22 +125,20 @@ impl<T> BoundedQueue<T> {
     /// (a connection's handlers replying through their own link), so that its
     /// replies do not schedule it again for a turn that finds nothing.
     pub(crate) fn busy(&self) {
-        let mut state = self.state();
-        if state.waiting.is_some() {
-            state.waiting = None;
-        }
+        let waiting = self.state().waiting.take();
+        drop(waiting);
     }
 
     /// The receiver is gone: refuses new items and drops the waiting ones
     /// (outside the lock: dropping one may answer a request or an ack waiter).
     pub(crate) fn close(&self) {
-        let waiting = {
+        let (items, waker) = {
             let mut state = self.state();
             state.closed = true;
-            state.waiting = None;
-            std::mem::take(&mut state.items)
+            (std::mem::take(&mut state.items), state.waiting.take())
         };
-        drop(waiting);
+        drop(items);
+        drop(waker);
     }
 
     #[cfg(test)]
@@ -244,7 +246,10 @@ mod tests {
                 Err(Refused::Closed) => panic!("closed"),
             }
         }
-        let got = receiver.await.unwrap();
+        let got = tokio::time::timeout(std::time::Duration::from_secs(10), receiver)
+            .await
+            .expect("the receiver missed a wake")
+            .unwrap();
         assert!(got.iter().copied().eq(0..10_000));
     }
 }

@@ -40,7 +40,8 @@ const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
 /// Most extra messages or commands taken at once before writing: enough to batch
 /// a burst into one write (a broadcast storm's frames fill `ws::WRITE_BUFFER`),
 /// few enough that one busy client cannot starve the timers and other inputs of
-/// its own task (a turn stays in the tens of microseconds).
+/// its own task for long (a turn handles at most this many, then writes and
+/// looks at everything else).
 const BATCH: usize = 256;
 
 /// The pause between a CONNECT reply and the events sent on connect.

@@ -298,7 +298,7 @@ impl WebSocket {
             let batch = WRITE_SCRATCH.with(|scratch| {
                 let Ok(mut scratch) = scratch.try_borrow_mut() else {
                     // Only if a write re-entered another on this thread, which none does.
-                    return Poll::Ready(Err(WsError::Io(io::Error::other("write buffer in use"))));
+                    return Err(WsError::Io(io::Error::other("write buffer in use")));
                 };
                 scratch.clear();
                 let mut failed = None;
@@ -315,7 +315,7 @@ impl WebSocket {
                     encode_frame(&mut scratch, opcode, payload);
                 }
                 if scratch.is_empty() {
-                    return Poll::Ready(failed.map_or(Ok(false), Err));
+                    return failed.map_or(Ok(false), Err);
                 }
                 // Written from the thread's buffer; the rest, if the socket's
                 // buffer is full, is kept by the connection.
@@ -323,10 +323,11 @@ impl WebSocket {
                 while written < scratch.len() {
                     match Pin::new(&mut self.io).poll_write(cx, &scratch[written..]) {
                         Poll::Ready(Ok(0)) => {
-                            return Poll::Ready(Err(WsError::Io(io::ErrorKind::WriteZero.into())));
+                            return Err(WsError::Io(io::ErrorKind::WriteZero.into()));
                         }
                         Poll::Ready(Ok(n)) => written += n,
-                        Poll::Ready(Err(e)) => return Poll::Ready(Err(WsError::Io(e))),
+                        Poll::Ready(Err(e)) => return Err(WsError::Io(e)),
+                        // The socket's buffer is full; its waker is registered.
                         Poll::Pending => break,
                     }
                 }
@@ -336,13 +337,12 @@ impl WebSocket {
                 if scratch.capacity() > 4 * WRITE_BUFFER {
                     *scratch = Vec::new();
                 }
-                Poll::Ready(failed.map_or(Ok(true), Err))
+                failed.map_or(Ok(true), Err)
             });
-            match batch {
-                Poll::Ready(Ok(true)) => {}
-                Poll::Ready(Ok(false)) => return Poll::Ready(Ok(())),
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Pending => return Poll::Pending,
+            // `true`: a batch went out (or into `out`); the next one, once `out`
+            // is written, from the top.
+            if !batch? {
+                return Poll::Ready(Ok(()));
             }
         }
     }
