@@ -47,6 +47,11 @@ const BATCH: usize = 256;
 /// The pause between a CONNECT reply and the events sent on connect.
 const CONNECT_PACING: Duration = Duration::from_millis(1);
 
+/// How long a polling request that arrives while an upgrade probe is open waits
+/// for what the probe's WebSocket may already have on its way (a long-poll GET
+/// waits anyway; the reactor may not have seen those bytes yet).
+const PROBE_GRACE: Duration = Duration::from_millis(5);
+
 /// A noop packet: what a long-polling GET gets when it must return with nothing.
 const NOOP: &str = "6";
 
@@ -352,6 +357,9 @@ impl<F: Factory> SessionTask<F> {
                         {
                             Box::pin(self.on_probe(Some(message))).await;
                         }
+                        if !matches!(input, Input::Upgrade(_)) && self.probe.is_some() {
+                            Box::pin(self.probe_grace()).await;
+                        }
                         Box::pin(self.on_input(input)).await;
                     }
                     command = commands.recv() => {
@@ -497,6 +505,24 @@ impl<F: Factory> SessionTask<F> {
             None => {
                 self.probe = None;
                 self.machine.probe_failed();
+            }
+        }
+    }
+
+    /// A polling request came while a probe WebSocket is open: its messages
+    /// sent before the request (`2probe`, `5`) may be in flight, not yet
+    /// reported readable. They are handled first, for up to [`PROBE_GRACE`]
+    /// or until the upgrade completes or the probe ends, so that a request sent
+    /// after `5` is refused as the protocol says, whichever connection the
+    /// server reads first.
+    async fn probe_grace(&mut self) {
+        let grace = tokio::time::sleep(PROBE_GRACE);
+        tokio::pin!(grace);
+        while self.probe.is_some() && self.machine.engine().transport() == Transport::Polling {
+            tokio::select! {
+                biased;
+                message = next_message(&mut self.probe) => self.on_probe(message).await,
+                () = &mut grace => break,
             }
         }
     }
