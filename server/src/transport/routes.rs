@@ -169,16 +169,11 @@ async fn handle<F: Factory>(
                 }
                 Some(sid) => match endpoint.lookup(&sid) {
                     None => refuse(&HandshakeError::UnknownSid, &raw_query),
-                    Some(session) => {
-                        // Polling requests the client sends once it has the 101 may
-                        // reach the session before the WebSocket does.
-                        session.expect_probe();
-                        upgrade.into_response(config, move |socket| async move {
-                            // If the session ended meanwhile (or has too many
-                            // requests waiting) the socket is dropped: closed.
-                            let _ = session.send(Input::Upgrade(Box::new(socket)));
-                        })
-                    }
+                    Some(session) => upgrade.into_response(config, move |socket| async move {
+                        // If the session ended meanwhile (or has too many requests
+                        // waiting) the socket is dropped: closed.
+                        let _ = session.send(Input::Upgrade(Box::new(socket)));
+                    }),
                 },
             }
         }

@@ -15,7 +15,6 @@
 //! soon as the application's queue overflows and pulls the kill switch.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -90,47 +89,25 @@ pub enum PollError {
 /// that a request is refused (400). WebSocket sessions almost never get one, and
 /// the queue allocates only when one arrives ([`BoundedQueue`]).
 #[derive(Debug)]
-pub(crate) struct Inbox {
-    queue: BoundedQueue<Input>,
-    /// A WebSocket for this session was accepted (its 101 is on its way) and
-    /// has not reached the task yet: it comes once hyper completes the upgrade,
-    /// possibly after requests the client sent later over polling.
-    probe_expected: AtomicBool,
-}
+pub(crate) struct Inbox(BoundedQueue<Input>);
 
 impl Inbox {
     fn new() -> Self {
-        Inbox {
-            queue: BoundedQueue::new(INBOX),
-            probe_expected: AtomicBool::new(false),
-        }
+        Inbox(BoundedQueue::new(INBOX))
     }
 
     /// Queues `input` for the session's task. Refused (and dropped, which answers
     /// it) if the session ended or [`INBOX`] requests are waiting already.
     pub(crate) fn send(&self, input: Input) -> Result<(), PollError> {
-        self.queue.push(input).map_err(|refused| match refused {
+        self.0.push(input).map_err(|refused| match refused {
             Refused::Closed => PollError::Closed,
             Refused::Full => PollError::Busy,
         })
     }
 
-    /// A WebSocket for this session is being upgraded: see [`PROBE_GRACE`].
-    pub(crate) fn expect_probe(&self) {
-        self.probe_expected.store(true, Ordering::Relaxed);
-    }
-
-    fn probe_expected(&self) -> bool {
-        self.probe_expected.load(Ordering::Relaxed)
-    }
-
-    fn probe_arrived(&self) {
-        self.probe_expected.store(false, Ordering::Relaxed);
-    }
-
     /// The next request. Cancel-safe: a request stays queued until returned.
     async fn recv(&self) -> Input {
-        self.queue.pop().await
+        self.0.pop().await
     }
 }
 
@@ -140,7 +117,7 @@ struct InboxReceiver(Arc<Inbox>);
 
 impl Drop for InboxReceiver {
     fn drop(&mut self) {
-        self.0.queue.close();
+        self.0.0.close();
     }
 }
 
@@ -380,10 +357,8 @@ impl<F: Factory> SessionTask<F> {
                         {
                             Box::pin(self.on_probe(Some(message))).await;
                         }
-                        if matches!(input, Input::Upgrade(_)) {
-                            inputs.0.probe_arrived();
-                        } else if self.probe.is_some() || inputs.0.probe_expected() {
-                            Box::pin(self.probe_grace(&inputs.0)).await;
+                        if !matches!(input, Input::Upgrade(_)) && self.probe.is_some() {
+                            Box::pin(self.probe_grace()).await;
                         }
                         Box::pin(self.on_input(input)).await;
                     }
@@ -534,35 +509,20 @@ impl<F: Factory> SessionTask<F> {
         }
     }
 
-    /// A polling request came while a probe WebSocket is open or on its way:
-    /// the probe itself (handed over once hyper completes the upgrade) and its
-    /// messages sent before the request (`2probe`, `5`) may be in flight. They
-    /// are handled first, for up to [`PROBE_GRACE`] or until the upgrade
-    /// completes or the probe ends, so that a request sent after `5` is refused
-    /// as the protocol says, whichever connection the server reads first. Other
-    /// requests arriving meanwhile are handled as they come.
-    async fn probe_grace(&mut self, inputs: &Inbox) {
+    /// A polling request came while a probe WebSocket is open: its messages
+    /// sent before the request (`2probe`, `5`) may be in flight, not yet
+    /// reported readable. They are handled first, for up to [`PROBE_GRACE`]
+    /// or until the upgrade completes or the probe ends, so that a request sent
+    /// after `5` is refused as the protocol says, whichever connection the
+    /// server reads first.
+    async fn probe_grace(&mut self) {
         let grace = tokio::time::sleep(PROBE_GRACE);
         tokio::pin!(grace);
-        while self.machine.engine().transport() == Transport::Polling
-            && !self.machine.engine().is_closed()
-            && (self.probe.is_some() || inputs.probe_expected())
-        {
+        while self.probe.is_some() && self.machine.engine().transport() == Transport::Polling {
             tokio::select! {
                 biased;
                 message = next_message(&mut self.probe) => self.on_probe(message).await,
-                input = inputs.recv() => {
-                    if matches!(input, Input::Upgrade(_)) {
-                        inputs.probe_arrived();
-                    }
-                    self.on_input(input).await;
-                }
-                () = &mut grace => {
-                    // An upgrade that did not complete in time (or failed) is not
-                    // waited for again.
-                    inputs.probe_arrived();
-                    break;
-                }
+                () = &mut grace => break,
             }
         }
     }
