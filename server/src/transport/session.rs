@@ -47,8 +47,8 @@ const BATCH: usize = 256;
 /// The pause between a CONNECT reply and the events sent on connect.
 const CONNECT_PACING: Duration = Duration::from_millis(1);
 
-/// How long a polling request that arrives while an upgrade probe is open waits
-/// for what the probe's WebSocket may already have on its way (a long-poll GET
+/// How long a polling GET that arrives while an upgrade probe is open waits for
+/// what the probe's WebSocket may already have on its way (a long-poll GET
 /// waits anyway; the reactor may not have seen those bytes yet).
 const PROBE_GRACE: Duration = Duration::from_millis(5);
 
@@ -357,7 +357,10 @@ impl<F: Factory> SessionTask<F> {
                         {
                             Box::pin(self.on_probe(Some(message))).await;
                         }
-                        if !matches!(input, Input::Upgrade(_)) && self.probe.is_some() {
+                        // Only a GET waits: it carries nothing, and after `5` it must
+                        // be refused. A POST carries packets the client sent while
+                        // polling: taken as it comes.
+                        if matches!(input, Input::Get(_)) && self.probe.is_some() {
                             Box::pin(self.probe_grace()).await;
                         }
                         Box::pin(self.on_input(input)).await;
@@ -509,12 +512,11 @@ impl<F: Factory> SessionTask<F> {
         }
     }
 
-    /// A polling request came while a probe WebSocket is open: its messages
-    /// sent before the request (`2probe`, `5`) may be in flight, not yet
-    /// reported readable. They are handled first, for up to [`PROBE_GRACE`]
-    /// or until the upgrade completes or the probe ends, so that a request sent
-    /// after `5` is refused as the protocol says, whichever connection the
-    /// server reads first.
+    /// A polling GET came while a probe WebSocket is open: its messages sent
+    /// before the request (`2probe`, `5`) may be in flight, not yet reported
+    /// readable. They are handled first, for up to [`PROBE_GRACE`] or until the
+    /// upgrade completes or the probe ends, so that a GET sent after `5` is
+    /// refused as the protocol says, whichever connection the server reads first.
     async fn probe_grace(&mut self) {
         let grace = tokio::time::sleep(PROBE_GRACE);
         tokio::pin!(grace);
