@@ -142,21 +142,17 @@ impl Sample {
     /// and every server's rate is capped by what the generator and the kernel
     /// leave it.
     fn derive_cpu_per_op(&mut self) {
-        for (rate, per_op) in [
-            ("conn_per_s", "server_cpu_us_per_conn"),
-            ("rt_per_s", "server_cpu_us_per_rt"),
-            ("deliveries_per_s", "server_cpu_ns_per_delivery"),
+        // The rate, the figure, and its units per second.
+        for (rate, per_op, unit) in [
+            ("conn_per_s", "server_cpu_us_per_conn", 1e6),
+            ("rt_per_s", "server_cpu_us_per_rt", 1e6),
+            ("deliveries_per_s", "server_cpu_ns_per_delivery", 1e9),
         ] {
             let Some(&rate) = self.metrics.get(rate) else {
                 continue;
             };
             if rate > 0.0 && self.server_cpu_pct.is_finite() {
                 let seconds = self.server_cpu_pct / 100.0 / rate;
-                let unit = if per_op.ends_with("_ns_per_delivery") {
-                    1e9
-                } else {
-                    1e6
-                };
                 self.metrics.insert(per_op.into(), seconds * unit);
             }
         }

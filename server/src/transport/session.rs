@@ -22,7 +22,7 @@ use futures_util::FutureExt;
 use protocol::Frame;
 use protocol::engineio::frames_to_payload;
 use protocol::session::{CloseReason, Probe, ProtocolError, Transport};
-use protocol::websocket::{FrameError, Message, OpCode};
+use protocol::websocket::{FrameError, Message};
 use thiserror::Error;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
@@ -487,8 +487,8 @@ impl<F: Factory> SessionTask<F> {
         match outcome {
             Some(Ok(Probe::Reply(reply))) => {
                 if let Some(ws) = &mut self.probe {
-                    let (opcode, payload) = opcode_of(&reply);
-                    if ws.send(opcode, payload).await.is_err() {
+                    let mut reply = Some(reply);
+                    if ws.write_frames(|| reply.take()).await.is_err() {
                         self.probe = None;
                         self.machine.probe_failed();
                     }
@@ -639,14 +639,6 @@ impl<F: Factory> SessionTask<F> {
                 }
             }
         }
-    }
-}
-
-/// The WebSocket opcode and payload of an Engine.IO frame.
-fn opcode_of(frame: &Frame) -> (OpCode, &[u8]) {
-    match frame {
-        Frame::Text(text) => (OpCode::Text, text.as_bytes()),
-        Frame::Binary(bytes) => (OpCode::Binary, bytes),
     }
 }
 

@@ -105,7 +105,7 @@ pub enum WsError {
 /// [`WebSocket::next`] yields the client's data messages and its close; pings are
 /// answered (with the pong written as the connection is next read or flushed) and
 /// a client's close frame is answered by echoing its code. Outgoing frames are
-/// queued by [`WebSocket::feed`] and written by [`WebSocket::flush`].
+/// written by [`WebSocket::write_frames`].
 pub struct WebSocket {
     io: TokioIo<Upgraded>,
     decoder: Decoder,
@@ -358,29 +358,6 @@ impl WebSocket {
             });
         }
         Ok(())
-    }
-
-    /// Queues one frame. If [`WRITE_BUFFER`] bytes or more are already queued,
-    /// they are written first.
-    pub async fn feed(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), WsError> {
-        self.check_outgoing(payload.len())?;
-        if self.pending_out() >= WRITE_BUFFER {
-            poll_fn(|cx| self.poll_write_out(cx)).await?;
-        }
-        self.compact();
-        encode_frame(&mut self.out, opcode, payload);
-        Ok(())
-    }
-
-    /// Writes everything queued.
-    pub async fn flush(&mut self) -> Result<(), WsError> {
-        Ok(self.write_out().await?)
-    }
-
-    /// Queues one frame and writes everything queued.
-    pub async fn send(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), WsError> {
-        self.feed(opcode, payload).await?;
-        self.flush().await
     }
 
     /// Ends the connection: what is queued, then a close frame with `close` (the
