@@ -152,16 +152,7 @@ impl Packet {
             Packet::Ack { attachments, .. } => (b'6', attachments),
             Packet::ConnectError { .. } => (b'4', &[]),
         };
-        out.push(kind);
-        if !attachments.is_empty() {
-            push_number(out, attachments.len() as u64);
-            out.push(b'-');
-        }
-        let nsp = self.nsp();
-        if nsp != MAIN_NAMESPACE && !nsp.is_empty() {
-            out.extend_from_slice(nsp.as_bytes());
-            out.push(b',');
-        }
+        push_header(out, kind, attachments.len(), self.nsp());
         match self {
             Packet::Connect { data, .. } => {
                 if let Some(data) = data {
@@ -169,29 +160,8 @@ impl Packet {
                 }
             }
             Packet::Disconnect { .. } => {}
-            Packet::Event { id, name, args, .. } => {
-                if let Some(id) = id {
-                    push_number(out, *id);
-                }
-                out.push(b'[');
-                push_json(out, name.as_str());
-                for arg in args {
-                    out.push(b',');
-                    push_json(out, arg);
-                }
-                out.push(b']');
-            }
-            Packet::Ack { id, args, .. } => {
-                push_number(out, *id);
-                out.push(b'[');
-                for (i, arg) in args.iter().enumerate() {
-                    if i > 0 {
-                        out.push(b',');
-                    }
-                    push_json(out, arg);
-                }
-                out.push(b']');
-            }
+            Packet::Event { id, name, args, .. } => push_event_body(out, *id, name, args),
+            Packet::Ack { id, args, .. } => push_ack_body(out, *id, args),
             Packet::ConnectError { data, .. } => push_json(out, data),
         }
         attachments
@@ -223,6 +193,75 @@ fn push_number(out: &mut Vec<u8>, n: u64) {
 /// namespace, and JSON from serde_json).
 fn into_string(out: Vec<u8>) -> String {
     String::from_utf8(out).expect("the encoder writes UTF-8 only")
+}
+
+/// The Engine.IO message frame of an EVENT (`2`, or `5` announcing
+/// `attachments` binary messages to follow) from borrowed parts: the same text
+/// as [`Packet::encode_frame`] of the equivalent packet, for a sender that keeps
+/// its arguments (an echo that also acks with them) instead of building a
+/// [`Packet`] from copies.
+pub fn event_frame(
+    nsp: &str,
+    id: Option<u64>,
+    name: &str,
+    args: &[Value],
+    attachments: usize,
+) -> Frame {
+    let mut out = Vec::with_capacity(49 + nsp.len() + name.len());
+    out.push(b'4');
+    let kind = if attachments == 0 { b'2' } else { b'5' };
+    push_header(&mut out, kind, attachments, nsp);
+    push_event_body(&mut out, id, name, args);
+    Frame::Text(into_string(out))
+}
+
+/// The Engine.IO message frame of an ACK (`3`, or `6` announcing `attachments`
+/// binary messages) from borrowed parts, as [`event_frame`] for events.
+pub fn ack_frame(nsp: &str, id: u64, args: &[Value], attachments: usize) -> Frame {
+    let mut out = Vec::with_capacity(49 + nsp.len());
+    out.push(b'4');
+    let kind = if attachments == 0 { b'3' } else { b'6' };
+    push_header(&mut out, kind, attachments, nsp);
+    push_ack_body(&mut out, id, args);
+    Frame::Text(into_string(out))
+}
+
+/// Type, attachment count and namespace: what every packet starts with.
+fn push_header(out: &mut Vec<u8>, kind: u8, attachments: usize, nsp: &str) {
+    out.push(kind);
+    if attachments > 0 {
+        push_number(out, attachments as u64);
+        out.push(b'-');
+    }
+    if nsp != MAIN_NAMESPACE && !nsp.is_empty() {
+        out.extend_from_slice(nsp.as_bytes());
+        out.push(b',');
+    }
+}
+
+fn push_event_body(out: &mut Vec<u8>, id: Option<u64>, name: &str, args: &[Value]) {
+    if let Some(id) = id {
+        push_number(out, id);
+    }
+    out.push(b'[');
+    push_json(out, name);
+    for arg in args {
+        out.push(b',');
+        push_json(out, arg);
+    }
+    out.push(b']');
+}
+
+fn push_ack_body(out: &mut Vec<u8>, id: u64, args: &[Value]) {
+    push_number(out, id);
+    out.push(b'[');
+    for (i, arg) in args.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        push_json(out, arg);
+    }
+    out.push(b']');
 }
 
 /// The placeholder standing for attachment `num` in a binary packet's JSON.
@@ -511,6 +550,49 @@ mod tests {
             result = decoder.feed_binary(a.clone()).expect("expected attachment");
         }
         assert_eq!(result, Some(packet));
+    }
+
+    #[test]
+    fn frames_from_borrowed_parts_match_the_packets() {
+        let args = vec![
+            json!({"seq": 1, "b": {"_placeholder": true, "num": 0}}),
+            json!("x"),
+        ];
+        for nsp in ["/", "/admin"] {
+            for attachments in [Vec::new(), vec![vec![1u8, 2, 3]]] {
+                for id in [None, Some(12)] {
+                    let event = Packet::Event {
+                        nsp: nsp.into(),
+                        id,
+                        name: "echo".into(),
+                        args: args.clone(),
+                        attachments: attachments.clone(),
+                    };
+                    assert_eq!(
+                        event_frame(nsp, id, "echo", &args, attachments.len()),
+                        event.encode_frame().0
+                    );
+                }
+                let ack = Packet::Ack {
+                    nsp: nsp.into(),
+                    id: 7,
+                    args: args.clone(),
+                    attachments: attachments.clone(),
+                };
+                assert_eq!(
+                    ack_frame(nsp, 7, &args, attachments.len()),
+                    ack.encode_frame().0
+                );
+            }
+        }
+        assert_eq!(
+            event_frame("/", Some(3), "news", &[json!({"hello": "world"})], 0),
+            Frame::Text(r#"423["news",{"hello":"world"}]"#.into())
+        );
+        assert_eq!(
+            ack_frame("/chat", 3, &[], 1),
+            Frame::Text("461-/chat,3[]".into())
+        );
     }
 
     #[test]

@@ -134,7 +134,7 @@ impl Handler for NewsApp {
 /// Sends the event back under the same name with the same arguments, and acks
 /// with the same arguments if asked.
 fn echo(socket: &Socket, event: IncomingEvent) -> Result<(), SendError> {
-    socket.emit_with_attachments(&event.name, event.args.clone(), event.attachments.clone())?;
+    socket.emit_ref(&event.name, &event.args, &event.attachments)?;
     if let Some(ack) = event.ack {
         ack.send_with_attachments(event.args, event.attachments)?;
     }

@@ -12,15 +12,14 @@
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
+use crate::io::Handshake;
+use crate::queue::{BoundedQueue, Refused};
+use crate::stop::Stop;
 use protocol::session::{
     CloseReason, EngineConfig, EngineEvent, EngineSession, Probe, ProtocolError, Transport,
 };
 use protocol::{Frame, Time};
 use thiserror::Error;
-use tokio_util::sync::CancellationToken;
-
-use crate::io::Handshake;
-use crate::queue::{BoundedQueue, Refused};
 
 /// Why a client went away. Every disconnect reaches the application with one.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -90,7 +89,7 @@ pub enum SendError {
 /// ([`BoundedQueue`]).
 pub(crate) struct Link<C> {
     queue: BoundedQueue<C>,
-    kill: CancellationToken,
+    kill: Stop,
     kill_reason: Mutex<Option<DisconnectReason>>,
 }
 
@@ -105,7 +104,7 @@ impl<C> Link<C> {
     pub(crate) fn new(capacity: usize) -> (Arc<Link<C>>, LinkReceiver<C>) {
         let link = Arc::new(Link {
             queue: BoundedQueue::new(capacity),
-            kill: CancellationToken::new(),
+            kill: Stop::new(),
             kill_reason: Mutex::new(None),
         });
         (link.clone(), LinkReceiver(link))
@@ -139,11 +138,7 @@ impl<C> Link<C> {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get_or_insert(reason);
-        self.kill.cancel();
-    }
-
-    pub(crate) fn kill_token(&self) -> CancellationToken {
-        self.kill.clone()
+        self.kill.fire();
     }
 
     pub(crate) fn kill_reason(&self) -> DisconnectReason {
@@ -167,7 +162,7 @@ impl<C> fmt::Debug for LinkReceiver<C> {
 
 impl<C> LinkReceiver<C> {
     /// The next command, if one is waiting.
-    pub(crate) fn try_recv(&mut self) -> Option<C> {
+    pub(crate) fn try_recv(&self) -> Option<C> {
         self.0.queue.try_pop()
     }
 
@@ -178,8 +173,18 @@ impl<C> LinkReceiver<C> {
     }
 
     /// The next command. Cancel-safe: a command stays queued until returned.
-    pub(crate) async fn recv(&mut self) -> C {
+    pub(crate) async fn recv(&self) -> C {
         self.0.queue.pop().await
+    }
+
+    /// The link's kill switch, for the task to watch.
+    pub(crate) fn kill_switch(&self) -> &Stop {
+        &self.0.kill
+    }
+
+    /// Why the kill switch was pulled.
+    pub(crate) fn kill_reason(&self) -> DisconnectReason {
+        self.0.kill_reason()
     }
 }
 
@@ -220,10 +225,6 @@ pub trait Machine: Send + 'static {
     }
     /// Why the session ended, as the application was told.
     fn reason(&self) -> DisconnectReason;
-    /// The kill switch of the session's [`Link`].
-    fn kill_token(&self) -> CancellationToken;
-    /// Why the kill switch was pulled.
-    fn kill_reason(&self) -> DisconnectReason;
 }
 
 /// Opens sessions: one [`Machine`] per client.
@@ -425,14 +426,6 @@ impl<H: EngineHandler> Machine for EngineMachine<H> {
     fn reason(&self) -> DisconnectReason {
         DisconnectReason::of(self.closing.as_ref(), self.session.close_reason())
     }
-
-    fn kill_token(&self) -> CancellationToken {
-        self.socket.link.kill_token()
-    }
-
-    fn kill_reason(&self) -> DisconnectReason {
-        self.socket.link.kill_reason()
-    }
 }
 
 #[cfg(test)]
@@ -441,14 +434,14 @@ mod tests {
 
     #[test]
     fn a_full_link_refuses_and_pulls_the_kill_switch() {
-        let (link, mut rx) = Link::<u32>::new(2);
+        let (link, rx) = Link::<u32>::new(2);
         assert!(link.send(1).is_ok());
         assert!(link.send_volatile(2));
         // Volatile: skipped, the connection carries on.
         assert!(!link.send_volatile(3));
-        assert!(!link.kill_token().is_cancelled());
+        assert!(!link.kill.is_fired());
         assert!(matches!(link.send(4), Err(SendError::QueueFull)));
-        assert!(link.kill_token().is_cancelled());
+        assert!(link.kill.is_fired());
         assert_eq!(link.kill_reason(), DisconnectReason::SlowClient);
         assert_eq!(
             (rx.try_recv(), rx.try_recv(), rx.try_recv()),
@@ -472,7 +465,7 @@ mod tests {
 
     #[test]
     fn a_drained_backlog_gives_its_memory_back() {
-        let (link, mut rx) = Link::<u64>::new(1024);
+        let (link, rx) = Link::<u64>::new(1024);
         for i in 0..1000 {
             assert!(link.send(i).is_ok());
         }
@@ -485,7 +478,7 @@ mod tests {
 
     #[tokio::test]
     async fn recv_waits_for_the_next_command() {
-        let (link, mut rx) = Link::<u32>::new(8);
+        let (link, rx) = Link::<u32>::new(8);
         let waiter = tokio::spawn(async move { (rx.recv().await, rx.recv().await) });
         tokio::task::yield_now().await;
         assert!(link.send(7).is_ok());

@@ -24,7 +24,6 @@ use protocol::session::{
 use protocol::{Frame, Time, socketio};
 use serde_json::Value;
 use thiserror::Error;
-use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
 use tokio::sync::oneshot;
@@ -174,6 +173,11 @@ impl Outbound {
     /// `packet`, encoded for the wire.
     fn packet(packet: &socketio::Packet) -> Outbound {
         let (frame, attachments) = packet.encode_frame();
+        Outbound::encoded(frame, attachments)
+    }
+
+    /// An encoded packet's frame followed by its binary attachments.
+    fn encoded(frame: Frame, attachments: &[Vec<u8>]) -> Outbound {
         if attachments.is_empty() {
             return Outbound::Frame(frame);
         }
@@ -338,27 +342,45 @@ impl Socket {
         attachments: Vec<Vec<u8>>,
     ) -> Result<(), SendError> {
         if self.inner.pid.is_some() {
-            let target = Target {
-                rooms: vec![self.id().to_owned()],
-                ..Target::default()
-            };
-            return match self
-                .io()
-                .emit_to(self.nsp(), &target, name, args, attachments, false)
-            {
-                0 => Err(SendError::Closed),
-                _ => Ok(()),
-            };
+            return self.emit_logged(name, args, attachments);
         }
-        self.inner
-            .conn
-            .send(Outbound::packet(&socketio::Packet::Event {
-                nsp: self.inner.nsp.clone(),
-                id: None,
-                name: name.to_owned(),
-                args,
-                attachments,
-            }))
+        self.emit_ref(name, &args, &attachments)
+    }
+
+    /// [`emit_with_attachments`](Self::emit_with_attachments) from borrowed
+    /// arguments, encoded straight from them: for a handler that needs them
+    /// afterwards (an echo that also acks with them) and would otherwise copy.
+    pub fn emit_ref(
+        &self,
+        name: &str,
+        args: &[Value],
+        attachments: &[Vec<u8>],
+    ) -> Result<(), SendError> {
+        if self.inner.pid.is_some() {
+            return self.emit_logged(name, args.to_vec(), attachments.to_vec());
+        }
+        let frame = socketio::event_frame(self.nsp(), None, name, args, attachments.len());
+        self.inner.conn.send(Outbound::encoded(frame, attachments))
+    }
+
+    /// An emit with connection state recovery on: through the socket's own room.
+    fn emit_logged(
+        &self,
+        name: &str,
+        args: Vec<Value>,
+        attachments: Vec<Vec<u8>>,
+    ) -> Result<(), SendError> {
+        let target = Target {
+            rooms: vec![self.id().to_owned()],
+            ..Target::default()
+        };
+        match self
+            .io()
+            .emit_to(self.nsp(), &target, name, args, attachments, false)
+        {
+            0 => Err(SendError::Closed),
+            _ => Ok(()),
+        }
     }
 
     /// Emits an event that may be dropped if the client cannot take it now (its
@@ -544,12 +566,8 @@ impl AckReply {
         args: Vec<Value>,
         attachments: Vec<Vec<u8>>,
     ) -> Result<(), SendError> {
-        self.conn.send(Outbound::packet(&socketio::Packet::Ack {
-            nsp: self.nsp,
-            id: self.id,
-            args,
-            attachments,
-        }))
+        let frame = socketio::ack_frame(&self.nsp, self.id, &args, attachments.len());
+        self.conn.send(Outbound::encoded(frame, &attachments))
     }
 }
 
@@ -1036,7 +1054,7 @@ impl Machine for SocketIoMachine {
                     if let Some((socket, handler)) = self.sockets.get(&nsp) {
                         let ack = id.map(|id| AckReply {
                             id,
-                            nsp: nsp.clone(),
+                            nsp,
                             conn: self.conn.clone(),
                         });
                         handler.on_event(
@@ -1099,14 +1117,6 @@ impl Machine for SocketIoMachine {
 
     fn reason(&self) -> DisconnectReason {
         DisconnectReason::of(self.closing.as_ref(), self.session.close_reason())
-    }
-
-    fn kill_token(&self) -> CancellationToken {
-        self.conn.kill_token()
-    }
-
-    fn kill_reason(&self) -> DisconnectReason {
-        self.conn.kill_reason()
     }
 }
 

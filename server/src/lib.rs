@@ -26,6 +26,7 @@ mod queue;
 pub mod rooms;
 mod routes;
 mod sid;
+mod stop;
 pub mod transport;
 
 use std::net::SocketAddr;

@@ -19,10 +19,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::FutureExt;
-use protocol::Frame;
 use protocol::engineio::frames_to_payload;
 use protocol::session::{CloseReason, Probe, ProtocolError, Transport};
 use protocol::websocket::{FrameError, Message};
+use protocol::{Frame, Time};
 use thiserror::Error;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
@@ -33,6 +33,7 @@ use super::ws::{WebSocket, WsError};
 use crate::engine::{DisconnectReason, Factory, LinkReceiver, Machine};
 use crate::io::Handshake;
 use crate::queue::{BoundedQueue, Refused};
+use crate::stop::{Stop, Watch};
 
 /// How long the final frames (the close packet) may take to go out.
 const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
@@ -126,17 +127,29 @@ pub struct Endpoint<F: Factory> {
     factory: Arc<F>,
     sessions: Mutex<HashMap<String, Arc<Inbox>>>,
     tracker: TaskTracker,
-    shutdown: CancellationToken,
+    /// Fired once the server's shutdown token is cancelled: what the session
+    /// tasks watch (cheaply, see [`Stop`]).
+    shutdown: Stop,
 }
 
 impl<F: Factory> Endpoint<F> {
+    /// Must be called within a tokio runtime: a task relays `shutdown` to the
+    /// sessions.
     pub fn new(factory: Arc<F>, tracker: TaskTracker, shutdown: CancellationToken) -> Arc<Self> {
-        Arc::new(Endpoint {
+        let endpoint = Arc::new(Endpoint {
             factory,
             sessions: Mutex::new(HashMap::new()),
             tracker,
-            shutdown,
-        })
+            shutdown: Stop::new(),
+        });
+        let relay = Arc::downgrade(&endpoint);
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            if let Some(endpoint) = relay.upgrade() {
+                endpoint.shutdown.fire();
+            }
+        });
+        endpoint
     }
 
     pub fn factory(&self) -> &F {
@@ -213,19 +226,21 @@ impl<F: Factory> SessionTask<F> {
     #[allow(clippy::manual_async_fn)] // on purpose: see above
     fn run(
         mut self,
-        mut commands: LinkReceiver<<F::Machine as Machine>::Command>,
+        commands: LinkReceiver<<F::Machine as Machine>::Command>,
         inputs: InboxReceiver,
     ) -> impl Future<Output = ()> {
         async move {
             // Everything the loop waits on that outlives one turn of it is made once:
             // a turn (one per burst of traffic) then costs no timer registration and no
             // waiter-list insertion.
-            let kill_token = self.machine.kill_token();
-            let shutdown_token = self.endpoint.shutdown.clone();
-            let killed = kill_token.cancelled();
-            let shut_down = shutdown_token.cancelled();
+            let endpoint = self.endpoint.clone();
+            let kill = commands.kill_switch();
+            let shutdown = &endpoint.shutdown;
+            let killed = kill.cancelled();
+            let shut_down = shutdown.cancelled();
             let timer = tokio::time::sleep(Duration::ZERO);
             tokio::pin!(killed, shut_down, timer);
+            let (mut kill_watch, mut shutdown_watch) = (Watch::default(), Watch::default());
             let mut stops = Stops::default();
             let mut armed = None;
             let limit = self.endpoint.factory.outbound_limit();
@@ -246,14 +261,14 @@ impl<F: Factory> SessionTask<F> {
                         if let Some(ws) = &mut self.active {
                             let flushed = tokio::select! {
                                 r = flush(ws, &mut self.machine) => r,
-                                () = &mut killed, if !stops.killed => {
+                                () = kill_watch.fired(kill, killed.as_mut()), if !stops.killed => {
                                     stops.killed = true;
-                                    self.on_kill();
+                                    self.on_kill(&commands);
                                     Ok(())
                                 }
-                                () = &mut shut_down, if !stops.shut_down => {
+                                () = shutdown_watch.fired(shutdown, shut_down.as_mut()), if !stops.shut_down => {
                                     stops.shut_down = true;
-                                    self.on_shutdown(&mut commands);
+                                    self.on_shutdown(&commands);
                                     Ok(())
                                 }
                             };
@@ -272,7 +287,7 @@ impl<F: Factory> SessionTask<F> {
                         // in one write, instead of waiting for another turn. Once
                         // per turn, so that a stream of commands cannot starve
                         // reads and timers.
-                        if !replied && self.take_commands(&mut commands, BATCH) > 0 {
+                        if !replied && self.take_commands(&commands, BATCH) > 0 {
                             replied = true;
                             if connect_answered {
                                 // The events sent on connect follow the CONNECT
@@ -289,7 +304,7 @@ impl<F: Factory> SessionTask<F> {
                     }
                     Transport::Polling => {
                         // What the handlers queued joins the answer to the GET.
-                        if self.take_commands(&mut commands, BATCH) > 0 {
+                        if self.take_commands(&commands, BATCH) > 0 {
                             self.machine.dispatch();
                         }
                         if self.machine.engine().pending_transmits() > limit {
@@ -323,16 +338,18 @@ impl<F: Factory> SessionTask<F> {
                 }
                 tokio::select! {
                     biased;
-                    () = &mut shut_down, if !stops.shut_down => {
+                    () = shutdown_watch.fired(shutdown, shut_down.as_mut()), if !stops.shut_down => {
                         stops.shut_down = true;
-                        self.on_shutdown(&mut commands);
+                        self.on_shutdown(&commands);
                     }
-                    () = &mut killed, if !stops.killed => {
+                    () = kill_watch.fired(kill, killed.as_mut()), if !stops.killed => {
                         stops.killed = true;
-                        self.on_kill();
+                        self.on_kill(&commands);
                     }
                     message = next_message(&mut self.active) => {
-                        self.on_message(message);
+                        // One clock read for what arrived together.
+                        let now = factory.now();
+                        self.on_message(message, now);
                         // Whatever else the client already sent is handled now, so the
                         // replies go out together in one write.
                         for _ in 0..BATCH {
@@ -342,7 +359,7 @@ impl<F: Factory> SessionTask<F> {
                             let Some(Some(more)) = self.active.as_mut().and_then(|ws| ws.next().now_or_never()) else {
                                 break;
                             };
-                            self.on_message(Some(more));
+                            self.on_message(Some(more), now);
                         }
                     }
                     // Rare (an upgrade, a polling request): boxed, so that every idle
@@ -370,7 +387,7 @@ impl<F: Factory> SessionTask<F> {
                         self.machine.handle_command(command, now);
                         // Likewise for what the application queued meanwhile: one write
                         // for a burst of broadcasts instead of one per frame.
-                        self.take_commands(&mut commands, BATCH);
+                        self.take_commands(&commands, BATCH);
                     }
                     () = get_abandoned(&mut self.pending_get) => {
                         self.pending_get = None;
@@ -397,14 +414,18 @@ impl<F: Factory> SessionTask<F> {
     /// Hands the machine up to `max` commands already queued; returns how many.
     fn take_commands(
         &mut self,
-        commands: &mut LinkReceiver<<F::Machine as Machine>::Command>,
+        commands: &LinkReceiver<<F::Machine as Machine>::Command>,
         max: usize,
     ) -> usize {
-        let now = self.endpoint.factory.now();
+        // The clock is read once, and only if there is a command.
+        let mut now = None;
         let mut taken = 0;
         while taken < max {
             match commands.try_recv() {
-                Some(command) => self.machine.handle_command(command, now),
+                Some(command) => {
+                    let now = *now.get_or_insert_with(|| self.endpoint.factory.now());
+                    self.machine.handle_command(command, now);
+                }
                 None => break,
             }
             taken += 1;
@@ -414,14 +435,14 @@ impl<F: Factory> SessionTask<F> {
 
     /// The server is shutting down. What the application already queued was
     /// accepted: it goes out before the close packet.
-    fn on_shutdown(&mut self, commands: &mut LinkReceiver<<F::Machine as Machine>::Command>) {
+    fn on_shutdown(&mut self, commands: &LinkReceiver<<F::Machine as Machine>::Command>) {
         self.take_commands(commands, usize::MAX);
         self.machine.close(DisconnectReason::ServerShutdown);
     }
 
     /// The application pulled the kill switch (or the queue overflowed).
-    fn on_kill(&mut self) {
-        let reason = self.machine.kill_reason();
+    fn on_kill(&mut self, commands: &LinkReceiver<<F::Machine as Machine>::Command>) {
+        let reason = commands.kill_reason();
         self.machine.close(reason);
     }
 
@@ -431,8 +452,7 @@ impl<F: Factory> SessionTask<F> {
         frames_to_payload(&frames)
     }
 
-    fn on_message(&mut self, message: Option<Result<Message, WsError>>) {
-        let now = self.endpoint.factory.now();
+    fn on_message(&mut self, message: Option<Result<Message, WsError>>, now: Time) {
         let frame = match message {
             Some(Ok(Message::Text(text))) => Frame::Text(text),
             Some(Ok(Message::Binary(bytes))) => Frame::Binary(bytes),
