@@ -136,35 +136,46 @@ impl Packet {
     /// A guess at the encoded length, to allocate once in the common case.
     fn size_hint(&self) -> usize {
         match self {
-            Packet::Event { nsp, name, .. } => 48 + nsp.len() + name.len(),
-            Packet::Ack { nsp, .. } => 48 + nsp.len(),
+            Packet::Event { nsp, name, .. } => SIZE_HINT + nsp.len() + name.len(),
+            Packet::Ack { nsp, .. } => SIZE_HINT + nsp.len(),
             _ => 32,
         }
     }
 
     fn encode_into(&self, out: &mut Vec<u8>) -> &[Vec<u8>] {
-        let (kind, attachments): (u8, &[Vec<u8>]) = match self {
-            Packet::Connect { .. } => (b'0', &[]),
-            Packet::Disconnect { .. } => (b'1', &[]),
-            Packet::Event { attachments, .. } if attachments.is_empty() => (b'2', &[]),
-            Packet::Event { attachments, .. } => (b'5', attachments),
-            Packet::Ack { attachments, .. } if attachments.is_empty() => (b'3', &[]),
-            Packet::Ack { attachments, .. } => (b'6', attachments),
-            Packet::ConnectError { .. } => (b'4', &[]),
-        };
-        push_header(out, kind, attachments.len(), self.nsp());
         match self {
-            Packet::Connect { data, .. } => {
+            Packet::Connect { nsp, data } => {
+                push_header(out, b'0', 0, nsp);
                 if let Some(data) = data {
                     push_json(out, data);
                 }
             }
-            Packet::Disconnect { .. } => {}
-            Packet::Event { id, name, args, .. } => push_event_body(out, *id, name, args),
-            Packet::Ack { id, args, .. } => push_ack_body(out, *id, args),
-            Packet::ConnectError { data, .. } => push_json(out, data),
+            Packet::Disconnect { nsp } => push_header(out, b'1', 0, nsp),
+            Packet::Event {
+                nsp,
+                id,
+                name,
+                args,
+                attachments,
+            } => {
+                push_event(out, nsp, *id, name, args, attachments.len());
+                return attachments;
+            }
+            Packet::Ack {
+                nsp,
+                id,
+                args,
+                attachments,
+            } => {
+                push_ack(out, nsp, *id, args, attachments.len());
+                return attachments;
+            }
+            Packet::ConnectError { nsp, data } => {
+                push_header(out, b'4', 0, nsp);
+                push_json(out, data);
+            }
         }
-        attachments
+        &[]
     }
 
     /// Decodes a packet that has no binary attachments. Packets announcing
@@ -195,6 +206,10 @@ fn into_string(out: Vec<u8>) -> String {
     String::from_utf8(out).expect("the encoder writes UTF-8 only")
 }
 
+/// What an event's or an ack's encoding needs beyond its namespace and name,
+/// in the common case: the first guess of the buffer's size.
+const SIZE_HINT: usize = 48;
+
 /// The Engine.IO message frame of an EVENT (`2`, or `5` announcing
 /// `attachments` binary messages to follow) from borrowed parts: the same text
 /// as [`Packet::encode_frame`] of the equivalent packet, for a sender that keeps
@@ -207,22 +222,18 @@ pub fn event_frame(
     args: &[Value],
     attachments: usize,
 ) -> Frame {
-    let mut out = Vec::with_capacity(49 + nsp.len() + name.len());
+    let mut out = Vec::with_capacity(1 + SIZE_HINT + nsp.len() + name.len());
     out.push(b'4');
-    let kind = if attachments == 0 { b'2' } else { b'5' };
-    push_header(&mut out, kind, attachments, nsp);
-    push_event_body(&mut out, id, name, args);
+    push_event(&mut out, nsp, id, name, args, attachments);
     Frame::Text(into_string(out))
 }
 
 /// The Engine.IO message frame of an ACK (`3`, or `6` announcing `attachments`
 /// binary messages) from borrowed parts, as [`event_frame`] for events.
 pub fn ack_frame(nsp: &str, id: u64, args: &[Value], attachments: usize) -> Frame {
-    let mut out = Vec::with_capacity(49 + nsp.len());
+    let mut out = Vec::with_capacity(1 + SIZE_HINT + nsp.len());
     out.push(b'4');
-    let kind = if attachments == 0 { b'3' } else { b'6' };
-    push_header(&mut out, kind, attachments, nsp);
-    push_ack_body(&mut out, id, args);
+    push_ack(&mut out, nsp, id, args, attachments);
     Frame::Text(into_string(out))
 }
 
@@ -239,7 +250,21 @@ fn push_header(out: &mut Vec<u8>, kind: u8, attachments: usize, nsp: &str) {
     }
 }
 
-fn push_event_body(out: &mut Vec<u8>, id: Option<u64>, name: &str, args: &[Value]) {
+/// An EVENT packet (BINARY_EVENT when it has attachments).
+fn push_event(
+    out: &mut Vec<u8>,
+    nsp: &str,
+    id: Option<u64>,
+    name: &str,
+    args: &[Value],
+    attachments: usize,
+) {
+    push_header(
+        out,
+        if attachments == 0 { b'2' } else { b'5' },
+        attachments,
+        nsp,
+    );
     if let Some(id) = id {
         push_number(out, id);
     }
@@ -252,7 +277,14 @@ fn push_event_body(out: &mut Vec<u8>, id: Option<u64>, name: &str, args: &[Value
     out.push(b']');
 }
 
-fn push_ack_body(out: &mut Vec<u8>, id: u64, args: &[Value]) {
+/// An ACK packet (BINARY_ACK when it has attachments).
+fn push_ack(out: &mut Vec<u8>, nsp: &str, id: u64, args: &[Value], attachments: usize) {
+    push_header(
+        out,
+        if attachments == 0 { b'3' } else { b'6' },
+        attachments,
+        nsp,
+    );
     push_number(out, id);
     out.push(b'[');
     for (i, arg) in args.iter().enumerate() {

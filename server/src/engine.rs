@@ -12,14 +12,15 @@
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
-use crate::io::Handshake;
-use crate::queue::{BoundedQueue, Refused};
-use crate::stop::Stop;
 use protocol::session::{
     CloseReason, EngineConfig, EngineEvent, EngineSession, Probe, ProtocolError, Transport,
 };
 use protocol::{Frame, Time};
 use thiserror::Error;
+
+use crate::io::Handshake;
+use crate::queue::{BoundedQueue, Refused};
+use crate::stop::Stop;
 
 /// Why a client went away. Every disconnect reaches the application with one.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]

@@ -44,30 +44,35 @@ impl Stop {
 }
 
 /// One task's watch on a [`Stop`]: whether the task is on the token's list of
-/// waiters yet.
+/// waiters yet, and whether it has seen the stop (which it handles once).
 #[derive(Debug, Default)]
 pub(crate) struct Watch {
     registered: bool,
+    seen: bool,
 }
 
 impl Watch {
-    /// Completes once `stop` has fired. `wait` is `stop`'s
-    /// [`cancelled`](Stop::cancelled) future, pinned by the task for its whole
-    /// life: it is polled only the first time, which registers the task's
-    /// waker; later polls read the flag. Only for futures polled by one task
-    /// (whose waker wakes that task whatever poll it came from).
+    /// Completes once, when `stop` has fired; after that, never (the task has
+    /// handled the stop). `wait` is `stop`'s [`cancelled`](Stop::cancelled)
+    /// future, pinned by the task for its whole life: it is polled only the
+    /// first time, which registers the task's waker; later polls read the flag.
+    /// Only for futures polled by one task (whose waker wakes that task
+    /// whatever poll it came from).
     pub(crate) fn fired<'a>(
         &'a mut self,
         stop: &'a Stop,
         mut wait: Pin<&'a mut WaitForCancellationFuture<'_>>,
     ) -> impl Future<Output = ()> + 'a {
         poll_fn(move |cx| {
-            if stop.is_fired() {
-                return Poll::Ready(());
+            if self.seen {
+                return Poll::Pending;
             }
-            if !self.registered {
-                self.registered = true;
-                return wait.as_mut().poll(cx);
+            let fired = stop.is_fired()
+                || (!std::mem::replace(&mut self.registered, true)
+                    && wait.as_mut().poll(cx).is_ready());
+            if fired {
+                self.seen = true;
+                return Poll::Ready(());
             }
             Poll::Pending
         })
@@ -115,6 +120,20 @@ mod tests {
             .expect("task");
         assert_eq!(turns, 100);
         assert!(stop.is_fired());
+    }
+
+    #[tokio::test]
+    async fn a_watch_completes_once() {
+        use futures_util::FutureExt;
+
+        let stop = Stop::new();
+        let wait = stop.cancelled();
+        tokio::pin!(wait);
+        let mut watch = Watch::default();
+        assert_eq!(watch.fired(&stop, wait.as_mut()).now_or_never(), None);
+        stop.fire();
+        assert_eq!(watch.fired(&stop, wait.as_mut()).now_or_never(), Some(()));
+        assert_eq!(watch.fired(&stop, wait.as_mut()).now_or_never(), None);
     }
 
     #[tokio::test]

@@ -200,13 +200,6 @@ impl<F: Factory> Endpoint<F> {
     }
 }
 
-/// The one-shot stops the session task has seen (each fires once).
-#[derive(Debug, Default)]
-struct Stops {
-    killed: bool,
-    shut_down: bool,
-}
-
 struct SessionTask<F: Factory> {
     endpoint: Arc<Endpoint<F>>,
     sid: String,
@@ -241,7 +234,6 @@ impl<F: Factory> SessionTask<F> {
             let timer = tokio::time::sleep(Duration::ZERO);
             tokio::pin!(killed, shut_down, timer);
             let (mut kill_watch, mut shutdown_watch) = (Watch::default(), Watch::default());
-            let mut stops = Stops::default();
             let mut armed = None;
             let limit = self.endpoint.factory.outbound_limit();
             // Whether this turn already wrote what the handlers queued in it.
@@ -261,13 +253,11 @@ impl<F: Factory> SessionTask<F> {
                         if let Some(ws) = &mut self.active {
                             let flushed = tokio::select! {
                                 r = flush(ws, &mut self.machine) => r,
-                                () = kill_watch.fired(kill, killed.as_mut()), if !stops.killed => {
-                                    stops.killed = true;
+                                () = kill_watch.fired(kill, killed.as_mut()) => {
                                     self.on_kill(&commands);
                                     Ok(())
                                 }
-                                () = shutdown_watch.fired(shutdown, shut_down.as_mut()), if !stops.shut_down => {
-                                    stops.shut_down = true;
+                                () = shutdown_watch.fired(shutdown, shut_down.as_mut()) => {
                                     self.on_shutdown(&commands);
                                     Ok(())
                                 }
@@ -287,7 +277,7 @@ impl<F: Factory> SessionTask<F> {
                         // in one write, instead of waiting for another turn. Once
                         // per turn, so that a stream of commands cannot starve
                         // reads and timers.
-                        if !replied && self.take_commands(&commands, BATCH) > 0 {
+                        if !replied && self.take_commands(&commands, None, BATCH) > 0 {
                             replied = true;
                             if connect_answered {
                                 // The events sent on connect follow the CONNECT
@@ -304,7 +294,7 @@ impl<F: Factory> SessionTask<F> {
                     }
                     Transport::Polling => {
                         // What the handlers queued joins the answer to the GET.
-                        if self.take_commands(&commands, BATCH) > 0 {
+                        if self.take_commands(&commands, None, BATCH) > 0 {
                             self.machine.dispatch();
                         }
                         if self.machine.engine().pending_transmits() > limit {
@@ -338,12 +328,10 @@ impl<F: Factory> SessionTask<F> {
                 }
                 tokio::select! {
                     biased;
-                    () = shutdown_watch.fired(shutdown, shut_down.as_mut()), if !stops.shut_down => {
-                        stops.shut_down = true;
+                    () = shutdown_watch.fired(shutdown, shut_down.as_mut()) => {
                         self.on_shutdown(&commands);
                     }
-                    () = kill_watch.fired(kill, killed.as_mut()), if !stops.killed => {
-                        stops.killed = true;
+                    () = kill_watch.fired(kill, killed.as_mut()) => {
                         self.on_kill(&commands);
                     }
                     message = next_message(&mut self.active) => {
@@ -383,11 +371,9 @@ impl<F: Factory> SessionTask<F> {
                         Box::pin(self.on_input(input)).await;
                     }
                     command = commands.recv() => {
-                        let now = factory.now();
-                        self.machine.handle_command(command, now);
-                        // Likewise for what the application queued meanwhile: one write
+                        // With what the application queued meanwhile: one write
                         // for a burst of broadcasts instead of one per frame.
-                        self.take_commands(&commands, BATCH);
+                        self.take_commands(&commands, Some(command), BATCH);
                     }
                     () = get_abandoned(&mut self.pending_get) => {
                         self.pending_get = None;
@@ -411,23 +397,24 @@ impl<F: Factory> SessionTask<F> {
         }
     }
 
-    /// Hands the machine up to `max` commands already queued; returns how many.
+    /// Hands the machine `first` (a command already received) and up to `max`
+    /// commands already queued; returns how many.
     fn take_commands(
         &mut self,
         commands: &LinkReceiver<<F::Machine as Machine>::Command>,
+        first: Option<<F::Machine as Machine>::Command>,
         max: usize,
     ) -> usize {
         // The clock is read once, and only if there is a command.
         let mut now = None;
+        let mut next = first;
         let mut taken = 0;
         while taken < max {
-            match commands.try_recv() {
-                Some(command) => {
-                    let now = *now.get_or_insert_with(|| self.endpoint.factory.now());
-                    self.machine.handle_command(command, now);
-                }
-                None => break,
-            }
+            let Some(command) = next.take().or_else(|| commands.try_recv()) else {
+                break;
+            };
+            let now = *now.get_or_insert_with(|| self.endpoint.factory.now());
+            self.machine.handle_command(command, now);
             taken += 1;
         }
         taken
@@ -436,7 +423,7 @@ impl<F: Factory> SessionTask<F> {
     /// The server is shutting down. What the application already queued was
     /// accepted: it goes out before the close packet.
     fn on_shutdown(&mut self, commands: &LinkReceiver<<F::Machine as Machine>::Command>) {
-        self.take_commands(commands, usize::MAX);
+        self.take_commands(commands, None, usize::MAX);
         self.machine.close(DisconnectReason::ServerShutdown);
     }
 
