@@ -13,6 +13,7 @@
 //!   to send, events for the application, and the next instant they want to be woken.
 //! - [`websocket`]: RFC 6455 framing for the server side: a [`websocket::Decoder`] fed the
 //!   client's bytes as they arrive, and the encoder of the server's frames.
+//! - [`args`]: an event's arguments, kept as the JSON text they arrived in until read.
 //! - [`event`]: typed events — an event's name and payload type declared once.
 //! - [`app`]: the duplex application's own events (`news`, `my other event`, ...).
 //!
@@ -21,6 +22,7 @@
 //! so heartbeats, timeouts and ack expiry are tested without sleeping.
 
 pub mod app;
+pub mod args;
 pub mod base64;
 pub mod engineio;
 pub mod event;
@@ -28,6 +30,7 @@ pub mod session;
 pub mod socketio;
 pub mod websocket;
 
+pub use args::Args;
 pub use engineio::Frame;
 pub use event::Event;
 

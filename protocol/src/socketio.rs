@@ -9,6 +9,7 @@
 use serde_json::Value;
 use thiserror::Error;
 
+use crate::args::{self, Args, Shape};
 use crate::engineio::Frame;
 
 /// The namespace every client may connect to.
@@ -48,7 +49,7 @@ pub enum Packet {
         nsp: String,
         id: Option<u64>,
         name: String,
-        args: Vec<Value>,
+        args: Args,
         /// Binary attachments, referenced from `args` by placeholders.
         attachments: Vec<Vec<u8>>,
     },
@@ -56,7 +57,7 @@ pub enum Packet {
     Ack {
         nsp: String,
         id: u64,
-        args: Vec<Value>,
+        args: Args,
         attachments: Vec<Vec<u8>>,
     },
     /// `4`: the server refuses a CONNECT: `{"message":"..."}`.
@@ -110,7 +111,7 @@ impl Packet {
             nsp: nsp.to_owned(),
             id: None,
             name: name.to_owned(),
-            args,
+            args: args.into(),
             attachments: Vec::new(),
         }
     }
@@ -219,7 +220,7 @@ pub fn event_frame(
     nsp: &str,
     id: Option<u64>,
     name: &str,
-    args: &[Value],
+    args: &Args,
     attachments: usize,
 ) -> Frame {
     let mut out = Vec::with_capacity(1 + SIZE_HINT + nsp.len() + name.len());
@@ -230,7 +231,7 @@ pub fn event_frame(
 
 /// The Engine.IO message frame of an ACK (`3`, or `6` announcing `attachments`
 /// binary messages) from borrowed parts, as [`event_frame`] for events.
-pub fn ack_frame(nsp: &str, id: u64, args: &[Value], attachments: usize) -> Frame {
+pub fn ack_frame(nsp: &str, id: u64, args: &Args, attachments: usize) -> Frame {
     let mut out = Vec::with_capacity(1 + SIZE_HINT + nsp.len());
     out.push(b'4');
     push_ack(&mut out, nsp, id, args, attachments);
@@ -256,7 +257,7 @@ fn push_event(
     nsp: &str,
     id: Option<u64>,
     name: &str,
-    args: &[Value],
+    args: &Args,
     attachments: usize,
 ) {
     push_header(
@@ -270,15 +271,15 @@ fn push_event(
     }
     out.push(b'[');
     push_json(out, name);
-    for arg in args {
+    if !args.is_empty() {
         out.push(b',');
-        push_json(out, arg);
+        args.push_elements(out);
     }
     out.push(b']');
 }
 
 /// An ACK packet (BINARY_ACK when it has attachments).
-fn push_ack(out: &mut Vec<u8>, nsp: &str, id: u64, args: &[Value], attachments: usize) {
+fn push_ack(out: &mut Vec<u8>, nsp: &str, id: u64, args: &Args, attachments: usize) {
     push_header(
         out,
         if attachments == 0 { b'3' } else { b'6' },
@@ -287,12 +288,7 @@ fn push_ack(out: &mut Vec<u8>, nsp: &str, id: u64, args: &[Value], attachments: 
     );
     push_number(out, id);
     out.push(b'[');
-    for (i, arg) in args.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        push_json(out, arg);
-    }
+    args.push_elements(out);
     out.push(b']');
 }
 
@@ -393,6 +389,11 @@ fn decode_header(text: &str, limits: &Limits) -> Result<(Packet, usize), DecodeE
 
     let rest = &text[pos..];
     check_depth(rest, limits.max_depth)?;
+    if kind == b'2' || kind == b'3' {
+        // Events and acks without attachments, the bulk of the traffic: the
+        // arguments are validated and kept as text (see `Args`).
+        return Ok((decode_args(kind, nsp, id, rest)?, 0));
+    }
     let json = if rest.is_empty() {
         None
     } else {
@@ -418,7 +419,7 @@ fn decode_header(text: &str, limits: &Limits) -> Result<(Packet, usize), DecodeE
             }
             Packet::Disconnect { nsp }
         }
-        b'2' | b'5' => {
+        b'5' => {
             let Some(Value::Array(mut items)) = json else {
                 return Err(DecodeError::InvalidPayload("EVENT", "a non-empty array"));
             };
@@ -426,20 +427,17 @@ fn decode_header(text: &str, limits: &Limits) -> Result<(Packet, usize), DecodeE
                 return Err(DecodeError::InvalidPayload("EVENT", "a non-empty array"));
             }
             let Value::String(name) = items.remove(0) else {
-                return Err(DecodeError::InvalidPayload(
-                    "EVENT",
-                    "an array starting with the event name",
-                ));
+                return Err(DecodeError::InvalidPayload("EVENT", NAMED));
             };
             Packet::Event {
                 nsp,
                 id,
                 name,
-                args: items,
+                args: items.into(),
                 attachments: Vec::new(),
             }
         }
-        b'3' | b'6' => {
+        b'6' => {
             let Some(id) = id else {
                 return Err(DecodeError::InvalidAckId);
             };
@@ -449,7 +447,7 @@ fn decode_header(text: &str, limits: &Limits) -> Result<(Packet, usize), DecodeE
             Packet::Ack {
                 nsp,
                 id,
-                args,
+                args: args.into(),
                 attachments: Vec::new(),
             }
         }
@@ -470,7 +468,7 @@ fn decode_header(text: &str, limits: &Limits) -> Result<(Packet, usize), DecodeE
     if attachments > 0 {
         let mut seen = vec![false; attachments];
         let args = match &packet {
-            Packet::Event { args, .. } | Packet::Ack { args, .. } => args,
+            Packet::Event { args, .. } | Packet::Ack { args, .. } => args.values(),
             _ => unreachable!("only types 5 and 6 announce attachments"),
         };
         if !args.iter().all(|a| count_placeholders(a, &mut seen)) || seen.contains(&false) {
@@ -478,6 +476,46 @@ fn decode_header(text: &str, limits: &Limits) -> Result<(Packet, usize), DecodeE
         }
     }
     Ok((packet, attachments))
+}
+
+/// What an EVENT's JSON must be.
+const NAMED: &str = "an array starting with the event name";
+
+/// An EVENT (`2`) or an ACK (`3`) whose JSON is `rest`: validated exactly as
+/// parsing it into values would, and kept as text.
+fn decode_args(kind: u8, nsp: String, id: Option<u64>, rest: &str) -> Result<Packet, DecodeError> {
+    let shape = if rest.is_empty() {
+        Shape::Other
+    } else {
+        args::validate(rest).map_err(|e| DecodeError::InvalidJson(e.to_string()))?
+    };
+    if kind == b'2' {
+        return match shape {
+            Shape::Array {
+                first: Some(Some(name)),
+            } => Ok(Packet::Event {
+                nsp,
+                id,
+                name,
+                args: args::after_name(rest),
+                attachments: Vec::new(),
+            }),
+            Shape::Array { first: Some(None) } => Err(DecodeError::InvalidPayload("EVENT", NAMED)),
+            _ => Err(DecodeError::InvalidPayload("EVENT", "a non-empty array")),
+        };
+    }
+    let Some(id) = id else {
+        return Err(DecodeError::InvalidAckId);
+    };
+    match shape {
+        Shape::Array { .. } => Ok(Packet::Ack {
+            nsp,
+            id,
+            args: args::whole(rest),
+            attachments: Vec::new(),
+        }),
+        _ => Err(DecodeError::InvalidPayload("ACK", "an array")),
+    }
 }
 
 /// Refuses JSON nested deeper than `max`, in one pass over the bytes and before
@@ -597,32 +635,38 @@ mod tests {
                         nsp: nsp.into(),
                         id,
                         name: "echo".into(),
-                        args: args.clone(),
+                        args: args.clone().into(),
                         attachments: attachments.clone(),
                     };
                     assert_eq!(
-                        event_frame(nsp, id, "echo", &args, attachments.len()),
+                        event_frame(nsp, id, "echo", &args.clone().into(), attachments.len()),
                         event.encode_frame().0
                     );
                 }
                 let ack = Packet::Ack {
                     nsp: nsp.into(),
                     id: 7,
-                    args: args.clone(),
+                    args: args.clone().into(),
                     attachments: attachments.clone(),
                 };
                 assert_eq!(
-                    ack_frame(nsp, 7, &args, attachments.len()),
+                    ack_frame(nsp, 7, &args.clone().into(), attachments.len()),
                     ack.encode_frame().0
                 );
             }
         }
         assert_eq!(
-            event_frame("/", Some(3), "news", &[json!({"hello": "world"})], 0),
+            event_frame(
+                "/",
+                Some(3),
+                "news",
+                &vec![json!({"hello": "world"})].into(),
+                0
+            ),
             Frame::Text(r#"423["news",{"hello":"world"}]"#.into())
         );
         assert_eq!(
-            ack_frame("/chat", 3, &[], 1),
+            ack_frame("/chat", 3, &Args::new(), 1),
             Frame::Text("461-/chat,3[]".into())
         );
     }
@@ -677,7 +721,7 @@ mod tests {
                 nsp: "/admin".into(),
                 id: Some(12),
                 name: "foo".into(),
-                args: vec![],
+                args: vec![].into(),
                 attachments: vec![],
             },
             r#"2/admin,12["foo"]"#,
@@ -686,7 +730,7 @@ mod tests {
             Packet::Ack {
                 nsp: "/admin".into(),
                 id: 13,
-                args: vec![json!("bar")],
+                args: vec![json!("bar")].into(),
                 attachments: vec![],
             },
             r#"3/admin,13["bar"]"#,
@@ -695,7 +739,7 @@ mod tests {
             Packet::Ack {
                 nsp: "/".into(),
                 id: 12,
-                args: vec![],
+                args: vec![].into(),
                 attachments: vec![],
             },
             "312[]",
@@ -709,7 +753,7 @@ mod tests {
                 nsp: "/".into(),
                 id: None,
                 name: "baz".into(),
-                args: vec![placeholder(0)],
+                args: vec![placeholder(0)].into(),
                 attachments: vec![vec![1, 2, 3, 4]],
             },
             r#"51-["baz",{"_placeholder":true,"num":0}]"#,
@@ -718,7 +762,7 @@ mod tests {
             Packet::Ack {
                 nsp: "/admin".into(),
                 id: 15,
-                args: vec![json!({"a": placeholder(1), "b": [placeholder(0)]})],
+                args: vec![json!({"a": placeholder(1), "b": [placeholder(0)]})].into(),
                 attachments: vec![vec![1], vec![2, 3]],
             },
             r#"62-/admin,15[{"a":{"_placeholder":true,"num":1},"b":[{"_placeholder":true,"num":0}]}]"#,

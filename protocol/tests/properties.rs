@@ -67,7 +67,7 @@ fn socketio_packet() -> impl Strategy<Value = socketio::Packet> {
                     nsp: nsp.clone(),
                     id,
                     name: name.clone(),
-                    args,
+                    args: args.into(),
                     attachments,
                 })
             }),
@@ -75,7 +75,7 @@ fn socketio_packet() -> impl Strategy<Value = socketio::Packet> {
             args_with(a).prop_map(move |(args, attachments)| P::Ack {
                 nsp: nsp.clone(),
                 id,
-                args,
+                args: args.into(),
                 attachments,
             })
         }),
@@ -148,6 +148,46 @@ proptest! {
     ) {
         let text = format!("{kind}{att}{nsp}{id}{rest}");
         let _ = socketio::Packet::decode(&text, &Limits::default());
+    }
+
+    /// Events and acks keep their arguments as text: accepted exactly when the
+    /// JSON parses into values, and those text arguments read back as the values.
+    #[test]
+    fn arguments_kept_as_text_match_parsed_values(
+        kind in "[23]", id in "[0-9]{0,3}", json in "[ \\[\\]{}\":,a-z0-9._eE+-]{0,40}",
+        args in prop::collection::vec(json_value(), 0..4), name in "[a-z\"\\\\]{0,6}",
+    ) {
+        for json in [json, serde_json::to_string(&args).unwrap(), format!(
+            "[{}{}]",
+            serde_json::to_string(&name).unwrap(),
+            args.iter().map(|a| format!(" , {a}")).collect::<String>()
+        )] {
+            let text = format!("{kind}{id}{json}");
+            let parsed = serde_json::from_str::<Value>(&json);
+            match socketio::Packet::decode(&text, &Limits::default()) {
+                Ok(socketio::Packet::Event { name, args, .. }) => {
+                    let Ok(Value::Array(mut items)) = parsed else { panic!("{text} accepted") };
+                    prop_assert_eq!(Value::String(name), items.remove(0));
+                    prop_assert_eq!(args.len(), items.len());
+                    prop_assert_eq!(args.values(), &items[..]);
+                }
+                Ok(socketio::Packet::Ack { args, .. }) => {
+                    let Ok(Value::Array(items)) = parsed else { panic!("{text} accepted") };
+                    prop_assert_eq!(args.values(), &items[..]);
+                }
+                Ok(other) => panic!("{text} decoded as {other:?}"),
+                Err(_) => {
+                    let valid = match &parsed {
+                        Ok(Value::Array(items)) if kind == "2" => {
+                            matches!(items.first(), Some(Value::String(_)))
+                        }
+                        Ok(Value::Array(_)) => !id.is_empty(),
+                        _ => false,
+                    };
+                    prop_assert!(!valid, "{} refused", text);
+                }
+            }
+        }
     }
 
     #[test]

@@ -21,7 +21,7 @@ use protocol::session::{
     CloseReason, EngineConfig, EngineSession, Probe, ProtocolError, ServerEvent, ServerSession,
     Transport,
 };
-use protocol::{Frame, Time, socketio};
+use protocol::{Args, Frame, Time, socketio};
 use serde_json::Value;
 use thiserror::Error;
 use tracing::{debug, info};
@@ -325,7 +325,7 @@ impl Socket {
     }
 
     /// Emits event `name` with `args` to this client.
-    pub fn emit_raw(&self, name: &str, args: Vec<Value>) -> Result<(), SendError> {
+    pub fn emit_raw(&self, name: &str, args: impl Into<Args>) -> Result<(), SendError> {
         self.emit_with_attachments(name, args, Vec::new())
     }
 
@@ -338,11 +338,12 @@ impl Socket {
     pub fn emit_with_attachments(
         &self,
         name: &str,
-        args: Vec<Value>,
+        args: impl Into<Args>,
         attachments: Vec<Vec<u8>>,
     ) -> Result<(), SendError> {
+        let args = args.into();
         if self.inner.pid.is_some() {
-            return self.emit_logged(name, args, attachments);
+            return self.emit_logged(name, args.into_values(), attachments);
         }
         self.emit_ref(name, &args, &attachments)
     }
@@ -353,11 +354,11 @@ impl Socket {
     pub fn emit_ref(
         &self,
         name: &str,
-        args: &[Value],
+        args: &Args,
         attachments: &[Vec<u8>],
     ) -> Result<(), SendError> {
         if self.inner.pid.is_some() {
-            return self.emit_logged(name, args.to_vec(), attachments.to_vec());
+            return self.emit_logged(name, args.values().to_vec(), attachments.to_vec());
         }
         let frame = socketio::event_frame(self.nsp(), None, name, args, attachments.len());
         self.inner.conn.send(Outbound::encoded(frame, attachments))
@@ -376,7 +377,7 @@ impl Socket {
         };
         match self
             .io()
-            .emit_to(self.nsp(), &target, name, args, attachments, false)
+            .emit_to(self.nsp(), &target, name, args.into(), attachments, false)
         {
             0 => Err(SendError::Closed),
             _ => Ok(()),
@@ -504,12 +505,12 @@ impl Broadcast {
     }
 
     /// Emits `name` with `args`; returns how many sockets it was queued for.
-    pub fn emit_raw(&self, name: &str, args: Vec<Value>) -> usize {
+    pub fn emit_raw(&self, name: &str, args: impl Into<Args>) -> usize {
         self.io.emit_to(
             &self.nsp,
             &self.target,
             name,
-            args,
+            args.into(),
             Vec::new(),
             self.volatile,
         )
@@ -534,7 +535,9 @@ impl Broadcast {
 #[derive(Debug)]
 pub struct IncomingEvent {
     pub name: String,
-    pub args: Vec<Value>,
+    /// As they arrived: parsed into values only if read ([`Args::values`]),
+    /// sent back as they came by an echo.
+    pub args: Args,
     pub attachments: Vec<Vec<u8>>,
     /// Set when the client asked for an ack.
     pub ack: Option<AckReply>,
@@ -543,7 +546,7 @@ pub struct IncomingEvent {
 impl IncomingEvent {
     /// Reads the payload as typed event `E`.
     pub fn decode<E: Event>(&self) -> Result<E::Payload, EventError> {
-        event::decode::<E>(&self.args)
+        self.args.decode::<E>()
     }
 }
 
@@ -557,16 +560,17 @@ pub struct AckReply {
 }
 
 impl AckReply {
-    pub fn send(self, args: Vec<Value>) -> Result<(), SendError> {
+    /// Answers with `args`: values, or the [`Args`] of an event as they came.
+    pub fn send(self, args: impl Into<Args>) -> Result<(), SendError> {
         self.send_with_attachments(args, Vec::new())
     }
 
     pub fn send_with_attachments(
         self,
-        args: Vec<Value>,
+        args: impl Into<Args>,
         attachments: Vec<Vec<u8>>,
     ) -> Result<(), SendError> {
-        let frame = socketio::ack_frame(&self.nsp, self.id, &args, attachments.len());
+        let frame = socketio::ack_frame(&self.nsp, self.id, &args.into(), attachments.len());
         self.conn.send(Outbound::encoded(frame, &attachments))
     }
 }
@@ -762,7 +766,7 @@ impl Io {
         nsp: &str,
         target: &Target,
         name: &str,
-        mut args: Vec<Value>,
+        mut args: Args,
         attachments: Vec<Vec<u8>>,
         volatile: bool,
     ) -> usize {
@@ -774,7 +778,9 @@ impl Io {
         let offset = if volatile { None } else { ns.next_offset() };
         if let Some(offset) = offset {
             // Socket.IO's recovery convention: the offset is the last argument.
-            args.push(Value::String(offset.to_string()));
+            let mut values = args.into_values();
+            values.push(Value::String(offset.to_string()));
+            args = values.into();
         }
         let packet = socketio::Packet::Event {
             nsp: nsp.to_owned(),
@@ -842,7 +848,7 @@ impl Io {
             nsp,
             &Target::default(),
             E::NAME,
-            event::encode::<E>(payload)?,
+            event::encode::<E>(payload)?.into(),
             Vec::new(),
             false,
         ))

@@ -22,7 +22,7 @@ struct RoomsApp {
 
 impl Handler for RoomsApp {
     fn on_event(&self, socket: &Socket, event: IncomingEvent) {
-        let arg = |i: usize| event.args.get(i).cloned().unwrap_or(Value::Null);
+        let arg = |i: usize| event.args.values().get(i).cloned().unwrap_or(Value::Null);
         let reply = match event.name.as_str() {
             "join" => {
                 socket.join(arg(0).as_str().unwrap_or_default());

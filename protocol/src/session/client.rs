@@ -355,7 +355,7 @@ impl ClientSession {
                 // Socket.IO's recovery convention: with a session to recover, every
                 // event that asks for no ack carries its offset as last argument.
                 // It is the session's business, not the application's: taken off.
-                let mut args = args;
+                let mut args = args.into_values();
                 if self.pid.is_some() && id.is_none() {
                     if let Some(Value::String(_)) = args.last() {
                         if let Some(Value::String(offset)) = args.pop() {
@@ -380,7 +380,7 @@ impl ClientSession {
                     self.ack_deadlines.remove(&(deadline, id));
                     self.events.push_back(ClientEvent::Ack {
                         id,
-                        args,
+                        args: args.into_values(),
                         attachments,
                     });
                 }
@@ -427,7 +427,7 @@ impl ClientSession {
             nsp: self.config.namespace.clone(),
             id,
             name: name.to_owned(),
-            args,
+            args: args.into(),
             attachments,
         };
         self.send_or_buffer(packet)?;
@@ -455,7 +455,7 @@ impl ClientSession {
         let packet = socketio::Packet::Ack {
             nsp: self.config.namespace.clone(),
             id,
-            args,
+            args: args.into(),
             attachments,
         };
         self.send_or_buffer(packet)

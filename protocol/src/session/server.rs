@@ -52,7 +52,8 @@ pub enum ServerEvent {
         nsp: String,
         id: Option<AckId>,
         name: String,
-        args: Vec<Value>,
+        /// As they arrived: see [`Args`](crate::Args).
+        args: crate::Args,
         attachments: Vec<Vec<u8>>,
     },
     /// The client's reply to an event we sent with [`ServerSession::emit_with_ack`].
@@ -247,7 +248,7 @@ impl ServerSession {
                     self.events.push_back(ServerEvent::Ack {
                         nsp,
                         id,
-                        args,
+                        args: args.into_values(),
                         attachments,
                     });
                 }
@@ -330,7 +331,7 @@ impl ServerSession {
             nsp: nsp.to_owned(),
             id: Some(id),
             name: name.to_owned(),
-            args,
+            args: args.into(),
             attachments,
         });
         id
@@ -341,7 +342,7 @@ impl ServerSession {
         self.send(&socketio::Packet::Ack {
             nsp: nsp.to_owned(),
             id,
-            args,
+            args: args.into(),
             attachments,
         });
     }
@@ -609,7 +610,7 @@ mod tests {
                 nsp: "/".into(),
                 id: Some(12),
                 name: "foo".into(),
-                args: vec![json!(1)],
+                args: vec![json!(1)].into(),
                 attachments: vec![]
             }]
         );
