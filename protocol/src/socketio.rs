@@ -195,10 +195,20 @@ fn push_json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
     serde_json::to_writer(out, value).expect("a JSON value always serializes");
 }
 
-fn push_number(out: &mut Vec<u8>, n: u64) {
-    use std::io::Write as _;
-    // Writing to a Vec cannot fail.
-    let _ = write!(out, "{n}");
+fn push_number(out: &mut Vec<u8>, mut n: u64) {
+    // Digits from the last, without the formatting machinery: this runs for
+    // every ack.
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[start..]);
 }
 
 /// The encoder's buffer as text: everything it writes is UTF-8 (ASCII, the
@@ -669,6 +679,15 @@ mod tests {
             ack_frame("/chat", 3, &Args::new(), 1),
             Frame::Text("461-/chat,3[]".into())
         );
+    }
+
+    #[test]
+    fn numbers_are_written_in_decimal() {
+        for n in [0, 7, 10, 99, 1234567890, u64::MAX] {
+            let mut out = Vec::new();
+            push_number(&mut out, n);
+            assert_eq!(out, n.to_string().into_bytes());
+        }
     }
 
     #[test]

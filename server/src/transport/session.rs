@@ -193,6 +193,7 @@ impl<F: Factory> Endpoint<F> {
             active: ws.map(Box::new),
             probe: None,
             pending_get: None,
+            turn_time: None,
         };
         self.tracker
             .spawn(task.run(commands, InboxReceiver(inbox.clone())));
@@ -211,6 +212,10 @@ struct SessionTask<F: Factory> {
     probe: Option<Box<WebSocket>>,
     /// A long-polling GET waiting for frames.
     pending_get: Option<oneshot::Sender<Result<String, PollError>>>,
+    /// The time of this turn of the task's loop, once read: one clock read
+    /// for a message and the replies its handlers queue. Forgotten when the
+    /// task waits.
+    turn_time: Option<Time>,
 }
 
 impl<F: Factory> SessionTask<F> {
@@ -251,6 +256,7 @@ impl<F: Factory> SessionTask<F> {
                     Transport::WebSocket => {
                         let connect_answered = self.machine.take_connect_answered();
                         if let Some(ws) = &mut self.active {
+                            let writes = self.machine.engine().pending_transmits() > 0;
                             let flushed = tokio::select! {
                                 r = flush(ws, &mut self.machine) => r,
                                 () = kill_watch.fired(kill, killed.as_mut()) => {
@@ -262,6 +268,11 @@ impl<F: Factory> SessionTask<F> {
                                     Ok(())
                                 }
                             };
+                            if writes {
+                                // A write may wait on a slow client: what follows
+                                // reads the clock again.
+                                self.turn_time = None;
+                            }
                             if let Err(e) = flushed {
                                 self.machine
                                     .transport_closed(CloseReason::Transport(e.to_string()));
@@ -288,6 +299,7 @@ impl<F: Factory> SessionTask<F> {
                                 // together, like the upstream compliance suite,
                                 // see the reply first, on its own.
                                 tokio::time::sleep(CONNECT_PACING).await;
+                                self.turn_time = None;
                             }
                             continue;
                         }
@@ -326,6 +338,7 @@ impl<F: Factory> SessionTask<F> {
                     }
                     armed = wake;
                 }
+                self.turn_time = None;
                 tokio::select! {
                     biased;
                     () = shutdown_watch.fired(shutdown, shut_down.as_mut()) => {
@@ -336,7 +349,7 @@ impl<F: Factory> SessionTask<F> {
                     }
                     message = next_message(&mut self.active) => {
                         // One clock read for what arrived together.
-                        let now = factory.now();
+                        let now = self.now();
                         self.on_message(message, now);
                         // Whatever else the client already sent is handled now, so the
                         // replies go out together in one write.
@@ -344,7 +357,7 @@ impl<F: Factory> SessionTask<F> {
                             if self.machine.engine().is_closed() {
                                 break;
                             }
-                            let Some(Some(more)) = self.active.as_mut().and_then(|ws| ws.next().now_or_never()) else {
+                            let Some(Some(more)) = self.active.as_mut().and_then(|ws| ws.next_now()) else {
                                 break;
                             };
                             self.on_message(Some(more), now);
@@ -384,7 +397,7 @@ impl<F: Factory> SessionTask<F> {
                     () = &mut timer, if armed.is_some() => {
                         // Re-armed next turn, from the session's next deadline.
                         armed = None;
-                        let now = factory.now();
+                        let now = self.now();
                         self.machine.handle_timeout(now);
                     }
                 }
@@ -405,19 +418,25 @@ impl<F: Factory> SessionTask<F> {
         first: Option<<F::Machine as Machine>::Command>,
         max: usize,
     ) -> usize {
-        // The clock is read once, and only if there is a command.
-        let mut now = None;
         let mut next = first;
         let mut taken = 0;
         while taken < max {
             let Some(command) = next.take().or_else(|| commands.try_recv()) else {
                 break;
             };
-            let now = *now.get_or_insert_with(|| self.endpoint.factory.now());
+            // The turn's time: read here only if nothing else in the turn did.
+            let now = self.now();
             self.machine.handle_command(command, now);
             taken += 1;
         }
         taken
+    }
+
+    /// The time of this turn, read from the clock the first time it is asked.
+    fn now(&mut self) -> Time {
+        *self
+            .turn_time
+            .get_or_insert_with(|| self.endpoint.factory.now())
     }
 
     /// The server is shutting down. What the application already queued was
@@ -537,7 +556,7 @@ impl<F: Factory> SessionTask<F> {
     }
 
     async fn on_input(&mut self, input: Input) {
-        let now = self.endpoint.factory.now();
+        let now = self.now();
         // A deadline that passed while the timer had not fired yet still counts:
         // a request arriving after the ping timeout finds the session closed.
         if self.machine.poll_timeout().is_some_and(|t| t <= now) {

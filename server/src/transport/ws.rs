@@ -22,6 +22,7 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
+use futures_util::FutureExt;
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
 use protocol::Frame;
@@ -117,6 +118,9 @@ pub struct WebSocket {
     close_queued: bool,
     /// Nothing more will be read: the client closed, the stream ended or failed.
     read_closed: bool,
+    /// The last read took everything the socket had (it returned less than
+    /// the buffer's size): until the reactor says otherwise, another finds nothing.
+    drained: bool,
     /// How the client's invalid frames failed the connection (RFC 6455 §7.1.7),
     /// the code our close frame carries whatever the session's reason.
     failure: Option<u16>,
@@ -143,6 +147,7 @@ impl WebSocket {
             max_outgoing: config.max_outgoing,
             close_queued: false,
             read_closed: false,
+            drained: false,
             failure: None,
         }
     }
@@ -152,6 +157,17 @@ impl WebSocket {
     /// future.
     pub async fn next(&mut self) -> Option<Result<Message, WsError>> {
         poll_fn(|cx| self.poll_next(cx)).await
+    }
+
+    /// The client's next message if it is here already: buffered, or readable
+    /// now. A read that would find nothing (the last one drained the socket
+    /// and no bytes are buffered) is not tried: the caller waits with
+    /// [`WebSocket::next`] for what comes later.
+    pub fn next_now(&mut self) -> Option<Option<Result<Message, WsError>>> {
+        if self.drained && self.decoder.pending_len() == 0 && self.pending_out() == 0 {
+            return None;
+        }
+        self.next().now_or_never()
     }
 
     fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, WsError>>> {
@@ -225,6 +241,7 @@ impl WebSocket {
             io,
             decoder,
             read_closed,
+            drained,
             ..
         } = self;
         SCRATCH.with(|scratch| {
@@ -234,6 +251,7 @@ impl WebSocket {
             };
             let mut buf = ReadBuf::new(&mut scratch[..]);
             ready!(Pin::new(io).poll_read(cx, &mut buf))?;
+            *drained = buf.remaining() > 0;
             if buf.filled().is_empty() {
                 // The client went away, perhaps in the middle of a frame.
                 *read_closed = true;
