@@ -12,18 +12,35 @@ use std::fmt;
 use std::sync::OnceLock;
 
 use serde::Deserialize;
-use serde::de::{
-    self, DeserializeOwned, DeserializeSeed, Deserializer, IgnoredAny, SeqAccess, Visitor,
-};
+use serde::de::{DeserializeOwned, Deserializer, IgnoredAny, SeqAccess, Visitor};
 use serde_json::Value;
 
 use crate::event::{Event, EventError};
+
+/// Arguments' text, with `text-args`.
+#[cfg(feature = "text-args")]
+type Text = Box<str>;
+
+/// Without `text-args` arguments are never kept as text: a type with no value,
+/// so the compiler drops every path that handles text.
+#[cfg(not(feature = "text-args"))]
+#[derive(Clone, PartialEq)]
+enum Text {}
+
+#[cfg(not(feature = "text-args"))]
+impl std::ops::Deref for Text {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        match *self {}
+    }
+}
 
 /// An event's or an ack's arguments: a JSON array, as text, as values, or both.
 #[derive(Clone)]
 pub struct Args {
     /// The array as it arrived (`[` ... `]`), valid JSON.
-    json: Option<Box<str>>,
+    json: Option<Text>,
     /// The array's elements, parsed from `json` on first use when it is set.
     values: OnceLock<Vec<Value>>,
 }
@@ -35,6 +52,7 @@ impl Args {
     }
 
     /// Arguments kept as `json`, the text of a JSON array already validated.
+    #[cfg(feature = "text-args")]
     pub(crate) fn from_valid_json(json: Box<str>) -> Self {
         Args {
             json: Some(json),
@@ -149,7 +167,7 @@ impl PartialEq for Args {
 impl fmt::Debug for Args {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.json {
-            Some(json) => write!(f, "Args({json})"),
+            Some(json) => write!(f, "Args({})", &**json),
             None => f.debug_tuple("Args").field(&self.values()).finish(),
         }
     }
@@ -195,215 +213,230 @@ impl<'de> Deserialize<'de> for Count {
     }
 }
 
-/// What a packet's JSON is, found while validating it without building values.
-#[derive(Debug, PartialEq)]
-pub(crate) enum Shape {
-    /// An array: its first element's string if the first element is a string
-    /// (`Some(None)` if it is something else), `None` if the array is empty.
-    Array {
-        first: Option<Option<String>>,
-    },
-    Object,
-    Other,
-}
+#[cfg(feature = "text-args")]
+pub(crate) use text::{Shape, after_name, validate, whole};
 
-/// Validates JSON text exactly as parsing it into a [`Value`] would (numbers
-/// included: a number out of `f64`'s range is refused the same way), without
-/// allocating, and reports its [`Shape`].
-pub(crate) fn validate(json: &str) -> Result<Shape, serde_json::Error> {
-    serde_json::from_str::<ShapeOf>(json).map(|s| s.0)
-}
+/// The decoder's side: validating a packet's JSON and splitting off the
+/// arguments' text.
+#[cfg(feature = "text-args")]
+mod text {
+    use std::fmt;
 
-struct ShapeOf(Shape);
+    use serde::Deserialize;
+    use serde::de::{self, DeserializeSeed, Deserializer, SeqAccess, Visitor};
 
-impl<'de> Deserialize<'de> for ShapeOf {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(ShapeVisitor).map(ShapeOf)
-    }
-}
+    use super::Args;
 
-struct ShapeVisitor;
-
-impl<'de> Visitor<'de> for ShapeVisitor {
-    type Value = Shape;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
+    /// What a packet's JSON is, found while validating it without building values.
+    #[derive(Debug, PartialEq)]
+    pub(crate) enum Shape {
+        /// An array: its first element's string if the first element is a string
+        /// (`Some(None)` if it is something else), `None` if the array is empty.
+        Array {
+            first: Option<Option<String>>,
+        },
+        Object,
+        Other,
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Shape, A::Error> {
-        let first = seq.next_element_seed(FirstName)?;
-        while seq.next_element::<Valid>()?.is_some() {}
-        Ok(Shape::Array { first })
+    /// Validates JSON text exactly as parsing it into a [`Value`] would (numbers
+    /// included: a number out of `f64`'s range is refused the same way), without
+    /// allocating, and reports its [`Shape`].
+    pub(crate) fn validate(json: &str) -> Result<Shape, serde_json::Error> {
+        serde_json::from_str::<ShapeOf>(json).map(|s| s.0)
     }
 
-    fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Shape, A::Error> {
-        ValidVisitor.visit_map(map).map(|Valid| Shape::Object)
-    }
+    struct ShapeOf(Shape);
 
-    fn visit_bool<E>(self, _: bool) -> Result<Shape, E> {
-        Ok(Shape::Other)
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Shape, E> {
-        Ok(Shape::Other)
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Shape, E> {
-        Ok(Shape::Other)
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Shape, E> {
-        Ok(Shape::Other)
-    }
-    fn visit_str<E>(self, _: &str) -> Result<Shape, E> {
-        Ok(Shape::Other)
-    }
-    fn visit_unit<E>(self) -> Result<Shape, E> {
-        Ok(Shape::Other)
-    }
-}
-
-/// An array's first element: its string, or `None` for any other (valid) value.
-struct FirstName;
-
-impl<'de> DeserializeSeed<'de> for FirstName {
-    type Value = Option<String>;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<String>, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for FirstName {
-    type Value = Option<String>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    fn visit_str<E>(self, s: &str) -> Result<Option<String>, E> {
-        Ok(Some(s.to_owned()))
-    }
-    fn visit_string<E>(self, s: String) -> Result<Option<String>, E> {
-        Ok(Some(s))
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Option<String>, A::Error> {
-        ValidVisitor.visit_seq(seq).map(|Valid| None)
-    }
-    fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Option<String>, A::Error> {
-        ValidVisitor.visit_map(map).map(|Valid| None)
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<Option<String>, E> {
-        Ok(None)
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Option<String>, E> {
-        Ok(None)
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Option<String>, E> {
-        Ok(None)
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Option<String>, E> {
-        Ok(None)
-    }
-    fn visit_unit<E>(self) -> Result<Option<String>, E> {
-        Ok(None)
-    }
-}
-
-/// Any valid JSON value, parsed as [`Value`] would parse it and dropped.
-struct Valid;
-
-impl<'de> Deserialize<'de> for Valid {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(ValidVisitor)
-    }
-}
-
-struct ValidVisitor;
-
-impl<'de> Visitor<'de> for ValidVisitor {
-    type Value = Valid;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Valid, A::Error> {
-        while seq.next_element::<Valid>()?.is_some() {}
-        Ok(Valid)
-    }
-    fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Valid, A::Error> {
-        while map.next_entry::<Valid, Valid>()?.is_some() {}
-        Ok(Valid)
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<Valid, E> {
-        Ok(Valid)
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Valid, E> {
-        Ok(Valid)
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Valid, E> {
-        Ok(Valid)
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Valid, E> {
-        Ok(Valid)
-    }
-    fn visit_str<E>(self, _: &str) -> Result<Valid, E> {
-        Ok(Valid)
-    }
-    fn visit_unit<E>(self) -> Result<Valid, E> {
-        Ok(Valid)
-    }
-}
-
-/// The arguments that follow the event name in `json`, a valid JSON array
-/// whose first element is a string: `[` + the rest of the elements + `]`.
-pub(crate) fn after_name(json: &str) -> Args {
-    let bytes = json.as_bytes();
-    // Past the opening bracket and any whitespace, to the name's opening quote.
-    let mut pos = json.find('"').expect("the array starts with a string") + 1;
-    let mut escaped = false;
-    while pos < bytes.len() {
-        match (escaped, bytes[pos]) {
-            (true, _) => escaped = false,
-            (false, b'\\') => escaped = true,
-            (false, b'"') => break,
-            _ => {}
+    impl<'de> Deserialize<'de> for ShapeOf {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_any(ShapeVisitor).map(ShapeOf)
         }
-        pos += 1;
     }
-    // Past the closing quote: either `,` and the arguments, or `]`.
-    let rest = json[pos + 1..].trim_start();
-    let elements = match rest.strip_prefix(',') {
-        Some(elements) => trim_array_end(elements),
-        None => "",
-    };
-    Args::from_valid_json(bracketed(elements))
+
+    struct ShapeVisitor;
+
+    impl<'de> Visitor<'de> for ShapeVisitor {
+        type Value = Shape;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("any JSON value")
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Shape, A::Error> {
+            let first = seq.next_element_seed(FirstName)?;
+            while seq.next_element::<Valid>()?.is_some() {}
+            Ok(Shape::Array { first })
+        }
+
+        fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Shape, A::Error> {
+            ValidVisitor.visit_map(map).map(|Valid| Shape::Object)
+        }
+
+        fn visit_bool<E>(self, _: bool) -> Result<Shape, E> {
+            Ok(Shape::Other)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Shape, E> {
+            Ok(Shape::Other)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Shape, E> {
+            Ok(Shape::Other)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Shape, E> {
+            Ok(Shape::Other)
+        }
+        fn visit_str<E>(self, _: &str) -> Result<Shape, E> {
+            Ok(Shape::Other)
+        }
+        fn visit_unit<E>(self) -> Result<Shape, E> {
+            Ok(Shape::Other)
+        }
+    }
+
+    /// An array's first element: its string, or `None` for any other (valid) value.
+    struct FirstName;
+
+    impl<'de> DeserializeSeed<'de> for FirstName {
+        type Value = Option<String>;
+
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<String>, D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for FirstName {
+        type Value = Option<String>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("any JSON value")
+        }
+
+        fn visit_str<E>(self, s: &str) -> Result<Option<String>, E> {
+            Ok(Some(s.to_owned()))
+        }
+        fn visit_string<E>(self, s: String) -> Result<Option<String>, E> {
+            Ok(Some(s))
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Option<String>, A::Error> {
+            ValidVisitor.visit_seq(seq).map(|Valid| None)
+        }
+        fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Option<String>, A::Error> {
+            ValidVisitor.visit_map(map).map(|Valid| None)
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<Option<String>, E> {
+            Ok(None)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Option<String>, E> {
+            Ok(None)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Option<String>, E> {
+            Ok(None)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Option<String>, E> {
+            Ok(None)
+        }
+        fn visit_unit<E>(self) -> Result<Option<String>, E> {
+            Ok(None)
+        }
+    }
+
+    /// Any valid JSON value, parsed as [`Value`] would parse it and dropped.
+    struct Valid;
+
+    impl<'de> Deserialize<'de> for Valid {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_any(ValidVisitor)
+        }
+    }
+
+    struct ValidVisitor;
+
+    impl<'de> Visitor<'de> for ValidVisitor {
+        type Value = Valid;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("any JSON value")
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Valid, A::Error> {
+            while seq.next_element::<Valid>()?.is_some() {}
+            Ok(Valid)
+        }
+        fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Valid, A::Error> {
+            while map.next_entry::<Valid, Valid>()?.is_some() {}
+            Ok(Valid)
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<Valid, E> {
+            Ok(Valid)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Valid, E> {
+            Ok(Valid)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Valid, E> {
+            Ok(Valid)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Valid, E> {
+            Ok(Valid)
+        }
+        fn visit_str<E>(self, _: &str) -> Result<Valid, E> {
+            Ok(Valid)
+        }
+        fn visit_unit<E>(self) -> Result<Valid, E> {
+            Ok(Valid)
+        }
+    }
+
+    /// The arguments that follow the event name in `json`, a valid JSON array
+    /// whose first element is a string: `[` + the rest of the elements + `]`.
+    pub(crate) fn after_name(json: &str) -> Args {
+        let bytes = json.as_bytes();
+        // Past the opening bracket and any whitespace, to the name's opening quote.
+        let mut pos = json.find('"').expect("the array starts with a string") + 1;
+        let mut escaped = false;
+        while pos < bytes.len() {
+            match (escaped, bytes[pos]) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => break,
+                _ => {}
+            }
+            pos += 1;
+        }
+        // Past the closing quote: either `,` and the arguments, or `]`.
+        let rest = json[pos + 1..].trim_start();
+        let elements = match rest.strip_prefix(',') {
+            Some(elements) => trim_array_end(elements),
+            None => "",
+        };
+        Args::from_valid_json(bracketed(elements))
+    }
+
+    /// All of `json`'s elements, a valid JSON array.
+    pub(crate) fn whole(json: &str) -> Args {
+        let inner = json.trim().strip_prefix('[').expect("an array");
+        Args::from_valid_json(bracketed(trim_array_end(inner)))
+    }
+
+    /// `elements` (the inside of a valid array, then its `]`) without the closing
+    /// bracket and surrounding whitespace.
+    fn trim_array_end(elements: &str) -> &str {
+        let elements = elements.trim_end();
+        elements
+            .strip_suffix(']')
+            .expect("a valid array ends with ]")
+            .trim()
+    }
+
+    fn bracketed(elements: &str) -> Box<str> {
+        let mut json = String::with_capacity(elements.len() + 2);
+        json.push('[');
+        json.push_str(elements);
+        json.push(']');
+        json.into_boxed_str()
+    }
 }
 
-/// All of `json`'s elements, a valid JSON array.
-pub(crate) fn whole(json: &str) -> Args {
-    let inner = json.trim().strip_prefix('[').expect("an array");
-    Args::from_valid_json(bracketed(trim_array_end(inner)))
-}
-
-/// `elements` (the inside of a valid array, then its `]`) without the closing
-/// bracket and surrounding whitespace.
-fn trim_array_end(elements: &str) -> &str {
-    let elements = elements.trim_end();
-    elements
-        .strip_suffix(']')
-        .expect("a valid array ends with ]")
-        .trim()
-}
-
-fn bracketed(elements: &str) -> Box<str> {
-    let mut json = String::with_capacity(elements.len() + 2);
-    json.push('[');
-    json.push_str(elements);
-    json.push(']');
-    json.into_boxed_str()
-}
-
-#[cfg(test)]
+#[cfg(all(test, feature = "text-args"))]
 mod tests {
     use super::*;
     use serde_json::json;

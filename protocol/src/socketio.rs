@@ -9,7 +9,9 @@
 use serde_json::Value;
 use thiserror::Error;
 
-use crate::args::{self, Args, Shape};
+use crate::args::Args;
+#[cfg(feature = "text-args")]
+use crate::args::{self, Shape};
 use crate::engineio::Frame;
 
 /// The namespace every client may connect to.
@@ -399,6 +401,7 @@ fn decode_header(text: &str, limits: &Limits) -> Result<(Packet, usize), DecodeE
 
     let rest = &text[pos..];
     check_depth(rest, limits.max_depth)?;
+    #[cfg(feature = "text-args")]
     if kind == b'2' || kind == b'3' {
         // Events and acks without attachments, the bulk of the traffic: the
         // arguments are validated and kept as text (see `Args`).
@@ -429,7 +432,7 @@ fn decode_header(text: &str, limits: &Limits) -> Result<(Packet, usize), DecodeE
             }
             Packet::Disconnect { nsp }
         }
-        b'5' => {
+        b'2' | b'5' => {
             let Some(Value::Array(mut items)) = json else {
                 return Err(DecodeError::InvalidPayload("EVENT", "a non-empty array"));
             };
@@ -447,7 +450,7 @@ fn decode_header(text: &str, limits: &Limits) -> Result<(Packet, usize), DecodeE
                 attachments: Vec::new(),
             }
         }
-        b'6' => {
+        b'3' | b'6' => {
             let Some(id) = id else {
                 return Err(DecodeError::InvalidAckId);
             };
@@ -493,6 +496,7 @@ const NAMED: &str = "an array starting with the event name";
 
 /// An EVENT (`2`) or an ACK (`3`) whose JSON is `rest`: validated exactly as
 /// parsing it into values would, and kept as text.
+#[cfg(feature = "text-args")]
 fn decode_args(kind: u8, nsp: String, id: Option<u64>, rest: &str) -> Result<Packet, DecodeError> {
     let shape = if rest.is_empty() {
         Shape::Other
