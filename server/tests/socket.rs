@@ -100,6 +100,30 @@ async fn events_are_echoed_and_acked_with_the_same_arguments() {
     server.stop().await;
 }
 
+/// Arguments the server does not read go back as the client wrote them:
+/// spacing, the spelling of numbers (one past what an f64 holds exactly),
+/// escapes. A typed event's payload is read from that text too.
+#[tokio::test]
+async fn echoes_carry_the_arguments_as_they_arrived() {
+    let server = TestServer::default().await;
+    let (mut c, _) = RawClient::connect_greeted(&server).await;
+    let args = r#"1.50 , "\u00e9\n" , {"big":123456789012345678901234, "b" : [ ] }"#;
+    c.send(&format!(r#"4213[ "custom" , {args} ] "#)).await;
+    assert_eq!(c.recv_text().await, format!(r#"42["custom",{args}]"#));
+    assert_eq!(c.recv_text().await, format!("4313[{args}]"));
+    c.send(r#"42[ "my other event" , { "my" : "data" } ]"#)
+        .await;
+    assert_eq!(
+        c.recv_text().await,
+        r#"42["my other event",{ "my" : "data" }]"#
+    );
+    c.send(r#"427[ "publish" , { "text" : "spaced" } ]"#).await;
+    let news = c.recv_text().await;
+    assert!(news.starts_with(r#"42["news",{"hello":"spaced""#), "{news}");
+    assert_eq!(c.recv_text().await, r#"437[{"delivered":1}]"#);
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn binary_events_are_echoed() {
     let server = TestServer::default().await;
