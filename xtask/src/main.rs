@@ -385,16 +385,19 @@ fn test_steps(env: &Env, suite: &mut Suite) -> Result<()> {
     suite.step("client unit tests (native)", || {
         exec::run(env.cargo().args(["test", "-p", "duplex-client"]))
     })?;
-    suite.step("protocol tests as the browser builds it (no default features)", || {
-        exec::run(env.cargo().args([
-            "test",
-            "-p",
-            "duplex-protocol",
-            "--no-default-features",
-            "--lib",
-            "--tests",
-        ]))
-    })?;
+    suite.step(
+        "protocol tests as the browser builds it (no default features)",
+        || {
+            exec::run(env.cargo().args([
+                "test",
+                "-p",
+                "duplex-protocol",
+                "--no-default-features",
+                "--lib",
+                "--tests",
+            ]))
+        },
+    )?;
     suite.step("release bundle (trunk build)", || trunk_build(env))?;
     suite.step("browser tests (headless Chromium)", || {
         // One test at a time: each starts a server, chromedriver and Chromium, and two
