@@ -126,6 +126,12 @@ impl Packet {
     pub fn decode(frame: Frame) -> Result<Packet, DecodeError> {
         match frame {
             Frame::Binary(bytes) => Ok(Packet::Binary(bytes)),
+            // A message, nearly every frame, keeps the frame's text: its type
+            // byte is taken off in place, without a copy into a new string.
+            Frame::Text(mut text) if text.starts_with('4') => {
+                text.remove(0);
+                Ok(Packet::Message(text))
+            }
             Frame::Text(text) => Packet::decode_text(&text),
         }
     }

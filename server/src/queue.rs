@@ -42,8 +42,11 @@ pub(crate) struct BoundedQueue<T> {
 struct State<T> {
     items: VecDeque<T>,
     /// The receiver found no item and waits for the next one: the next push
-    /// takes this and wakes it.
+    /// takes this and wakes it (unless the receiver is `busy`).
     waiting: Option<Waker>,
+    /// The receiver is running and will look at the queue before it waits
+    /// again: pushes leave its waker in place and wake nobody.
+    busy: bool,
     /// The receiver is gone: nothing more is accepted.
     closed: bool,
 }
@@ -54,6 +57,7 @@ impl<T> BoundedQueue<T> {
             state: Mutex::new(State {
                 items: VecDeque::new(),
                 waiting: None,
+                busy: false,
                 closed: false,
             }),
             capacity: capacity.max(1),
@@ -76,7 +80,11 @@ impl<T> BoundedQueue<T> {
             return Err(Refused::Full);
         }
         state.items.push_back(item);
-        let waiting = state.waiting.take();
+        let waiting = if state.busy {
+            None
+        } else {
+            state.waiting.take()
+        };
         drop(state);
         if let Some(waker) = waiting {
             waker.wake();
@@ -102,6 +110,7 @@ impl<T> BoundedQueue<T> {
     pub(crate) async fn pop(&self) -> T {
         std::future::poll_fn(|cx| {
             let mut state = self.state();
+            state.busy = false;
             if let Some(item) = Self::pop_locked(&mut state) {
                 return Poll::Ready(item);
             }
@@ -124,9 +133,10 @@ impl<T> BoundedQueue<T> {
     /// pushes until then wake nobody. For a receiver that pushes to itself
     /// (a connection's handlers replying through their own link), so that its
     /// replies do not schedule it again for a turn that finds nothing.
+    /// The waker stays registered: a receiver that waits again with the same
+    /// waker (a task's own) neither clones nor drops one per turn.
     pub(crate) fn busy(&self) {
-        let waiting = self.state().waiting.take();
-        drop(waiting);
+        self.state().busy = true;
     }
 
     /// The receiver is gone: refuses new items and drops the waiting ones
