@@ -227,6 +227,34 @@ mod text {
 
     use super::Args;
 
+    /// The visits of JSON's scalars (and of strings, when `visit_str` is
+    /// named), each accepted as `$value`: parsed by serde_json as a `Value`
+    /// would be, and dropped.
+    macro_rules! scalars {
+        ($ty:ty, $value:expr $(, $str:ident)?) => {
+            fn visit_bool<E>(self, _: bool) -> Result<$ty, E> {
+                Ok($value)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<$ty, E> {
+                Ok($value)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<$ty, E> {
+                Ok($value)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<$ty, E> {
+                Ok($value)
+            }
+            fn visit_unit<E>(self) -> Result<$ty, E> {
+                Ok($value)
+            }
+            $(
+                fn $str<E>(self, _: &str) -> Result<$ty, E> {
+                    Ok($value)
+                }
+            )?
+        };
+    }
+
     /// What a packet's JSON is, found while validating it without building values.
     #[derive(Debug, PartialEq)]
     pub(crate) enum Shape {
@@ -273,24 +301,7 @@ mod text {
             ValidVisitor.visit_map(map).map(|Valid| Shape::Object)
         }
 
-        fn visit_bool<E>(self, _: bool) -> Result<Shape, E> {
-            Ok(Shape::Other)
-        }
-        fn visit_i64<E>(self, _: i64) -> Result<Shape, E> {
-            Ok(Shape::Other)
-        }
-        fn visit_u64<E>(self, _: u64) -> Result<Shape, E> {
-            Ok(Shape::Other)
-        }
-        fn visit_f64<E>(self, _: f64) -> Result<Shape, E> {
-            Ok(Shape::Other)
-        }
-        fn visit_str<E>(self, _: &str) -> Result<Shape, E> {
-            Ok(Shape::Other)
-        }
-        fn visit_unit<E>(self) -> Result<Shape, E> {
-            Ok(Shape::Other)
-        }
+        scalars!(Shape, Shape::Other, visit_str);
     }
 
     /// An array's first element: its string, or `None` for any other (valid) value.
@@ -323,21 +334,7 @@ mod text {
         fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Option<String>, A::Error> {
             ValidVisitor.visit_map(map).map(|Valid| None)
         }
-        fn visit_bool<E>(self, _: bool) -> Result<Option<String>, E> {
-            Ok(None)
-        }
-        fn visit_i64<E>(self, _: i64) -> Result<Option<String>, E> {
-            Ok(None)
-        }
-        fn visit_u64<E>(self, _: u64) -> Result<Option<String>, E> {
-            Ok(None)
-        }
-        fn visit_f64<E>(self, _: f64) -> Result<Option<String>, E> {
-            Ok(None)
-        }
-        fn visit_unit<E>(self) -> Result<Option<String>, E> {
-            Ok(None)
-        }
+        scalars!(Option<String>, None);
     }
 
     /// Any valid JSON value, parsed as [`Value`] would parse it and dropped.
@@ -366,24 +363,7 @@ mod text {
             while map.next_entry::<Valid, Valid>()?.is_some() {}
             Ok(Valid)
         }
-        fn visit_bool<E>(self, _: bool) -> Result<Valid, E> {
-            Ok(Valid)
-        }
-        fn visit_i64<E>(self, _: i64) -> Result<Valid, E> {
-            Ok(Valid)
-        }
-        fn visit_u64<E>(self, _: u64) -> Result<Valid, E> {
-            Ok(Valid)
-        }
-        fn visit_f64<E>(self, _: f64) -> Result<Valid, E> {
-            Ok(Valid)
-        }
-        fn visit_str<E>(self, _: &str) -> Result<Valid, E> {
-            Ok(Valid)
-        }
-        fn visit_unit<E>(self) -> Result<Valid, E> {
-            Ok(Valid)
-        }
+        scalars!(Valid, Valid, visit_str);
     }
 
     /// The arguments that follow the event name in `json`, a valid JSON array
