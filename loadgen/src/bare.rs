@@ -1,10 +1,18 @@
 //! The ceiling: a bare tokio-tungstenite WebSocket server doing the same work as
-//! the Socket.IO app contract with none of the protocol, and its tiny text format.
+//! the Socket.IO app contract with none of the protocol. It speaks one of two
+//! wires ([`Wire`]):
 //!
-//! - On connection the server sends `hello` (the greeting).
-//! - `e<seq>` (an echo request) is answered with two frames, `E<seq>` (the echoed
-//!   event) then `A<seq>` (the ack): as many frames as a Socket.IO server sends.
-//! - `p<text>` (publish) sends `n<text>` to every connection, the sender included.
+//! - [`Wire::Tiny`], its own tiny text format (`bench`'s `bare`):
+//!   - on connection the server sends `hello` (the greeting);
+//!   - `e<seq>` (an echo request) is answered with two frames, `E<seq>` (the
+//!     echoed event) then `A<seq>` (the ack): as many frames as a Socket.IO
+//!     server sends;
+//!   - `p<text>` (publish) sends `n<text>` to every connection, the sender included.
+//! - [`Wire::SocketIo`], the same contract in Socket.IO's wire format, spliced as
+//!   text with no Socket.IO library (`bench`'s `bare-sio`): the generator does
+//!   exactly the work it does for a real Socket.IO server, so this is the
+//!   ceiling of any Socket.IO server under that generator on that machine.
+//!   See [`SioReply`].
 //!
 //! Each connection's outbound queue is bounded (`--queue`, 1024 like duplex's
 //! default); a connection whose queue is full is disconnected, never silently
@@ -67,11 +75,26 @@ struct Peer {
 /// one pass of `try_send`s, never across an await.
 type Registry = Arc<Mutex<HashMap<u64, Peer>>>;
 
+/// What the bare server speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Wire {
+    /// Its own tiny text format (`hello`, `e<seq>`, `E<seq>`, ...).
+    Tiny,
+    /// Socket.IO v5 over Engine.IO v4 frames, for the `/` namespace only.
+    #[value(name = "socketio")]
+    SocketIo,
+}
+
+/// The Engine.IO heartbeat of [`Wire::SocketIo`]: the server pings this often
+/// (and says so in its open packet); clients answer, and the answers are ignored.
+const PING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(25);
+
 /// Serves on `addr` until the process is killed.
 pub async fn serve(
     addr: SocketAddr,
     queue: usize,
     read_buffer: Option<usize>,
+    wire: Wire,
 ) -> anyhow::Result<()> {
     let config = read_buffer.map(|size| WebSocketConfig::default().read_buffer_size(size));
     let socket = TcpSocket::new_v4()?;
@@ -96,7 +119,7 @@ pub async fn serve(
         let registry = Arc::clone(&registry);
         tokio::spawn(async move {
             let _ = stream.set_nodelay(true);
-            connection(stream, id, queue, config, &registry).await;
+            connection(stream, id, queue, config, wire, &registry).await;
             registry
                 .lock()
                 .expect("no panic while holding the lock")
@@ -110,6 +133,7 @@ async fn connection(
     id: u64,
     queue: usize,
     config: Option<WebSocketConfig>,
+    wire: Wire,
     registry: &Registry,
 ) {
     let Ok(ws) = tokio_tungstenite::accept_async_with_config(stream, config).await else {
@@ -118,7 +142,12 @@ async fn connection(
     let (mut sink, mut source) = ws.split();
     let (tx, mut rx) = mpsc::channel::<Message>(queue);
     let kill = CancellationToken::new();
-    let _ = tx.try_send(Message::text(GREETING));
+    let sid = format!("bare{id:016}");
+    let greeting = match wire {
+        Wire::Tiny => GREETING.to_owned(),
+        Wire::SocketIo => sio_open(&sid),
+    };
+    let _ = tx.try_send(Message::text(greeting));
     registry
         .lock()
         .expect("no panic while holding the lock")
@@ -149,22 +178,32 @@ async fn connection(
                 continue;
             };
             let text = text.as_str();
-            if let Some(seq) = text.strip_prefix('e') {
-                let sent = tx
-                    .try_send(Message::text(format!("E{seq}")))
-                    .and_then(|()| tx.try_send(Message::text(format!("A{seq}"))));
-                if sent.is_err() {
-                    return;
-                }
-            } else if let Some(news) = text.strip_prefix('p') {
-                let message = Message::text(format!("n{news}"));
-                let peers = registry.lock().expect("no panic while holding the lock");
-                for peer in peers.values() {
-                    if peer.tx.try_send(message.clone()).is_err() {
-                        // Full: this client is too slow; it is disconnected.
-                        peer.kill.cancel();
+            let reply = match wire {
+                Wire::Tiny => tiny_reply(text),
+                Wire::SocketIo => sio_reply(text, &sid),
+            };
+            let sent = match reply {
+                Reply::None => Ok(()),
+                Reply::Close => return,
+                Reply::One(a) => tx.try_send(Message::text(a)),
+                Reply::Two(a, b) => tx
+                    .try_send(Message::text(a))
+                    .and_then(|()| tx.try_send(Message::text(b))),
+                Reply::Broadcast(news, ack) => {
+                    let message = Message::text(news);
+                    let peers = registry.lock().expect("no panic while holding the lock");
+                    for peer in peers.values() {
+                        if peer.tx.try_send(message.clone()).is_err() {
+                            // Full: this client is too slow; it is disconnected.
+                            peer.kill.cancel();
+                        }
                     }
+                    drop(peers);
+                    ack.map_or(Ok(()), |ack| tx.try_send(Message::text(ack)))
                 }
+            };
+            if sent.is_err() {
+                return;
             }
         }
     };
@@ -173,6 +212,92 @@ async fn connection(
         () = reader => {}
         () = kill.cancelled() => {}
     }
+}
+
+/// What the server does with one client message.
+#[derive(Debug, PartialEq, Eq)]
+enum Reply {
+    None,
+    /// Send these frames to the client, in this order.
+    One(String),
+    Two(String, String),
+    /// Send the first frame to every client (the sender included), then the
+    /// second, if any, to the sender.
+    Broadcast(String, Option<String>),
+    /// Close the connection.
+    Close,
+}
+
+fn tiny_reply(text: &str) -> Reply {
+    if let Some(seq) = text.strip_prefix('e') {
+        Reply::Two(format!("E{seq}"), format!("A{seq}"))
+    } else if let Some(news) = text.strip_prefix('p') {
+        Reply::Broadcast(format!("n{news}"), None)
+    } else {
+        Reply::None
+    }
+}
+
+/// The Engine.IO open packet of [`Wire::SocketIo`]: WebSocket only, no upgrades.
+fn sio_open(sid: &str) -> String {
+    format!(
+        r#"0{{"sid":"{sid}","upgrades":[],"pingInterval":{},"pingTimeout":20000,"maxPayload":1000000}}"#,
+        PING_INTERVAL.as_millis()
+    )
+}
+
+/// The app contract in Socket.IO's wire format, by splicing text (the bare
+/// server parses no JSON on the echo path, as no Socket.IO library would let it):
+///
+/// - `40[auth]` (CONNECT to `/`): the CONNECT reply `40{"sid":..}`, then the
+///   greeting `42["news",{"hello":"world"}]`;
+/// - `42[id]["echo",ARGS..]`: `42["echo",ARGS..]`, then `43id[ARGS..]` if an ack
+///   was asked for;
+/// - `42[id]["publish",{"text":T,..}]`: `42["news",{"hello":T,"from":sid}]` to
+///   everyone, and `43id[n]` (how many it went to is not counted: `1`) if asked;
+/// - `41` (DISCONNECT) and `1` (Engine.IO close): the connection is closed;
+/// - anything else (pongs, other namespaces, other events): ignored.
+fn sio_reply(text: &str, sid: &str) -> Reply {
+    match text {
+        "1" | "41" => return Reply::Close,
+        _ => {}
+    }
+    if text.starts_with("40") && !text[2..].starts_with('/') {
+        return Reply::Two(
+            format!(r#"40{{"sid":"{sid}"}}"#),
+            r#"42["news",{"hello":"world"}]"#.to_owned(),
+        );
+    }
+    let Some(rest) = text.strip_prefix("42") else {
+        return Reply::None;
+    };
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    let (id, payload) = rest.split_at(digits);
+    if let Some(args) = payload.strip_prefix(r#"["echo","#) {
+        let echo = format!(r#"42["echo",{args}"#);
+        return if id.is_empty() {
+            Reply::One(echo)
+        } else {
+            Reply::Two(echo, format!("43{id}[{args}"))
+        };
+    }
+    if payload.starts_with(r#"["publish","#) {
+        let Ok(serde_json::Value::Array(items)) = serde_json::from_str(payload) else {
+            return Reply::None;
+        };
+        let Some(serde_json::Value::String(news)) = items.get(1).and_then(|p| p.get("text")) else {
+            return Reply::None;
+        };
+        let Ok(news) = serde_json::to_string(news) else {
+            return Reply::None;
+        };
+        let ack = (!id.is_empty()).then(|| format!("43{id}[1]"));
+        return Reply::Broadcast(
+            format!(r#"42["news",{{"hello":{news},"from":"{sid}"}}]"#),
+            ack,
+        );
+    }
+    Reply::None
 }
 
 #[cfg(test)]
@@ -188,5 +313,52 @@ mod tests {
         assert_eq!(parse_reply(&news), Incoming::News(3));
         assert_eq!(parse_reply(GREETING), Incoming::Other);
         assert_eq!(parse_reply("Ax"), Incoming::Other);
+    }
+
+    #[test]
+    fn socketio_wire_follows_the_app_contract() {
+        let sid = "bare0000000000000007";
+        let open = sio_open(sid);
+        assert!(
+            open.starts_with(r#"0{"sid":"bare0000000000000007","#),
+            "{open}"
+        );
+        assert_eq!(
+            sio_reply("40", sid),
+            Reply::Two(
+                r#"40{"sid":"bare0000000000000007"}"#.into(),
+                r#"42["news",{"hello":"world"}]"#.into()
+            )
+        );
+        assert_eq!(sio_reply("40/admin,", sid), Reply::None);
+        assert_eq!(
+            sio_reply(r#"4217["echo",{"seq":3},"x"]"#, sid),
+            Reply::Two(
+                r#"42["echo",{"seq":3},"x"]"#.into(),
+                r#"4317[{"seq":3},"x"]"#.into()
+            )
+        );
+        assert_eq!(
+            sio_reply(r#"42["echo",{"seq":3}]"#, sid),
+            Reply::One(r#"42["echo",{"seq":3}]"#.into())
+        );
+        let text = published_text(5);
+        let Reply::Broadcast(news, None) =
+            sio_reply(&format!(r#"42["publish",{{"text":"{text}"}}]"#), sid)
+        else {
+            panic!("a publish is broadcast");
+        };
+        assert_eq!(crate::conn::quick_news(&news), Some(5));
+        assert_eq!(
+            sio_reply(r#"423["publish",{"text":"a\"b"}]"#, sid),
+            Reply::Broadcast(
+                r#"42["news",{"hello":"a\"b","from":"bare0000000000000007"}]"#.into(),
+                Some("433[1]".into())
+            )
+        );
+        assert_eq!(sio_reply(r#"42["publish",{"txt":1}]"#, sid), Reply::None);
+        assert_eq!(sio_reply("3", sid), Reply::None);
+        assert_eq!(sio_reply("41", sid), Reply::Close);
+        assert_eq!(sio_reply("1", sid), Reply::Close);
     }
 }

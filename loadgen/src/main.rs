@@ -49,6 +49,10 @@ enum Cmd {
         /// 128 KiB, when not given).
         #[arg(long)]
         read_buffer: Option<usize>,
+        /// What it speaks: its own tiny text format, or the app contract in
+        /// Socket.IO's wire format (spliced, no Socket.IO library).
+        #[arg(long, value_enum, default_value = "tiny")]
+        wire: bare::Wire,
     },
 }
 
@@ -62,9 +66,10 @@ async fn main() -> anyhow::Result<()> {
             addr,
             queue,
             read_buffer,
+            wire,
         } => {
             sys::raise_fd_limit()?;
-            bare::serve(addr, queue, read_buffer).await?;
+            bare::serve(addr, queue, read_buffer, wire).await?;
             true
         }
     };

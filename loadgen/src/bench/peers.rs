@@ -5,12 +5,13 @@ use std::process::Command;
 
 use anyhow::Context;
 
+use crate::bare::Wire;
 use crate::build;
 use crate::child::ServerProcess;
 use crate::conn::Dialect;
 use crate::sys;
 
-/// One of the four servers.
+/// One of the servers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum)]
 pub enum Server {
     /// The duplex server, release build.
@@ -19,16 +20,22 @@ pub enum Server {
     Node,
     /// socketioxide on axum (loadgen/peers/socketioxide-server).
     Socketioxide,
-    /// A bare tokio-tungstenite WebSocket server: the ceiling.
+    /// A bare tokio-tungstenite WebSocket server with its own tiny wire: the
+    /// ceiling of a WebSocket server.
     Bare,
+    /// The same bare server answering in Socket.IO's wire format (no Socket.IO
+    /// library): the generator works as for any Socket.IO server, so this is
+    /// the ceiling of a Socket.IO server on the machine.
+    BareSio,
 }
 
 impl Server {
-    pub const ALL: [Server; 4] = [
+    pub const ALL: [Server; 5] = [
         Server::Duplex,
         Server::Node,
         Server::Socketioxide,
         Server::Bare,
+        Server::BareSio,
     ];
 
     pub fn name(self) -> &'static str {
@@ -37,6 +44,7 @@ impl Server {
             Server::Node => "node",
             Server::Socketioxide => "socketioxide",
             Server::Bare => "bare",
+            Server::BareSio => "bare-sio",
         }
     }
 
@@ -99,7 +107,8 @@ pub fn prepare(server: Server, options: &PeerOptions) -> Prepared {
         Server::Duplex => prepare_duplex(options),
         Server::Node => prepare_node(options),
         Server::Socketioxide => prepare_socketioxide(options),
-        Server::Bare => prepare_bare(options),
+        Server::Bare => prepare_bare(options, Wire::Tiny),
+        Server::BareSio => prepare_bare(options, Wire::SocketIo),
     };
     match prepared {
         Ok(launch) => Prepared::Ready(launch),
@@ -192,12 +201,18 @@ fn prepare_socketioxide(options: &PeerOptions) -> anyhow::Result<Launch> {
     })
 }
 
-fn prepare_bare(options: &PeerOptions) -> anyhow::Result<Launch> {
+fn prepare_bare(options: &PeerOptions, wire: Wire) -> anyhow::Result<Launch> {
     let program = std::env::current_exe().context("cannot find the loadgen binary")?;
+    let wire = match wire {
+        Wire::Tiny => "tiny",
+        Wire::SocketIo => "socketio",
+    };
     let mut args = vec![
         "bare-server".to_owned(),
         "--addr".to_owned(),
         "127.0.0.1:{port}".to_owned(),
+        "--wire".to_owned(),
+        wire.to_owned(),
     ];
     if let Some(size) = options.bare_read_buffer {
         args.extend(["--read-buffer".to_owned(), size.to_string()]);

@@ -196,9 +196,9 @@ pub fn markdown(
     let _ = writeln!(out);
     let _ = writeln!(
         out,
-        "| figure | duplex | node | socketioxide | bare | duplex/node | duplex/socketioxide | duplex/bare |"
+        "| figure | duplex | node | socketioxide | bare | bare-sio | duplex/node | duplex/socketioxide | duplex/bare | duplex/bare-sio |"
     );
-    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for row in rows(sizes) {
         let d = value(Server::Duplex, &row);
         let ratio = |other: Server| match (d, value(other, &row)) {
@@ -210,15 +210,17 @@ pub fn markdown(
         let arrow = if row.higher_is_better { "↑" } else { "↓" };
         let _ = writeln!(
             out,
-            "| {} {arrow} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} {arrow} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             row.label,
             fmt_value(d),
             fmt_value(value(Server::Node, &row)),
             fmt_value(value(Server::Socketioxide, &row)),
             fmt_value(value(Server::Bare, &row)),
+            fmt_value(value(Server::BareSio, &row)),
             ratio(Server::Node),
             ratio(Server::Socketioxide),
             ratio(Server::Bare),
+            ratio(Server::BareSio),
         );
     }
     let _ = writeln!(out);
