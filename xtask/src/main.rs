@@ -36,7 +36,7 @@ commands:
   fuzz [SECONDS]          each cargo-fuzz target for SECONDS (default 60); installs cargo-fuzz
   soak [-- SOAK_ARGS]     N connections with heartbeats against the release server, RSS
                           at start, peak and after (default 10,000 connections)
-  bench [-- BENCH_ARGS]   duplex vs Node socket.io vs socketioxide vs a bare WebSocket server,
+  bench [-- BENCH_ARGS]   duplex vs Node socket.io vs socketioxide vs bare WebSocket ceilings,
                           then the client: bundle sizes and page load to news in headless
                           Chromium (builds the release bundle first unless --no-client or
                           --only servers)
