@@ -96,13 +96,22 @@ pub async fn serve(
     read_buffer: Option<usize>,
     wire: Wire,
 ) -> anyhow::Result<()> {
-    let config = read_buffer.map(|size| WebSocketConfig::default().read_buffer_size(size));
     let socket = TcpSocket::new_v4()?;
     socket.set_reuseaddr(true)?;
     socket
         .bind(addr)
         .with_context(|| format!("cannot bind {addr}"))?;
-    let listener = socket.listen(BACKLOG)?;
+    serve_on(socket.listen(BACKLOG)?, queue, read_buffer, wire).await
+}
+
+/// [`serve`] on a bound listener.
+async fn serve_on(
+    listener: tokio::net::TcpListener,
+    queue: usize,
+    read_buffer: Option<usize>,
+    wire: Wire,
+) -> anyhow::Result<()> {
+    let config = read_buffer.map(|size| WebSocketConfig::default().read_buffer_size(size));
     let registry: Registry = Arc::default();
     let ids = AtomicU64::new(0);
     loop {
@@ -189,17 +198,23 @@ async fn connection(
                 Reply::Two(a, b) => tx
                     .try_send(Message::text(a))
                     .and_then(|()| tx.try_send(Message::text(b))),
-                Reply::Broadcast(news, ack) => {
+                Reply::Broadcast(news, ack_id) => {
                     let message = Message::text(news);
                     let peers = registry.lock().expect("no panic while holding the lock");
+                    let mut reached = 0_usize;
                     for peer in peers.values() {
-                        if peer.tx.try_send(message.clone()).is_err() {
+                        if peer.tx.try_send(message.clone()).is_ok() {
+                            reached += 1;
+                        } else {
                             // Full: this client is too slow; it is disconnected.
                             peer.kill.cancel();
                         }
                     }
                     drop(peers);
-                    ack.map_or(Ok(()), |ack| tx.try_send(Message::text(ack)))
+                    // The Socket.IO app acks a publish with how many it reached.
+                    ack_id.map_or(Ok(()), |id| {
+                        tx.try_send(Message::text(format!("43{id}[{reached}]")))
+                    })
                 }
             };
             if sent.is_err() {
@@ -221,8 +236,8 @@ enum Reply {
     /// Send these frames to the client, in this order.
     One(String),
     Two(String, String),
-    /// Send the first frame to every client (the sender included), then the
-    /// second, if any, to the sender.
+    /// Send the frame to every client (the sender included), then, if the
+    /// sender asked for an ack (this id), how many it reached.
     Broadcast(String, Option<String>),
     /// Close the connection.
     Close,
@@ -254,7 +269,7 @@ fn sio_open(sid: &str) -> String {
 /// - `42[id]["echo",ARGS..]`: `42["echo",ARGS..]`, then `43id[ARGS..]` if an ack
 ///   was asked for;
 /// - `42[id]["publish",{"text":T,..}]`: `42["news",{"hello":T,"from":sid}]` to
-///   everyone, and `43id[n]` (how many it went to is not counted: `1`) if asked;
+///   everyone, and `43id[n]` (how many it reached) if asked;
 /// - `41` (DISCONNECT) and `1` (Engine.IO close): the connection is closed;
 /// - anything else (pongs, other namespaces, other events): ignored.
 fn sio_reply(text: &str, sid: &str) -> Reply {
@@ -291,10 +306,9 @@ fn sio_reply(text: &str, sid: &str) -> Reply {
         let Ok(news) = serde_json::to_string(news) else {
             return Reply::None;
         };
-        let ack = (!id.is_empty()).then(|| format!("43{id}[1]"));
         return Reply::Broadcast(
             format!(r#"42["news",{{"hello":{news},"from":"{sid}"}}]"#),
-            ack,
+            (!id.is_empty()).then(|| id.to_owned()),
         );
     }
     Reply::None
@@ -313,6 +327,45 @@ mod tests {
         assert_eq!(parse_reply(&news), Incoming::News(3));
         assert_eq!(parse_reply(GREETING), Incoming::Other);
         assert_eq!(parse_reply("Ax"), Incoming::Other);
+    }
+
+    /// The generator's own client, against a bare server of `wire` on a free
+    /// port: greeted, an echo answered with its event and its ack, a publish
+    /// delivered as news.
+    async fn round_trips(wire: Wire, dialect: crate::conn::Dialect) {
+        use crate::conn::Conn;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let server = tokio::spawn(serve_on(listener, 16, Some(4096), wire));
+        let sources = crate::source::Sources::new(8);
+        let mut conn = Conn::open(dialect, addr, &sources).await.expect("open");
+        conn.queue_echo(7).expect("echo");
+        conn.queue_publish(published_text(3)).expect("publish");
+        let mut seen = Vec::new();
+        tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            while seen.len() < 3 {
+                match conn.next().await.expect("next") {
+                    Incoming::Other => {}
+                    incoming => seen.push(incoming),
+                }
+            }
+        })
+        .await
+        .expect("the replies in time");
+        assert_eq!(
+            seen,
+            [Incoming::Echo(7), Incoming::Ack(7), Incoming::News(3)],
+            "{wire:?}"
+        );
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn the_generator_round_trips_on_both_wires() {
+        round_trips(Wire::Tiny, crate::conn::Dialect::Bare).await;
+        round_trips(Wire::SocketIo, crate::conn::Dialect::SocketIo).await;
     }
 
     #[test]
@@ -353,7 +406,7 @@ mod tests {
             sio_reply(r#"423["publish",{"text":"a\"b"}]"#, sid),
             Reply::Broadcast(
                 r#"42["news",{"hello":"a\"b","from":"bare0000000000000007"}]"#.into(),
-                Some("433[1]".into())
+                Some("3".into())
             )
         );
         assert_eq!(sio_reply(r#"42["publish",{"txt":1}]"#, sid), Reply::None);
