@@ -4,6 +4,15 @@
 //!
 //! Every Socket.IO frame comes from the protocol crate; the only text built here
 //! is the request URL and the bare server's own frames ([`crate::bare`]).
+//!
+//! The session handles the handshake, heartbeats and everything the server
+//! sends, except the benchmark's own data path: echo requests are encoded by
+//! the protocol crate (`socketio::event_frame`) with the request's `seq` as
+//! their ack id, and their acks, echoed events and news are recognised here
+//! ([`quick_ack`], [`quick_echo`], [`quick_news`]; an ack of another shape is
+//! decoded by the protocol crate's packet decoder). On a two-core machine the
+//! generator shares the cores with the server, so each microsecond it spends
+//! per round trip is one the fastest server cannot use.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -12,8 +21,10 @@ use std::time::Duration;
 use anyhow::Context;
 use futures_util::{SinkExt, StreamExt};
 use protocol::Frame;
+use protocol::args::Args;
 use protocol::engineio;
 use protocol::session::{ClientConfig, ClientEvent, ClientSession, CloseReason};
+use protocol::socketio;
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
@@ -150,6 +161,9 @@ pub struct SioConn {
     timer_at: Option<protocol::Time>,
     /// Frames queued to the socket but not flushed yet.
     unflushed: bool,
+    /// Frames for the next flush, in the order they were asked for: the
+    /// session's and the echo requests encoded here.
+    outbox: Vec<Frame>,
     /// Count the pongs sent (the soak checks heartbeats went on).
     count_pongs: bool,
     pongs: u64,
@@ -179,6 +193,7 @@ impl SioConn {
             timer: Box::pin(tokio::time::sleep_until(epoch + Duration::from_secs(3600))),
             timer_at: None,
             unflushed: false,
+            outbox: Vec::new(),
             count_pongs: false,
             pongs: 0,
         };
@@ -209,8 +224,9 @@ impl SioConn {
         self.epoch.elapsed()
     }
 
-    /// Moves what the session wants to send into the socket's write buffer.
-    async fn queue_transmit(&mut self) -> anyhow::Result<()> {
+    /// Moves what the session wants to send behind the frames already queued,
+    /// so that everything goes out in the order it was asked for.
+    fn take_session_frames(&mut self) {
         while let Some(frame) = self.session.poll_transmit() {
             if self.count_pongs {
                 if let Frame::Text(t) = &frame {
@@ -222,6 +238,14 @@ impl SioConn {
                     }
                 }
             }
+            self.outbox.push(frame);
+        }
+    }
+
+    /// Moves what is queued into the socket's write buffer.
+    async fn queue_transmit(&mut self) -> anyhow::Result<()> {
+        self.take_session_frames();
+        for frame in std::mem::take(&mut self.outbox) {
             self.ws
                 .feed(frame_to_message(frame))
                 .await
@@ -240,11 +264,18 @@ impl SioConn {
         Ok(())
     }
 
+    /// Queues `echo` with `{"seq": seq}`, asking for an ack with id `seq`: the
+    /// ack is matched here, by [`quick_ack`] (the session never asks for acks
+    /// in the generator, so no id of its own can collide).
     pub fn queue_echo(&mut self, seq: u64) -> anyhow::Result<()> {
-        let now = self.now();
-        self.session
-            .emit_with_ack(ECHO, vec![json!({ "seq": seq })], now)
-            .context("emit echo")?;
+        anyhow::ensure!(
+            self.session.is_connected(),
+            "echo requested while not connected"
+        );
+        let args = Args::from(vec![json!({ "seq": seq })]);
+        self.take_session_frames();
+        self.outbox
+            .push(socketio::event_frame("/", Some(seq), ECHO, &args, 0));
         Ok(())
     }
 
@@ -256,6 +287,7 @@ impl SioConn {
         self.session
             .emit_event::<protocol::app::PublishNews>(&payload)
             .context("emit publish")?;
+        self.take_session_frames();
         Ok(())
     }
 
@@ -334,6 +366,11 @@ impl SioConn {
                                 if let Some(n) = quick_echo(t.as_str()) {
                                     return Ok(Some(Item::Quick(Incoming::Echo(n))));
                                 }
+                            }
+                            // Acks answer the echo requests sent above the
+                            // session: never handed to it (it would drop them).
+                            if let Some(ack) = echo_ack(t.as_str()) {
+                                return Ok(Some(Item::Quick(ack)));
                             }
                             Frame::Text(t.as_str().to_owned())
                         }
@@ -489,6 +526,38 @@ pub fn quick_echo(text: &str) -> Option<u64> {
     n.parse().ok()
 }
 
+/// The `seq` of a WebSocket message that is exactly the ack of an echo request,
+/// `43<seq>[{"seq":<seq>}]` (ack id and payload agree), recognised without a
+/// JSON parse. Anything else goes to [`echo_ack`]'s decoder.
+pub fn quick_ack(text: &str) -> Option<u64> {
+    let rest = text.strip_prefix("43")?;
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    let (id, rest) = rest.split_at(digits);
+    let seq = rest.strip_prefix(r#"[{"seq":"#)?.strip_suffix("}]")?;
+    (!id.is_empty() && id == seq).then(|| id.parse().ok())?
+}
+
+/// What an ack on the main namespace (`43...`) says, if `text` is one: the
+/// echo's `seq` when its id and its `{"seq": N}` agree (in any JSON spelling,
+/// decoded by the protocol crate), [`Incoming::Other`] for any other ack.
+fn echo_ack(text: &str) -> Option<Incoming> {
+    if let Some(seq) = quick_ack(text) {
+        return Some(Incoming::Ack(seq));
+    }
+    let packet = text.strip_prefix('4')?;
+    if !packet.starts_with('3') || packet[1..].starts_with('/') {
+        return None;
+    }
+    Some(
+        match socketio::Packet::decode(packet, &socketio::Limits::default()) {
+            Ok(socketio::Packet::Ack { id, args, .. }) => seq_of(args.values())
+                .filter(|&seq| seq == id)
+                .map_or(Incoming::Other, Incoming::Ack),
+            _ => Incoming::Other,
+        },
+    )
+}
+
 /// The number of a published text (`None` for other news, the greeting).
 pub fn parse_published(text: &str) -> Option<u64> {
     // Digits up to the `|`, read in one pass (once per fan-out delivery).
@@ -610,6 +679,25 @@ mod tests {
         assert_eq!(quick_echo(r#"42["echo",{"seq":}]"#), None);
         assert_eq!(quick_echo(r#"42["echo",{"seq":1,"x":2}]"#), None);
         assert_eq!(quick_echo(r#"431[{"seq":17}]"#), None);
+    }
+
+    #[test]
+    fn echo_acks_are_recognised_and_checked() {
+        assert_eq!(quick_ack(r#"4317[{"seq":17}]"#), Some(17));
+        assert_eq!(quick_ack(r#"430[{"seq":0}]"#), Some(0));
+        // The id and the payload disagree, no id, another shape: not quick.
+        assert_eq!(quick_ack(r#"4317[{"seq":18}]"#), None);
+        assert_eq!(quick_ack(r#"43[{"seq":17}]"#), None);
+        assert_eq!(quick_ack(r#"4317[{"seq": 17}]"#), None);
+        assert_eq!(quick_ack(r#"42["echo",{"seq":17}]"#), None);
+        // Other spellings are decoded; a mismatch or another payload is Other.
+        assert_eq!(echo_ack(r#"4317[ {"seq" : 17} ]"#), Some(Incoming::Ack(17)));
+        assert_eq!(echo_ack(r#"4317[{"seq":18}]"#), Some(Incoming::Other));
+        assert_eq!(echo_ack(r#"435["ok"]"#), Some(Incoming::Other));
+        // Not an ack of the main namespace: the session's.
+        assert_eq!(echo_ack(r#"43/admin,5[1]"#), None);
+        assert_eq!(echo_ack(r#"42["echo",{"seq":1}]"#), None);
+        assert_eq!(echo_ack("3"), None);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use tokio::sync::Semaphore;
-use tokio::time::{Instant, sleep, sleep_until, timeout, timeout_at};
+use tokio::time::{Instant, sleep, sleep_until, timeout};
 
 use crate::child::ServerProcess;
 use crate::conn::{Conn, Dialect, Incoming, published_text};
@@ -418,14 +418,16 @@ async fn echo_client(mut conn: Conn, start: Instant, end: Instant, in_flight: us
             pending.push_back((st.sent, Instant::now()));
             st.sent += 1;
         }
-        let drain_end = end + Duration::from_secs(10);
+        // One timer for the whole drain, not one per message.
+        let drain = tokio::time::sleep_until(end + Duration::from_secs(10));
+        tokio::pin!(drain);
         loop {
-            if Instant::now() >= end && st.acks >= st.sent && st.echoes >= st.sent {
-                return Ok(());
-            }
-            let Ok(incoming) = timeout_at(drain_end, conn.next()).await else {
-                return Ok(()); // what is still due is missing
+            let incoming = tokio::select! {
+                biased;
+                incoming = conn.next() => incoming,
+                () = &mut drain => return Ok(()), // what is still due is missing
             };
+            // One clock read per message: its arrival, and the next request's start.
             let now = Instant::now();
             match incoming? {
                 Incoming::Ack(seq) => {
@@ -444,7 +446,7 @@ async fn echo_client(mut conn: Conn, start: Instant, end: Instant, in_flight: us
                     }
                     if now < end {
                         conn.queue_echo(st.sent)?;
-                        pending.push_back((st.sent, Instant::now()));
+                        pending.push_back((st.sent, now));
                         st.sent += 1;
                     }
                 }
@@ -456,6 +458,11 @@ async fn echo_client(mut conn: Conn, start: Instant, end: Instant, in_flight: us
                     max_echo = max_echo.max(Some(seq));
                 }
                 Incoming::News(_) | Incoming::Other => {}
+            }
+            // Done once the window is over and everything sent came back (the
+            // last reply is a message: its time is `now`).
+            if now >= end && st.acks >= st.sent && st.echoes >= st.sent {
+                return Ok(());
             }
         }
     }
