@@ -10,9 +10,9 @@
 //!   - `p<text>` (publish) sends `n<text>` to every connection, the sender included.
 //! - [`Wire::SocketIo`], the same contract in Socket.IO's wire format, spliced as
 //!   text with no Socket.IO library (`bench`'s `bare-sio`): the generator does
-//!   exactly the work it does for a real Socket.IO server, so this is the
-//!   ceiling of any Socket.IO server under that generator on that machine.
-//!   See [`SioReply`].
+//!   exactly the work it does for a real Socket.IO server, so this is what a
+//!   Socket.IO server on tokio-tungstenite could reach at best. See
+//!   [`sio_reply`].
 //!
 //! Each connection's outbound queue is bounded (`--queue`, 1024 like duplex's
 //! default); a connection whose queue is full is disconnected, never silently

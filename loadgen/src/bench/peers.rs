@@ -25,7 +25,7 @@ pub enum Server {
     Bare,
     /// The same bare server answering in Socket.IO's wire format (no Socket.IO
     /// library): the generator works as for any Socket.IO server, so this is
-    /// the ceiling of a Socket.IO server on the machine.
+    /// the best a Socket.IO server on tokio-tungstenite can do.
     BareSio,
 }
 
