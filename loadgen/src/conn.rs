@@ -183,12 +183,9 @@ impl SioConn {
         let epoch = Instant::now();
         let mut conn = SioConn {
             ws,
-            session: ClientSession::new(ClientConfig {
-                // Generous: a saturated two-core machine can delay an ack by
-                // seconds; a late ack is counted, a timed-out one is missing.
-                ack_timeout: Duration::from_secs(60),
-                ..ClientConfig::default()
-            }),
+            // It asks for no acks: the echo requests' are matched by
+            // `echo_ack`, and a late one is counted, a lost one is missing.
+            session: ClientSession::new(ClientConfig::default()),
             epoch,
             timer: Box::pin(tokio::time::sleep_until(epoch + Duration::from_secs(3600))),
             timer_at: None,
@@ -413,8 +410,6 @@ impl SioConn {
             None => anyhow::bail!("stopped without a stop token"),
         };
         Ok(match event {
-            ClientEvent::Ack { args, .. } => seq_of(&args).map_or(Incoming::Other, Incoming::Ack),
-            ClientEvent::AckTimeout { .. } => Incoming::Other,
             ClientEvent::Event { name, args, .. } if name == ECHO => {
                 seq_of(&args).map_or(Incoming::Other, Incoming::Echo)
             }

@@ -68,8 +68,8 @@ pub struct BenchArgs {
     /// generator's: tungstenite's default (128 KiB) is zero-filled before every
     /// read, which costs a sequential echo more than everything else the bare
     /// server does, and a ceiling should be the best a bare server does.
-    #[arg(long, default_value = "4096")]
-    pub bare_read_buffer: Option<usize>,
+    #[arg(long, default_value_t = 4096)]
+    pub bare_read_buffer: usize,
     /// Where results.json and results.md go.
     #[arg(long, default_value = "target/bench")]
     pub out: PathBuf,
@@ -108,7 +108,7 @@ struct Results<'a> {
     machine: Machine,
     servers: Vec<ServerStatus>,
     duplex_recovery: bool,
-    bare_read_buffer: Option<usize>,
+    bare_read_buffer: usize,
     samples: &'a [Sample],
     medians: &'a [report::Median],
     /// `None` when the client section did not run.

@@ -66,8 +66,8 @@ pub struct PeerOptions {
     /// Keep duplex's connection state recovery on (the binary's default); off by
     /// default here, as in the peers.
     pub duplex_recovery: bool,
-    /// The bare server's WebSocket read buffer, if not tungstenite's default.
-    pub bare_read_buffer: Option<usize>,
+    /// The bare servers' WebSocket read buffer, in bytes.
+    pub bare_read_buffer: usize,
 }
 
 /// A server that is ready to start, or why it is not.
@@ -203,20 +203,19 @@ fn prepare_socketioxide(options: &PeerOptions) -> anyhow::Result<Launch> {
 
 fn prepare_bare(options: &PeerOptions, wire: Wire) -> anyhow::Result<Launch> {
     let program = std::env::current_exe().context("cannot find the loadgen binary")?;
-    let wire = match wire {
-        Wire::Tiny => "tiny",
-        Wire::SocketIo => "socketio",
-    };
-    let mut args = vec![
+    let wire = clap::ValueEnum::to_possible_value(&wire)
+        .expect("every wire has a name")
+        .get_name()
+        .to_owned();
+    let args = vec![
         "bare-server".to_owned(),
         "--addr".to_owned(),
         "127.0.0.1:{port}".to_owned(),
         "--wire".to_owned(),
-        wire.to_owned(),
+        wire,
+        "--read-buffer".to_owned(),
+        options.bare_read_buffer.to_string(),
     ];
-    if let Some(size) = options.bare_read_buffer {
-        args.extend(["--read-buffer".to_owned(), size.to_string()]);
-    }
     Ok(Launch {
         program,
         args,

@@ -194,11 +194,20 @@ pub fn markdown(
         }
     }
     let _ = writeln!(out);
-    let _ = writeln!(
-        out,
-        "| figure | duplex | node | socketioxide | bare | bare-sio | duplex/node | duplex/socketioxide | duplex/bare | duplex/bare-sio |"
-    );
-    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    // duplex, then every other server's figure, then duplex's ratio to each.
+    let others: Vec<Server> = Server::ALL
+        .into_iter()
+        .filter(|&s| s != Server::Duplex)
+        .collect();
+    let _ = write!(out, "| figure | duplex |");
+    for other in &others {
+        let _ = write!(out, " {} |", other.name());
+    }
+    for other in &others {
+        let _ = write!(out, " duplex/{} |", other.name());
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(out, "|---|---:|{}", "---:|".repeat(2 * others.len()));
     for row in rows(sizes) {
         let d = value(Server::Duplex, &row);
         let ratio = |other: Server| match (d, value(other, &row)) {
@@ -208,20 +217,14 @@ pub fn markdown(
             _ => "–".to_owned(),
         };
         let arrow = if row.higher_is_better { "↑" } else { "↓" };
-        let _ = writeln!(
-            out,
-            "| {} {arrow} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-            row.label,
-            fmt_value(d),
-            fmt_value(value(Server::Node, &row)),
-            fmt_value(value(Server::Socketioxide, &row)),
-            fmt_value(value(Server::Bare, &row)),
-            fmt_value(value(Server::BareSio, &row)),
-            ratio(Server::Node),
-            ratio(Server::Socketioxide),
-            ratio(Server::Bare),
-            ratio(Server::BareSio),
-        );
+        let _ = write!(out, "| {} {arrow} | {} |", row.label, fmt_value(d));
+        for &other in &others {
+            let _ = write!(out, " {} |", fmt_value(value(other, &row)));
+        }
+        for &other in &others {
+            let _ = write!(out, " {} |", ratio(other));
+        }
+        let _ = writeln!(out);
     }
     let _ = writeln!(out);
     let _ = writeln!(
