@@ -43,6 +43,10 @@ pub enum DisconnectReason {
     ServerShutdown,
     #[error("disconnected by the server")]
     ServerDisconnect,
+    /// Its client reconnected and recovered the session on another connection
+    /// before this one was seen to fail.
+    #[error("replaced by a reconnection of the same session")]
+    Replaced,
 }
 
 impl DisconnectReason {

@@ -204,6 +204,9 @@ struct SocketInner {
     /// Private session id, for connection state recovery (when enabled).
     pid: Option<String>,
     recovered: bool,
+    /// The last recovery offset before the socket joined (or the one it
+    /// recovered from): where it resumes if its client got no event since.
+    base_offset: u64,
     /// Application data (the authenticated user, say); restored by recovery.
     data: Mutex<Value>,
     handshake: Arc<Handshake>,
@@ -229,6 +232,7 @@ impl Socket {
                 auth: parts.auth,
                 pid: parts.pid,
                 recovered: parts.recovered,
+                base_offset: parts.base_offset,
                 data: Mutex::new(parts.data),
                 handshake: parts.handshake,
                 conn,
@@ -444,8 +448,23 @@ impl Socket {
         }
     }
 
-    fn pid(&self) -> Option<&str> {
+    pub(crate) fn pid(&self) -> Option<&str> {
         self.inner.pid.as_deref()
+    }
+
+    pub(crate) fn base_offset(&self) -> u64 {
+        self.inner.base_offset
+    }
+
+    /// Whether `self` and `other` are the same socket (not merely the same id:
+    /// a recovered socket keeps the id of the one it replaces).
+    pub(crate) fn same(&self, other: &Socket) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    /// Whether this socket's messages go through `conn`.
+    fn on(&self, conn: &Arc<Connection>) -> bool {
+        Arc::ptr_eq(&self.inner.conn, conn)
     }
 }
 
@@ -456,6 +475,7 @@ pub(crate) struct SocketParts {
     pub auth: Value,
     pub pid: Option<String>,
     pub recovered: bool,
+    pub base_offset: u64,
     pub data: Value,
     pub handshake: Arc<Handshake>,
 }
@@ -686,11 +706,14 @@ impl Io {
     /// Admits a socket to `nsp`: recovers the session `recover = (pid, offset)`
     /// names if it can, else makes a fresh one. The socket is registered in its
     /// rooms and the packets it missed are queued for it under one lock, so
-    /// nothing sent meanwhile is missed or doubled. Returns the socket and its pid.
+    /// nothing sent meanwhile is missed or doubled. A recovered session whose
+    /// old socket was still connected (its client came back before the server
+    /// saw the old transport go) takes over from it: the old socket leaves the
+    /// namespace under the same lock and its connection is closed as replaced.
     pub(crate) fn join_namespace(
         &self,
         mut parts: SocketParts,
-        recover: Option<(String, String)>,
+        recover: Option<(String, Option<String>)>,
         conn: &Arc<Connection>,
     ) -> Socket {
         let now = self.now();
@@ -701,19 +724,26 @@ impl Io {
             .or_insert_with(|| Namespace::new(recovery));
         let mut rooms = Vec::new();
         let mut missed = Vec::new();
+        let mut replaced = None;
         if ns.recovery_enabled() {
-            let restored =
-                recover.and_then(|(pid, offset)| ns.recover(&pid, &offset, now).map(|r| (pid, r)));
+            let restored = recover.and_then(|(pid, offset)| {
+                ns.recover(&pid, offset.as_deref(), now).map(|r| (pid, r))
+            });
             match restored {
-                Some((pid, (saved, frames))) => {
-                    parts.id = saved.socket_id;
-                    parts.data = saved.data;
+                Some((pid, recovered)) => {
+                    parts.id = recovered.saved.socket_id;
+                    parts.data = recovered.saved.data;
+                    parts.base_offset = recovered.saved.base;
                     parts.pid = Some(pid);
                     parts.recovered = true;
-                    rooms = saved.rooms.into_iter().collect();
-                    missed = frames;
+                    rooms = recovered.saved.rooms.into_iter().collect();
+                    missed = recovered.missed;
+                    replaced = recovered.replaced;
                 }
-                None => parts.pid = Some(crate::sid::generate()),
+                None => {
+                    parts.pid = Some(crate::rooms::pid_for(&parts.id));
+                    parts.base_offset = ns.last_offset();
+                }
             }
         }
         let socket = Socket::new(parts, conn.clone(), self.me.clone());
@@ -723,15 +753,27 @@ impl Io {
             // the queue (the log that holds it is bounded).
             socket.send_frames(missed);
         }
+        drop(namespaces);
+        if let Some(old) = replaced {
+            // Its client has left that connection for this one. (The same
+            // connection connecting the namespace again keeps going.)
+            if !old.on(conn) {
+                old.inner.conn.close(DisconnectReason::Replaced);
+            }
+        }
         socket
     }
 
     /// Removes `socket` from its namespace; keeps its session for recovery when
-    /// it went away for a reason it may come back from.
+    /// it went away for a reason it may come back from. A socket that a
+    /// recovery replaced is gone from the namespace already: nothing to do.
     pub(crate) fn leave_namespace(&self, socket: &Socket, reason: &DisconnectReason) {
         let now = self.now();
         let mut namespaces = self.lock();
         if let Some(ns) = namespaces.get_mut(socket.nsp()) {
+            if !ns.socket(socket.id()).is_some_and(|s| s.same(socket)) {
+                return;
+            }
             let rooms = ns.remove(socket.id());
             // Socket.IO's recoverable reasons: the transport went away, or the
             // server is restarting (the client comes back to a peer, or to us).
@@ -742,12 +784,14 @@ impl Io {
                     | DisconnectReason::Transport(_)
                     | DisconnectReason::SlowClient
                     | DisconnectReason::ServerShutdown
+                    | DisconnectReason::Replaced
             );
             if let (Some(pid), true) = (socket.pid(), comes_back) {
                 let saved = SavedSocket {
                     socket_id: socket.id().to_owned(),
                     rooms,
                     data: socket.data(),
+                    base: socket.base_offset(),
                 };
                 ns.save(pid, saved, now);
             }
@@ -941,9 +985,14 @@ impl SocketIoMachine {
         // Recovery credentials travel in the auth object (`pid`, `offset`), as the
         // Socket.IO client sends them; the application sees the rest.
         let mut auth = auth;
+        // A client that got no event since it connected has a pid and no
+        // offset: it resumes from where its socket joined.
         let recover = match auth.as_object_mut() {
             Some(map) => match (map.remove("pid"), map.remove("offset")) {
-                (Some(Value::String(pid)), Some(Value::String(offset))) => Some((pid, offset)),
+                (Some(Value::String(pid)), Some(Value::String(offset))) => {
+                    Some((pid, Some(offset)))
+                }
+                (Some(Value::String(pid)), None | Some(Value::Null)) => Some((pid, None)),
                 _ => None,
             },
             None => None,
@@ -954,6 +1003,7 @@ impl SocketIoMachine {
             auth,
             pid: None,
             recovered: false,
+            base_offset: 0,
             data: Value::Null,
             handshake: self.handshake.clone(),
         };

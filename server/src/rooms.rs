@@ -75,7 +75,20 @@ pub struct Saved {
     pub socket_id: String,
     pub rooms: HashSet<String>,
     pub data: Value,
+    /// The last offset logged before the socket joined: where a client that
+    /// never got an event with an offset resumes from.
+    pub base: u64,
     at: Time,
+}
+
+/// A recovered session: what it had, the frames it missed, in order, and the
+/// socket it replaces if that one was still connected (its client reconnected
+/// before the server saw the old transport go).
+#[derive(Debug)]
+pub(crate) struct Recovered {
+    pub saved: Saved,
+    pub missed: Vec<Frame>,
+    pub replaced: Option<Socket>,
 }
 
 #[derive(Debug)]
@@ -275,6 +288,11 @@ impl Namespace {
         Some(offset)
     }
 
+    /// The last offset assigned so far (0 before any): a joining socket's base.
+    pub(crate) fn last_offset(&self) -> u64 {
+        self.recovery.as_ref().map_or(0, |r| r.next_offset - 1)
+    }
+
     pub(crate) fn log(&mut self, offset: u64, target: Target, frames: Arc<[Frame]>, now: Time) {
         if let Some(recovery) = &mut self.recovery {
             recovery.log.push_back(Logged {
@@ -297,25 +315,49 @@ impl Namespace {
                     socket_id: saved_socket.socket_id,
                     rooms: saved_socket.rooms,
                     data: saved_socket.data,
+                    base: saved_socket.base,
                     at: now,
                 },
             );
         }
     }
 
-    /// Takes the saved session `pid` if it can be recovered from `offset`: still
-    /// within the window, and every packet after `offset` still in the log.
+    /// Takes the session `pid` if it can be recovered from `offset` (the last
+    /// offset its client got; `None` if it got none, then from the socket's
+    /// base): saved when its socket went away, or — when the client came back
+    /// before the server noticed the old transport was gone — its socket still
+    /// connected here, which is then taken out of the namespace (the caller
+    /// closes it) so that nothing more is queued for it. The session must be
+    /// within the window and every packet after the offset still in the log.
     /// Returns it with the frames it missed, in order.
     pub(crate) fn recover(
         &mut self,
         pid: &str,
-        offset: &str,
+        offset: Option<&str>,
         now: Time,
-    ) -> Option<(Saved, Vec<Frame>)> {
+    ) -> Option<Recovered> {
         let recovery = self.recovery.as_mut()?;
         recovery.prune(now);
-        let saved = recovery.saved.remove(pid)?;
-        let offset: u64 = offset.parse().ok()?;
+        let live = match recovery.saved.get(pid) {
+            Some(_) => None,
+            None => {
+                // A socket's pid starts with its id (see `pid_for`).
+                let (socket_id, _) = pid.split_once(PID_SEPARATOR)?;
+                let socket = self.sockets.get(socket_id)?;
+                if socket.pid() != Some(pid) {
+                    return None;
+                }
+                Some(socket.clone())
+            }
+        };
+        let base = match &live {
+            Some(socket) => socket.base_offset(),
+            None => recovery.saved.get(pid)?.base,
+        };
+        let offset: u64 = match offset {
+            Some(offset) => offset.parse().ok()?,
+            None => base,
+        };
         // Packets after `offset` must all still be there: the oldest kept one must
         // be at most offset + 1 (or nothing was sent since).
         let complete = match recovery.log.front() {
@@ -323,8 +365,25 @@ impl Namespace {
             None => offset + 1 >= recovery.next_offset,
         };
         if !complete || offset >= recovery.next_offset {
+            // Not recoverable: a saved session is spent, a live socket left alone.
+            recovery.saved.remove(pid);
             return None;
         }
+        let saved = match &live {
+            Some(socket) => {
+                let socket_id = socket.id().to_owned();
+                let rooms = self.remove(&socket_id);
+                Saved {
+                    socket_id,
+                    rooms,
+                    data: socket.data(),
+                    base,
+                    at: now,
+                }
+            }
+            None => recovery.saved.remove(pid)?,
+        };
+        let recovery = self.recovery.as_ref()?;
         let mut rooms = saved.rooms.clone();
         rooms.insert(saved.socket_id.clone());
         let missed = recovery
@@ -333,8 +392,27 @@ impl Namespace {
             .filter(|l| l.offset > offset && l.target.matches(&saved.socket_id, &rooms))
             .flat_map(|l| l.frames.iter().cloned())
             .collect();
-        Some((saved, missed))
+        // Until its client gets an event it presents no offset of its own: it
+        // resumes from the one it recovered from.
+        let saved = Saved {
+            base: offset,
+            ..saved
+        };
+        Some(Recovered {
+            saved,
+            missed,
+            replaced: live,
+        })
     }
+}
+
+/// Between a socket's id and the secret part of its private id.
+const PID_SEPARATOR: char = '.';
+
+/// A private id for socket `socket_id`: its id (so that the socket is found
+/// while still connected), then 120 random bits that only its client knows.
+pub(crate) fn pid_for(socket_id: &str) -> String {
+    format!("{socket_id}{PID_SEPARATOR}{}", crate::sid::generate())
 }
 
 /// The parts of a socket that recovery restores.
@@ -343,6 +421,7 @@ pub(crate) struct SavedSocket {
     pub socket_id: String,
     pub rooms: HashSet<String>,
     pub data: Value,
+    pub base: u64,
 }
 
 #[cfg(test)]
@@ -384,6 +463,7 @@ mod tests {
             socket_id: "s1".into(),
             rooms: rooms.iter().map(|r| (*r).to_owned()).collect(),
             data: Value::Null,
+            base: 0,
         }
     }
 
@@ -405,11 +485,16 @@ mod tests {
         }
         ns.save("pid", saved(&["a"]), t);
         // The client had seen offset 1 ("a1").
-        let (restored, missed) = ns.recover("pid", "1", t).expect("recoverable");
-        assert_eq!(restored.socket_id, "s1");
-        assert_eq!(missed, vec![frame("a2"), frame("all")]);
+        let recovered = ns.recover("pid", Some("1"), t).expect("recoverable");
+        assert_eq!(recovered.saved.socket_id, "s1");
+        assert_eq!(recovered.missed, vec![frame("a2"), frame("all")]);
+        assert!(recovered.replaced.is_none(), "it was not connected");
+        assert_eq!(
+            recovered.saved.base, 1,
+            "it resumes from there until it gets more"
+        );
         // A session recovers once.
-        assert!(ns.recover("pid", "1", t).is_none());
+        assert!(ns.recover("pid", Some("1"), t).is_none());
     }
 
     #[test]
@@ -422,7 +507,7 @@ mod tests {
         let t = Time::from_secs(1);
         ns.save("late", saved(&[]), t);
         assert!(
-            ns.recover("late", "0", t + Duration::from_secs(11))
+            ns.recover("late", Some("0"), t + Duration::from_secs(11))
                 .is_none()
         );
 
@@ -437,15 +522,48 @@ mod tests {
         }
         // Offsets 1..=4 sent, only 3 and 4 kept: a client at 1 missed 2, which is gone.
         ns.save("p", saved(&[]), t);
-        assert!(ns.recover("p", "1", t).is_none());
+        assert!(ns.recover("p", Some("1"), t).is_none());
         ns.save("q", saved(&[]), t);
         assert_eq!(
-            ns.recover("q", "2", t).map(|(_, m)| m),
+            ns.recover("q", Some("2"), t).map(|r| r.missed),
             Some(vec![frame("2"), frame("3")])
         );
         ns.save("r", saved(&[]), t);
-        assert!(ns.recover("r", "not a number", t).is_none());
+        assert!(ns.recover("r", Some("not a number"), t).is_none());
         ns.save("s", saved(&[]), t);
-        assert!(ns.recover("s", "99", t).is_none(), "an offset never sent");
+        assert!(
+            ns.recover("s", Some("99"), t).is_none(),
+            "an offset never sent"
+        );
+    }
+
+    #[test]
+    fn a_client_that_got_no_event_resumes_from_where_it_joined() {
+        let mut ns = Namespace::new(Some(RecoveryConfig::default()));
+        let t = Time::from_secs(1);
+        let send = |ns: &mut Namespace, text: &str| {
+            let offset = ns.next_offset().expect("recovery on");
+            ns.log(offset, Target::default(), vec![frame(text)].into(), t);
+        };
+        send(&mut ns, "before");
+        // The socket joined after offset 1, then its client got nothing.
+        let base = ns.last_offset();
+        assert_eq!(base, 1);
+        send(&mut ns, "after 1");
+        send(&mut ns, "after 2");
+        ns.save("pid", SavedSocket { base, ..saved(&[]) }, t);
+        let recovered = ns.recover("pid", None, t).expect("recoverable");
+        assert_eq!(recovered.missed, vec![frame("after 1"), frame("after 2")]);
+    }
+
+    #[test]
+    fn pids_name_their_socket_and_cannot_be_guessed_from_it() {
+        let a = pid_for("s1");
+        let b = pid_for("s1");
+        assert!(a.starts_with("s1."), "{a}");
+        assert_ne!(a, b);
+        // A pid with the right socket id and another secret recovers nothing.
+        let mut ns = Namespace::new(Some(RecoveryConfig::default()));
+        assert!(ns.recover("s1.guess", None, Time::from_secs(1)).is_none());
     }
 }

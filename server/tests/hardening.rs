@@ -554,3 +554,96 @@ async fn hostile_polling_requests_get_clear_errors() {
     bystander.round_trip(99).await;
     server.stop().await;
 }
+
+/// A long-polling POST whose connection fails in the middle of its body (the
+/// network, not the client, ended it) is a transport failure: the session
+/// closes with a reason that keeps it for recovery, never as a protocol error,
+/// and the client resumes it from its offset on a new connection.
+#[tokio::test]
+async fn a_polling_post_cut_mid_body_is_a_transport_failure_that_recovers() {
+    let server = TestServer::start(Config {
+        dist: no_bundle(),
+        recovery: Some(duplex_server::rooms::RecoveryConfig::default()),
+        ..Config::default()
+    })
+    .await;
+    let open = http::get(server.addr, "/socket.io/?EIO=4&transport=polling").await;
+    let json: serde_json::Value =
+        serde_json::from_str(open.text().strip_prefix('0').expect("open packet")).expect("json");
+    let sid = json["sid"].as_str().expect("sid").to_owned();
+    let target = format!("/socket.io/?EIO=4&transport=polling&sid={sid}");
+    assert_eq!(http::post(server.addr, &target, "40").await.status, 200);
+    // The CONNECT reply, then the greeting: `news` and `handshake`, each with
+    // its recovery offset as last argument.
+    let mut packets: Vec<String> = Vec::new();
+    while packets.iter().filter(|p| p.starts_with("42")).count() < 2 {
+        let response = http::get(server.addr, &target).await;
+        assert_eq!(response.status, 200, "{}", response.text());
+        packets.extend(response.text().split('\x1e').map(str::to_owned));
+    }
+    let connect: serde_json::Value = serde_json::from_str(
+        packets[0]
+            .strip_prefix("40")
+            .expect("the CONNECT reply first"),
+    )
+    .expect("json");
+    let (socket_id, pid) = (connect["sid"].clone(), connect["pid"].clone());
+    let last: serde_json::Value = serde_json::from_str(
+        packets
+            .last()
+            .and_then(|p| p.strip_prefix("42"))
+            .expect("event"),
+    )
+    .expect("json");
+    let offset = last
+        .as_array()
+        .and_then(|a| a.last())
+        .cloned()
+        .expect("an offset");
+
+    // 100 bytes announced, 12 sent, then the connection ends.
+    let mut stream = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connect");
+    let head = format!(
+        "POST {target} HTTP/1.1\r\nHost: {}\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\n42[\"my other",
+        server.addr
+    );
+    stream.write_all(head.as_bytes()).await.expect("write");
+    stream.shutdown().await.expect("shutdown");
+    drop(stream);
+
+    // The session is gone…
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let response = http::get(server.addr, &target).await;
+        if response.status == 400 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the session outlived its cut POST"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // …and kept for recovery: a new connection resumes it.
+    let mut back = RawClient::open(&server.ws_url()).await;
+    assert!(back.recv_text().await.starts_with('0'));
+    back.send(&format!(
+        "40{}",
+        serde_json::json!({"pid": pid, "offset": offset})
+    ))
+    .await;
+    let connected: serde_json::Value = serde_json::from_str(
+        back.recv_text()
+            .await
+            .strip_prefix("40")
+            .expect("a CONNECT reply"),
+    )
+    .expect("json");
+    assert_eq!(
+        connected["sid"], socket_id,
+        "the session was recovered, not started afresh: {connected}"
+    );
+    server.stop().await;
+}

@@ -567,3 +567,114 @@ async fn past_the_window_a_fresh_session_is_reported() {
     back.silent().await;
     server.stop().await;
 }
+
+/// The client came back before the server saw its old transport fail (a
+/// long-poll with no GET pending, a cut within milliseconds of an upgrade): its
+/// old socket is still connected when the CONNECT with its pid arrives. The
+/// session is recovered all the same: the old socket is closed as replaced and
+/// everything after the client's offset is replayed once, in order.
+#[tokio::test]
+async fn a_client_back_before_its_old_transport_failed_takes_over_its_session() {
+    let server = Server::start(Some(RecoveryConfig::default())).await;
+    let mut reader = server.client(None).await;
+    let (reader_id, pid) = reader.sid_and_pid.clone();
+    let pid = pid.expect("a pid when recovery is on");
+    reader.call("join", json!(["news"])).await;
+    reader.call("data", json!([{"user": "ada"}])).await;
+    let mut publisher = server.client(None).await;
+    publisher.call("to", json!([["news"], [], "seen"])).await;
+    let offset = offset_of(&reader.msg().await);
+    // Sent to the old connection, which the client no longer reads.
+    for i in 0..20 {
+        publisher.call("to", json!([["news"], [], i])).await;
+    }
+
+    let mut back = server
+        .client(Some(json!({"pid": pid, "offset": offset})))
+        .await;
+    assert_eq!(back.sid(), reader_id, "the same socket, recovered");
+    for i in 0..20 {
+        assert_eq!(back.msg().await[0], json!(i), "item {i} replayed in order");
+    }
+    back.silent().await;
+    // The old connection is closed, and its going does not take the new one along.
+    assert_eq!(
+        wait_for_reason(&server, &reader_id).await,
+        DisconnectReason::Replaced
+    );
+    assert!(
+        reader.raw.expect_closed(PATIENCE).await.is_some(),
+        "the replaced connection is closed"
+    );
+    assert!(sorted(back.call("join", json!(["other"])).await).contains(&"news".to_owned()));
+    assert_eq!(
+        back.call("data", json!([null])).await,
+        json!({"user": "ada"})
+    );
+    publisher.call("to", json!([["news"], [], "live"])).await;
+    assert_eq!(back.msg().await[0], "live");
+    back.silent().await;
+
+    // A cut during that replay, before the client read any of it: the next
+    // reconnection (the previous one still connected, again) gets it all once more.
+    for i in 20..30 {
+        publisher.call("to", json!([["news"], [], i])).await;
+    }
+    let mut again = server
+        .client(Some(json!({"pid": pid, "offset": offset})))
+        .await;
+    assert_eq!(again.sid(), reader_id);
+    for i in (0..20)
+        .map(|i| json!(i))
+        .chain([json!("live")])
+        .chain((20..30).map(|i| json!(i)))
+    {
+        assert_eq!(again.msg().await[0], i, "replayed in order");
+    }
+    again.silent().await;
+    server.stop().await;
+}
+
+/// A client with a pid but no offset got no event since it connected (the
+/// official client sends no offset then): it resumes from where it joined.
+#[tokio::test]
+async fn a_client_that_got_no_event_resumes_from_where_it_joined() {
+    let server = Server::start(Some(RecoveryConfig::default())).await;
+    let mut publisher = server.client(None).await;
+    publisher
+        .call("to", json!([[], [], "before it joined"]))
+        .await;
+    let reader = server.client(None).await;
+    let (reader_id, pid) = reader.sid_and_pid.clone();
+    for i in 0..5 {
+        publisher.call("to", json!([[], [], i])).await;
+    }
+    drop(reader);
+    wait_for_reason(&server, &reader_id).await;
+    let mut back = server.client(Some(json!({"pid": pid.expect("pid")}))).await;
+    assert_eq!(back.sid(), reader_id, "recovered");
+    for i in 0..5 {
+        assert_eq!(back.msg().await[0], json!(i));
+    }
+    back.silent().await;
+    server.stop().await;
+}
+
+/// A pid that does not match a socket's secret recovers nothing, even with the
+/// id of a connected socket in it.
+#[tokio::test]
+async fn a_guessed_pid_takes_over_nothing() {
+    let server = Server::start(Some(RecoveryConfig::default())).await;
+    let mut victim = server.client(None).await;
+    let victim_id = victim.sid().to_owned();
+    let mut intruder = server
+        .client(Some(
+            json!({"pid": format!("{victim_id}.AAAAAAAAAAAAAAAAAAAA"), "offset": "0"}),
+        ))
+        .await;
+    assert_ne!(intruder.sid(), victim_id);
+    intruder.silent().await;
+    assert_eq!(victim.call("echo", json!(["still here"])).await, true);
+    assert_eq!(victim.msg().await[0], "still here");
+    server.stop().await;
+}

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use common::{PATIENCE, RawClient, TestServer};
 use duplex_server::Config;
+use futures_util::SinkExt;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
@@ -238,6 +239,31 @@ async fn malformed_input_closes_only_that_connection() {
         if name == "oversized message" {
             assert_eq!(close.as_ref().map(|c| c.0), Some(1009), "{name}: {close:?}");
         }
+        bystander.round_trip(i as u64).await;
+    }
+    server.stop().await;
+}
+
+/// A message far over maxPayload is refused from its frame header while the
+/// client is still sending it: the server reads and drops the rest until the
+/// client closes, so the close frame with 1009 and its reason reaches the
+/// client at any size (dropping the socket with unread data would reset the
+/// connection, and the client would see 1006 and no reason).
+#[tokio::test]
+async fn oversized_messages_of_any_size_get_1009_and_the_reason() {
+    let server = TestServer::default().await;
+    let (mut bystander, _) = RawClient::connect_greeted(&server).await;
+    for (i, size) in [1_100_000, 2_000_000, 8_000_000].into_iter().enumerate() {
+        let (mut c, _) = RawClient::connect_greeted(&server).await;
+        let big = format!(r#"42["big","{}"]"#, "x".repeat(size));
+        // The client finishes sending: a client whose write fails (a reset)
+        // reports the connection lost (1006) before it reads the close frame.
+        let sent = c.ws.send(Message::text(big)).await;
+        assert!(sent.is_ok(), "{size} bytes: the send failed: {sent:?}");
+        let close = c.expect_closed(PATIENCE).await;
+        let (code, reason) = close.unwrap_or_else(|| panic!("{size} bytes: no close frame"));
+        assert_eq!(code, 1009, "{size} bytes: {reason}");
+        assert!(reason.contains("too large"), "{size} bytes: {reason:?}");
         bystander.round_trip(i as u64).await;
     }
     server.stop().await;

@@ -145,6 +145,19 @@ async fn handle<F: Factory>(
             );
         }
         Body::Bytes(bytes) => Some(bytes),
+        // A POST whose body could not be read in full: the client's connection
+        // failed in the middle of it (its Content-Length was checked above).
+        Body::None if method == Method::POST => {
+            let sid = query::parse(&raw_query).ok().and_then(|q| q.sid);
+            if let Some(session) = sid.and_then(|sid| endpoint.lookup(&sid)) {
+                let _ = session.send(Input::PostFailed);
+            }
+            info!(?remote, "polling POST cut before its body was complete");
+            return cors(
+                status_json(StatusCode::BAD_REQUEST, 3, "request body incomplete"),
+                origin.as_ref(),
+            );
+        }
         Body::None => None,
     };
     if method == Method::OPTIONS {

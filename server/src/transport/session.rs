@@ -69,6 +69,9 @@ pub(crate) enum Input {
         reply: oneshot::Sender<Result<(), PollError>>,
     },
     Upgrade(Box<WebSocket>),
+    /// A POST's connection failed before its body was complete: the client
+    /// saw the request fail and gives this transport up.
+    PostFailed,
 }
 
 /// Why a polling request was refused (HTTP 400 with this message).
@@ -599,6 +602,13 @@ impl<F: Factory> SessionTask<F> {
                 }
                 let _ = reply.send(result);
             }
+            Input::PostFailed if upgraded => {}
+            Input::PostFailed => {
+                debug!(sid = %self.sid, "closing session: a POST was cut mid-body");
+                self.machine.transport_closed(CloseReason::Transport(
+                    "polling request cut before its body was complete".into(),
+                ));
+            }
             Input::Upgrade(ws) => {
                 if self.probe.is_some() || !self.machine.engine().can_upgrade() {
                     debug!(sid = %self.sid, "second websocket for the session refused");
@@ -629,7 +639,7 @@ impl<F: Factory> SessionTask<F> {
                         Ok(()) | Err(WsError::Closing) => {}
                         Err(e) => return Err(e),
                     }
-                    ws.close(Some((code, &text))).await
+                    ws.close_and_drain(Some((code, &text))).await
                 };
                 if let Ok(Err(e)) = tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, goodbye).await {
                     debug!(sid = %self.sid, error = %e, "closing the websocket failed");
@@ -652,7 +662,7 @@ impl<F: Factory> SessionTask<F> {
                             Input::Post { reply, .. } => {
                                 let _ = reply.send(Err(PollError::Closed));
                             }
-                            Input::Upgrade(_) => {}
+                            Input::Upgrade(_) | Input::PostFailed => {}
                         }
                     }
                 }

@@ -118,6 +118,9 @@ pub struct WebSocket {
     close_queued: bool,
     /// Nothing more will be read: the client closed, the stream ended or failed.
     read_closed: bool,
+    /// The client is done sending: its close frame came, or the stream ended or
+    /// failed. Until then a closing server reads and drops what it sends.
+    peer_done: bool,
     /// The last read took everything the socket had (it returned less than
     /// the buffer's size): until the reactor says otherwise, another finds nothing.
     drained: bool,
@@ -147,6 +150,7 @@ impl WebSocket {
             max_outgoing: config.max_outgoing,
             close_queued: false,
             read_closed: false,
+            peer_done: false,
             drained: false,
             failure: None,
         }
@@ -181,6 +185,7 @@ impl WebSocket {
                 match self.poll_write_out(cx) {
                     Poll::Ready(Err(e)) => {
                         self.read_closed = true;
+                        self.peer_done = true;
                         return Poll::Ready(Some(Err(e.into())));
                     }
                     Poll::Pending if self.pending_out() >= WRITE_BUFFER => return Poll::Pending,
@@ -195,6 +200,7 @@ impl WebSocket {
                     Ok(None) => None,
                     Err(e) => {
                         self.read_closed = true;
+                        self.peer_done = true;
                         return Poll::Ready(Some(Err(e.into())));
                     }
                 },
@@ -212,6 +218,7 @@ impl WebSocket {
                 Some(Ok(Message::Pong(_))) => {}
                 Some(Ok(Message::Close(close))) => {
                     self.read_closed = true;
+                    self.peer_done = true;
                     if !self.close_queued {
                         // RFC 6455 §5.5.1: answer with a close, echoing the code.
                         self.compact();
@@ -241,6 +248,7 @@ impl WebSocket {
             io,
             decoder,
             read_closed,
+            peer_done,
             drained,
             ..
         } = self;
@@ -255,6 +263,7 @@ impl WebSocket {
             if buf.filled().is_empty() {
                 // The client went away, perhaps in the middle of a frame.
                 *read_closed = true;
+                *peer_done = true;
                 return Poll::Ready(Ok(None));
             }
             Poll::Ready(Ok(decoder.decode(buf.filled()).next()))
@@ -395,6 +404,37 @@ impl WebSocket {
         self.write_out().await?;
         poll_fn(|cx| Pin::new(&mut self.io).poll_shutdown(cx)).await?;
         Ok(())
+    }
+
+    /// [`WebSocket::close`], then what the client still sends is read and
+    /// dropped until it closes its side (RFC 6455 §7.1.1: the server waits for
+    /// the client to close the TCP connection). Dropping a socket with unread
+    /// data makes the kernel reset the connection, and a client reset before it
+    /// read our close frame loses it (1006 instead of our code and reason): a
+    /// client still sending a message over the limit when it is refused. The
+    /// caller bounds the wait.
+    pub async fn close_and_drain(&mut self, close: Option<(u16, &str)>) -> Result<(), WsError> {
+        self.close(close).await?;
+        poll_fn(|cx| self.poll_discard(cx)).await;
+        Ok(())
+    }
+
+    /// Reads and drops until the client is done sending.
+    fn poll_discard(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        while !self.peer_done {
+            let done = SCRATCH.with(|scratch| {
+                let Ok(mut scratch) = scratch.try_borrow_mut() else {
+                    return Poll::Ready(true);
+                };
+                let mut buf = ReadBuf::new(&mut scratch[..]);
+                match ready!(Pin::new(&mut self.io).poll_read(cx, &mut buf)) {
+                    Ok(()) => Poll::Ready(buf.filled().is_empty()),
+                    Err(_) => Poll::Ready(true),
+                }
+            });
+            self.peer_done = ready!(done);
+        }
+        Poll::Ready(())
     }
 }
 
