@@ -833,11 +833,12 @@ mod tests {
             error: None
         }));
 
-        // No broadcast received, so no offset: the server cannot recover us.
+        // No broadcast received, so no offset: the pid alone (a duplex server
+        // resumes from where the socket joined; this one starts afresh).
         let due = lose(&mut c, 3 * MS);
         c.handle_timeout(due);
         c.handle_frame(text(OPEN), due);
-        assert_eq!(frames(&mut c), vec![text("40")]);
+        assert_eq!(frames(&mut c), vec![text(r#"40{"pid":"p1"}"#)]);
         c.handle_frame(text(r#"40{"sid":"b","pid":"p2"}"#), due);
         assert!(actions(&mut c).contains(&Action::Reconnected {
             sid: "b".into(),

@@ -180,10 +180,13 @@ impl ClientSession {
         self.offset.as_deref()
     }
 
-    /// The CONNECT payload: the configured auth, plus `pid` and `offset` once the
-    /// server has given us a session to recover.
+    /// The CONNECT payload: the configured auth, plus `pid` once the server has
+    /// given us a session to recover, and `offset`, that of the last event handed
+    /// to the application, once there is one. (A pid alone says that no event
+    /// came since the socket joined: a duplex server resumes it from there; the
+    /// official server needs an offset and starts afresh.)
     fn connect_data(&self) -> Option<Value> {
-        let (Some(pid), Some(offset)) = (&self.pid, &self.offset) else {
+        let Some(pid) = &self.pid else {
             return self.config.auth.clone();
         };
         let mut map = match &self.config.auth {
@@ -191,7 +194,9 @@ impl ClientSession {
             _ => serde_json::Map::new(),
         };
         map.insert("pid".into(), Value::String(pid.clone()));
-        map.insert("offset".into(), Value::String(offset.clone()));
+        if let Some(offset) = &self.offset {
+            map.insert("offset".into(), Value::String(offset.clone()));
+        }
         Some(Value::Object(map))
     }
 
@@ -933,6 +938,20 @@ mod tests {
             matches!(&events(&mut s)[..], [ClientEvent::Event { args, .. }] if args == &vec![json!("keep")])
         );
         assert_eq!(s.last_offset(), Some("7"));
+    }
+
+    #[test]
+    fn a_session_that_got_no_event_presents_its_pid_alone() {
+        let mut s = reconnecting(1);
+        s.handle_frame(text(OPEN), Time::ZERO).expect("valid");
+        s.handle_frame(text(r#"40{"sid":"a","pid":"p1"}"#), MS)
+            .expect("valid");
+        drain(&mut s);
+        s.transport_closed(CloseReason::PeerClosed, MS);
+        let due = s.poll_timeout().expect("scheduled");
+        s.handle_timeout(due);
+        s.handle_frame(text(OPEN), due).expect("valid");
+        assert_eq!(drain(&mut s), vec![text(r#"40{"pid":"p1"}"#)]);
     }
 
     #[test]
