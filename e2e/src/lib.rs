@@ -9,11 +9,17 @@
 //!   `server` feature, on by default)
 //! - `proxy`: a loopback proxy that can cut the page off, or refuse WebSocket upgrades
 //!   (with the `server` feature too)
+//! - `chaos`: a loopback proxy that delays, throttles and randomly cuts connections (FIN
+//!   or RST), seeded, for the chaos tests of `tests/chaos.rs` (with the `server` feature)
 //!
 //! Run them with `cargo xtask test`, which builds the bundle first and sets `DUPLEX_DIST`,
-//! `CHROMEDRIVER` and `CHROMIUM`.
+//! `CHROMEDRIVER` and `CHROMIUM`. The chaos tests of `tests/chaos.rs` need no browser and
+//! no bundle, only Node.js and `npm ci` in `interop/`:
+//! `cargo test -p duplex-e2e --test chaos -- --nocapture`.
 
 pub mod base64;
+#[cfg(feature = "server")]
+pub mod chaos;
 pub mod http;
 #[cfg(feature = "server")]
 pub mod proxy;
@@ -23,6 +29,8 @@ pub mod webdriver;
 
 use std::path::{Path, PathBuf};
 
+#[cfg(feature = "server")]
+pub use chaos::{ChaosConfig, ChaosProxy, ChaosStats};
 #[cfg(feature = "server")]
 pub use proxy::{Proxy, WebSockets};
 #[cfg(feature = "server")]
