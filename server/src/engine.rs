@@ -67,8 +67,8 @@ impl From<&CloseReason> for DisconnectReason {
             CloseReason::LocalClose => DisconnectReason::ServerDisconnect,
             CloseReason::PingTimeout | CloseReason::ServerSilent => DisconnectReason::PingTimeout,
             CloseReason::ConnectTimeout => DisconnectReason::Protocol(reason.to_string()),
-            CloseReason::Protocol(ProtocolError::PayloadTooLarge { .. }) => {
-                DisconnectReason::MessageTooLarge(reason.to_string())
+            CloseReason::Protocol(e @ ProtocolError::PayloadTooLarge { .. }) => {
+                DisconnectReason::MessageTooLarge(e.to_string())
             }
             CloseReason::Protocol(e) => DisconnectReason::Protocol(e.to_string()),
             CloseReason::Transport(e) => DisconnectReason::Transport(e.clone()),
