@@ -129,6 +129,10 @@ pub enum EmitError {
     Event(#[from] EventError),
 }
 
+/// How many recent recovery offsets a session remembers to drop repeated
+/// events: more than a replay that overlaps what came live can repeat.
+const RECENT_OFFSETS: usize = 256;
+
 /// One connection to a server, seen from the client.
 #[derive(Debug)]
 pub struct ClientSession {
@@ -147,6 +151,12 @@ pub struct ClientSession {
     pid: Option<String>,
     /// The offset of the last event received, for recovery.
     offset: Option<String>,
+    /// The offsets of the last [`RECENT_OFFSETS`] events handed on, oldest
+    /// first: an event that comes again (a server that replays what it had
+    /// delivered live) is dropped, so the application gets each once.
+    recent: VecDeque<String>,
+    /// Events dropped as repeats.
+    repeats: u64,
     /// Reconnection attempts since the last successful connect.
     attempt: u32,
     rng: Rng,
@@ -170,6 +180,8 @@ impl ClientSession {
             events: VecDeque::new(),
             pid: None,
             offset: None,
+            recent: VecDeque::new(),
+            repeats: 0,
             attempt: 0,
             rng,
         }
@@ -178,6 +190,12 @@ impl ClientSession {
     /// The offset of the last event received (recovery), if any.
     pub fn last_offset(&self) -> Option<&str> {
         self.offset.as_deref()
+    }
+
+    /// How many events were dropped because their recovery offset had been
+    /// seen already (a server replaying what it had delivered live).
+    pub fn repeats_dropped(&self) -> u64 {
+        self.repeats
     }
 
     /// The CONNECT payload: the configured auth, plus `pid` once the server has
@@ -324,6 +342,7 @@ impl ClientSession {
                 if !recovered {
                     // A fresh session: offsets of the old one mean nothing now.
                     self.offset = None;
+                    self.recent.clear();
                 }
                 self.pid = pid;
                 self.attempt = 0;
@@ -364,6 +383,14 @@ impl ClientSession {
                 if self.pid.is_some() && id.is_none() {
                     if let Some(Value::String(_)) = args.last() {
                         if let Some(Value::String(offset)) = args.pop() {
+                            if self.recent.contains(&offset) {
+                                self.repeats += 1;
+                                return;
+                            }
+                            if self.recent.len() == RECENT_OFFSETS {
+                                self.recent.pop_front();
+                            }
+                            self.recent.push_back(offset.clone());
                             self.offset = Some(offset);
                         }
                     }
@@ -938,6 +965,39 @@ mod tests {
             matches!(&events(&mut s)[..], [ClientEvent::Event { args, .. }] if args == &vec![json!("keep")])
         );
         assert_eq!(s.last_offset(), Some("7"));
+    }
+
+    #[test]
+    fn an_event_replayed_after_it_came_live_is_handed_on_once() {
+        let mut s = reconnecting(1);
+        s.handle_frame(text(OPEN), Time::ZERO).expect("valid");
+        s.handle_frame(text(r#"40{"sid":"a","pid":"p1"}"#), MS)
+            .expect("valid");
+        events(&mut s);
+        for frame in [
+            r#"42["x",1,"a7"]"#,
+            r#"42["x",2,"b9"]"#,
+            r#"42["x",1,"a7"]"#,
+        ] {
+            s.handle_frame(text(frame), MS).expect("valid");
+        }
+        let got: Vec<ClientEvent> = events(&mut s);
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(s.repeats_dropped(), 1);
+        assert_eq!(s.last_offset(), Some("b9"));
+        // Without a pid the last string is data, and nothing is dropped.
+        let mut plain = reconnecting(1);
+        plain.handle_frame(text(OPEN), Time::ZERO).expect("valid");
+        plain
+            .handle_frame(text(r#"40{"sid":"a"}"#), MS)
+            .expect("valid");
+        events(&mut plain);
+        for _ in 0..2 {
+            plain
+                .handle_frame(text(r#"42["x","same"]"#), MS)
+                .expect("valid");
+        }
+        assert_eq!(events(&mut plain).len(), 2);
     }
 
     #[test]
