@@ -56,7 +56,7 @@ fn the_page_behind_a_chaotic_network_shows_every_news_item_once_in_order() -> Re
             // A page's first reconnection waits 0.5–1.5 s, later ones up to 5 s: a cut
             // every few seconds keeps it busy reconnecting, recovering and upgrading.
             young: 0.3,
-            lifetime: (Duration::from_secs(1), Duration::from_secs(5)),
+            lifetime: (Duration::from_millis(500), Duration::from_millis(2500)),
             ..ChaosConfig::default()
         },
     ))?;
@@ -111,8 +111,10 @@ fn the_page_behind_a_chaotic_network_shows_every_news_item_once_in_order() -> Re
         let items = news(&page)?;
         let report = check(&items);
         let recovery = page.find("#recovery")?.text()?;
+        let transport = page.find("#transport")?.text()?;
         println!(
-            "chaos page: {} items on the page, #recovery {recovery:?}; {report}",
+            "chaos page: {} items on the page, #recovery {recovery:?}, #transport {transport:?}; \
+             {report}",
             items.len()
         );
         ensure!(
