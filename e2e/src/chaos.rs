@@ -1,6 +1,6 @@
 //! A loopback TCP proxy that does to connections what users' networks do, for the chaos
-//! tests (`tests/chaos.rs`): clients connect to it, it connects to the server, and in
-//! between it
+//! tests (`tests/chaos.rs`) and the chaos section of duplex-loadgen's bench: clients
+//! connect to it, it connects to the server, and in between it
 //!
 //! - delays every chunk it reads, from either side, by a random `0..=max_delay`, without
 //!   ever reordering bytes: each direction has a release time that never goes backwards,
@@ -16,7 +16,8 @@
 //!
 //! Everything random comes from [`ChaosConfig::seed`] (a splitmix64 generator: no `rand`
 //! dependency), so a failing run can be told apart and replayed as closely as the
-//! scheduler allows. [`ChaosProxy::stats`] counts connections, cuts and bytes. Dropping
+//! scheduler allows ([`seed_from_env`] takes it from `DUPLEX_CHAOS_SEED`, else draws one).
+//! [`ChaosProxy::stats`] counts connections, cuts and bytes. Dropping
 //! the proxy stops it and closes every connection.
 
 use std::collections::VecDeque;
@@ -414,6 +415,23 @@ where
                 forwarded.fetch_add(chunk.len() as u64, Ordering::SeqCst);
             }
         }
+    }
+}
+
+/// The seed of a chaos run: `DUPLEX_CHAOS_SEED` (a `u64`, to replay a run), else a random
+/// one.
+pub fn seed_from_env() -> Result<u64> {
+    match std::env::var("DUPLEX_CHAOS_SEED") {
+        Ok(seed) => seed
+            .trim()
+            .parse()
+            .with_context(|| format!("DUPLEX_CHAOS_SEED={seed:?} is not a u64")),
+        // std's per-process random hasher keys, mixed with the time: random enough, and
+        // no `rand` dependency.
+        Err(_) => Ok(std::hash::BuildHasher::hash_one(
+            &std::collections::hash_map::RandomState::new(),
+            std::time::SystemTime::now(),
+        )),
     }
 }
 

@@ -10,7 +10,8 @@
 //! - `proxy`: a loopback proxy that can cut the page off, or refuse WebSocket upgrades
 //!   (with the `server` feature too)
 //! - `chaos`: a loopback proxy that delays, throttles and randomly cuts connections (FIN
-//!   or RST), seeded, for the chaos tests of `tests/chaos.rs` (with the `server` feature)
+//!   or RST), seeded, for the chaos tests of `tests/chaos.rs` and the bench's chaos
+//!   section (the `chaos` feature, which `server` turns on; alone it needs no server)
 //!
 //! Run them with `cargo xtask test`, which builds the bundle first and sets `DUPLEX_DIST`,
 //! `CHROMEDRIVER` and `CHROMIUM`. The chaos tests of `tests/chaos.rs` need no browser and
@@ -18,7 +19,7 @@
 //! `cargo test -p duplex-e2e --test chaos -- --nocapture`.
 
 pub mod base64;
-#[cfg(feature = "server")]
+#[cfg(feature = "chaos")]
 pub mod chaos;
 pub mod http;
 #[cfg(feature = "server")]
@@ -29,7 +30,7 @@ pub mod webdriver;
 
 use std::path::{Path, PathBuf};
 
-#[cfg(feature = "server")]
+#[cfg(feature = "chaos")]
 pub use chaos::{ChaosConfig, ChaosProxy, ChaosStats};
 #[cfg(feature = "server")]
 pub use proxy::{Proxy, WebSockets};

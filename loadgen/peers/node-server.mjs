@@ -1,6 +1,6 @@
 // The bench's Node peer: the app contract on the official socket.io 4 server.
 //
-//   node loadgen/peers/node-server.mjs PORT
+//   node loadgen/peers/node-server.mjs PORT [--recovery] [--ping-interval MS] [--ping-timeout MS]
 //
 // Same contract as duplex's news app, as far as the bench uses it:
 // - on connection: emit `news` {hello: "world"};
@@ -8,6 +8,10 @@
 //   (acked with {delivered} when the client asks);
 // - any other event: emitted back to its sender with the same arguments, and
 //   acked with them when the sender asked.
+// With --recovery, connection state recovery is on (a 2 minute window, as
+// duplex's default): the chaos scenario compares the two on lost transports.
+// --ping-interval and --ping-timeout (ms) set the heartbeat, as duplex's flags
+// of the same names do (the chaos section runs both with 5000 and 5000).
 // Listens on 127.0.0.1 with a backlog of 1024; exits when stdin closes (so the
 // harness cannot leak it), on SIGTERM and on SIGINT.
 
@@ -15,11 +19,31 @@ import { createServer } from "node:http";
 import { Server } from "socket.io";
 
 const port = Number(process.argv[2] ?? 3000);
+const recovery = process.argv.includes("--recovery");
+/** The number after `flag`, if given. */
+function millis(flag) {
+  const i = process.argv.indexOf(flag);
+  if (i < 0) return undefined;
+  const ms = Number(process.argv[i + 1]);
+  if (!(ms > 0)) {
+    console.error(`${flag} needs a number of milliseconds`);
+    process.exit(2);
+  }
+  return ms;
+}
+const pingInterval = millis("--ping-interval");
+const pingTimeout = millis("--ping-timeout");
 
 const httpServer = createServer();
 // Defaults (pingInterval 25 s, pingTimeout 20 s, no recovery), as a user would
-// start it.
-const io = new Server(httpServer);
+// start it, unless told otherwise; recovery as its documentation shows it.
+const io = new Server(httpServer, {
+  ...(pingInterval ? { pingInterval } : {}),
+  ...(pingTimeout ? { pingTimeout } : {}),
+  ...(recovery
+    ? { connectionStateRecovery: { maxDisconnectionDuration: 2 * 60 * 1000, skipMiddlewares: true } }
+    : {}),
+});
 
 io.on("connection", (socket) => {
   socket.emit("news", { hello: "world" });

@@ -37,9 +37,11 @@ commands:
   soak [-- SOAK_ARGS]     N connections with heartbeats against the release server, RSS
                           at start, peak and after (default 10,000 connections)
   bench [-- BENCH_ARGS]   duplex vs Node socket.io vs socketioxide vs bare WebSocket ceilings,
-                          then the client: bundle sizes and page load to news in headless
-                          Chromium (builds the release bundle first unless --no-client or
-                          --only servers)
+                          then chaos: duplex and Node (recovery on) behind a proxy that cuts
+                          connections, items delivered, missing, duplicated, reordered
+                          (--no-chaos skips it), then the client: bundle sizes and page load
+                          to news in headless Chromium (builds the release bundle first
+                          unless --no-client or --only servers|chaos)
 ";
 
 #[derive(Debug, PartialEq, Eq)]
@@ -168,14 +170,15 @@ fn bench(env: &Env, args: Vec<OsString>) -> Result<()> {
 }
 
 /// Whether `duplex-loadgen bench ARGS` runs its client section (not with `--no-client`
-/// or `--only servers`).
+/// or `--only` another section).
 fn bench_runs_client(args: &[OsString]) -> bool {
     let mut previous: Option<&OsString> = None;
     for arg in args {
-        if arg == "--no-client"
-            || arg == "--only=servers"
-            || (arg == "servers" && previous.is_some_and(|p| p == "--only"))
-        {
+        let only_other = match arg.to_str().and_then(|a| a.strip_prefix("--only=")) {
+            Some(section) => section != "client",
+            None => previous.is_some_and(|p| p == "--only") && arg != "client",
+        };
+        if arg == "--no-client" || only_other {
             return false;
         }
         previous = Some(arg);
@@ -476,6 +479,12 @@ mod tests {
         assert!(!bench_runs_client(&args(&["--no-client"])));
         assert!(!bench_runs_client(&args(&["--only", "servers"])));
         assert!(!bench_runs_client(&args(&["--only=servers"])));
+        assert!(!bench_runs_client(&args(&[
+            "--only", "chaos", "--repeat", "1"
+        ])));
+        assert!(!bench_runs_client(&args(&["--only=chaos"])));
+        assert!(bench_runs_client(&args(&["--only=client"])));
+        assert!(bench_runs_client(&args(&["--no-chaos"])));
         assert!(parse_args(args(&["deploy"])).is_err());
     }
 }

@@ -13,11 +13,17 @@
 //! Peers are built on demand ([`peers`]); one that cannot be built is reported
 //! as missing, with the reason, and the others still run.
 //!
+//! After the servers, the chaos section ([`chaos`]) puts duplex and the Node peer,
+//! both with connection state recovery, behind the same seeded proxy that delays and
+//! cuts connections, and counts the news items official clients miss, get twice or
+//! out of order.
+//!
 //! Once per run, the client section ([`client`]) reports what the browser gets
 //! from the release build: the bundle's sizes and the time from page load to the
-//! first news item in headless Chromium. `--only servers|client` runs one section,
-//! `--no-client` skips the second.
+//! first news item in headless Chromium. `--only servers|chaos|client` runs one
+//! section, `--no-chaos` and `--no-client` skip one.
 
+pub mod chaos;
 pub mod client;
 pub mod peers;
 pub mod report;
@@ -33,6 +39,7 @@ use serde::Serialize;
 
 use crate::source::Sources;
 use crate::{build, sys};
+use chaos::{ChaosResults, ChaosSizes};
 use client::{ClientOptions, ClientResults};
 use peers::{Launch, PeerOptions, Prepared, Server};
 use scenarios::{Sample, Sizes, Target};
@@ -42,6 +49,9 @@ use scenarios::{Sample, Sizes, Target};
 pub enum Section {
     /// The servers side by side: connect, echo, fan-out, memory.
     Servers,
+    /// duplex and Node socket.io (both with recovery) behind a proxy that cuts
+    /// connections: items missing, duplicated, reordered.
+    Chaos,
     /// The release bundle's sizes and page load to news in headless Chromium.
     Client,
 }
@@ -54,7 +64,8 @@ pub struct BenchArgs {
     /// Small sizes, one run: a smoke check of the harness.
     #[arg(long)]
     pub quick: bool,
-    /// Servers to run (default: all four).
+    /// Servers to run (default: all five; the chaos section runs those of duplex and
+    /// node among them).
     #[arg(long, value_enum, value_delimiter = ',')]
     pub servers: Vec<Server>,
     /// Use the binaries already built (and node_modules already installed).
@@ -80,6 +91,9 @@ pub struct BenchArgs {
     /// `fanout`, `echo-c100`, `connect-10000`): for a quick look at one figure.
     #[arg(long, value_delimiter = ',')]
     pub scenarios: Vec<String>,
+    /// Skip the chaos section (duplex and Node behind a proxy that cuts connections).
+    #[arg(long, conflicts_with = "only")]
+    pub no_chaos: bool,
     /// Skip the client section (bundle sizes, page load in Chromium).
     #[arg(long, conflicts_with = "only")]
     pub no_client: bool,
@@ -111,6 +125,8 @@ struct Results<'a> {
     bare_read_buffer: usize,
     samples: &'a [Sample],
     medians: &'a [report::Median],
+    /// `None` when the chaos section did not run.
+    chaos: Option<&'a ChaosResults>,
     /// `None` when the client section did not run.
     client: Option<&'a ClientResults>,
 }
@@ -158,6 +174,24 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<bool> {
         None
     };
 
+    let chaos = if wants(Section::Chaos) && !args.no_chaos {
+        println!("bench: chaos section");
+        let (sizes, repeat) = if args.quick {
+            (ChaosSizes::quick(), 1)
+        } else {
+            (ChaosSizes::full(), args.repeat.max(1))
+        };
+        let results = chaos::run(&options, &args.servers, sizes, repeat, &out).await?;
+        // A failed measurement fails the run, as does a section asked for alone that
+        // measured nothing; a server that misses items does not (the table says so).
+        if results.failed() || (args.only == Some(Section::Chaos) && results.runs.is_empty()) {
+            passed = false;
+        }
+        Some(results)
+    } else {
+        None
+    };
+
     let client = if wants(Section::Client) && !args.no_client {
         println!("bench: client section");
         let launch = match servers.as_ref().and_then(|s| s.duplex.clone()) {
@@ -194,6 +228,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<bool> {
             &s.medians,
             s.repeat,
         ));
+    }
+    if let Some(c) = &chaos {
+        if !table.is_empty() {
+            table.push('\n');
+        }
+        table.push_str(&report::chaos_markdown(c));
     }
     if let Some(c) = &client {
         if !table.is_empty() {
@@ -232,6 +272,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<bool> {
         bare_read_buffer: args.bare_read_buffer,
         samples: servers.as_ref().map_or(&[], |s| &s.samples),
         medians: servers.as_ref().map_or(&[], |s| &s.medians),
+        chaos: chaos.as_ref(),
         client: client.as_ref(),
     };
     let json = serde_json::to_string_pretty(&results).context("results serialize")?;

@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use anyhow::Context;
 
@@ -12,7 +13,10 @@ use crate::conn::Dialect;
 use crate::sys;
 
 /// One of the servers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum, serde::Serialize,
+)]
+#[serde(rename_all = "kebab-case")]
 pub enum Server {
     /// The duplex server, release build.
     Duplex,
@@ -113,6 +117,43 @@ pub fn prepare(server: Server, options: &PeerOptions) -> Prepared {
     match prepared {
         Ok(launch) => Prepared::Ready(launch),
         Err(e) => Prepared::Missing(format!("{e:#}")),
+    }
+}
+
+/// Builds `server` if needed and says how to start it for the chaos section: with
+/// connection state recovery on (a 2 minute window in both) and the heartbeat
+/// `ping_interval` / `ping_timeout`. Only duplex and the Node peer have recovery.
+pub fn prepare_for_chaos(
+    server: Server,
+    options: &PeerOptions,
+    ping_interval: Duration,
+    ping_timeout: Duration,
+) -> Prepared {
+    let recovery_flag = match server {
+        // On unless `--recovery-window 0`, which `duplex_recovery` leaves out.
+        Server::Duplex => None,
+        Server::Node => Some("--recovery"),
+        Server::Socketioxide | Server::Bare | Server::BareSio => {
+            return Prepared::Missing("no connection state recovery".to_owned());
+        }
+    };
+    let options = PeerOptions {
+        duplex_recovery: true,
+        ..options.clone()
+    };
+    match prepare(server, &options) {
+        Prepared::Ready(mut launch) => {
+            launch.args.extend(recovery_flag.map(str::to_owned));
+            // The same flags, in milliseconds, for both.
+            launch.args.extend([
+                "--ping-interval".to_owned(),
+                ping_interval.as_millis().to_string(),
+                "--ping-timeout".to_owned(),
+                ping_timeout.as_millis().to_string(),
+            ]);
+            Prepared::Ready(launch)
+        }
+        missing => missing,
     }
 }
 
@@ -224,7 +265,7 @@ fn prepare_bare(options: &PeerOptions, wire: Wire) -> anyhow::Result<Launch> {
 }
 
 /// The full path of `program` on PATH.
-fn which(program: &str) -> Option<PathBuf> {
+pub fn which(program: &str) -> Option<PathBuf> {
     std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
             .map(|dir| dir.join(program))
