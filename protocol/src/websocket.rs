@@ -242,6 +242,26 @@ pub fn apply_mask(data: &mut [u8], mask: [u8; 4]) {
 struct Fragments {
     opcode: OpCode,
     payload: Vec<u8>,
+    /// For text: how much of `payload` is known to be valid UTF-8 (what follows
+    /// is at most the start of a character that the next fragment completes).
+    checked: usize,
+}
+
+impl Fragments {
+    /// Checks the text received since the last check (RFC 6455 §8.1: a text
+    /// message is failed as soon as a frame makes it invalid, not at its end).
+    fn check_text(&mut self) -> Result<(), FrameError> {
+        if self.opcode != OpCode::Text {
+            return Ok(());
+        }
+        match std::str::from_utf8(&self.payload[self.checked..]) {
+            Ok(_) => self.checked = self.payload.len(),
+            // Only the start of a character at the end: the next fragment decides.
+            Err(e) if e.error_len().is_none() => self.checked += e.valid_up_to(),
+            Err(_) => return Err(FrameError::InvalidUtf8),
+        }
+        Ok(())
+    }
 }
 
 /// Turns the client's bytes into messages. See the module documentation.
@@ -343,6 +363,7 @@ impl Decoder {
                 };
                 fragments.payload.extend_from_slice(&payload);
                 if !header.fin {
+                    fragments.check_text()?;
                     return Ok(None);
                 }
                 match self.fragments.take() {
@@ -351,7 +372,13 @@ impl Decoder {
                 }
             }
             opcode if !header.fin => {
-                self.fragments = Some(Box::new(Fragments { opcode, payload }));
+                let mut fragments = Box::new(Fragments {
+                    opcode,
+                    payload,
+                    checked: 0,
+                });
+                fragments.check_text()?;
+                self.fragments = Some(fragments);
                 return Ok(None);
             }
             opcode => (opcode, payload),
@@ -767,6 +794,43 @@ mod tests {
         let e = first_error(&bad, 100);
         assert_eq!(e, Some(FrameError::InvalidUtf8));
         assert_eq!(e.map(|e| e.close_code()), Some(1007));
+    }
+
+    #[test]
+    fn a_fragmented_text_fails_at_the_frame_that_makes_it_invalid() {
+        // Autobahn 6.4.x: the first fragment is invalid; the message is failed
+        // before its end (which may never come).
+        let first = masked(
+            false,
+            OpCode::Text,
+            &[0xce, 0xba, 0xe1, 0xbd, 0xb9, 0xcf, 0x83, 0xf4, 0x90],
+        );
+        let mut d = Decoder::new(100);
+        assert_eq!(all(&mut d, &first), vec![Err(FrameError::InvalidUtf8)]);
+        // A continuation that makes it invalid fails at once too.
+        let mut d = Decoder::new(100);
+        assert_eq!(
+            all(&mut d, &masked(false, OpCode::Text, b"ok \xc3")),
+            vec![]
+        );
+        assert_eq!(
+            all(&mut d, &masked(false, OpCode::Continuation, &[0x28])),
+            vec![Err(FrameError::InvalidUtf8)]
+        );
+        // A character cut at the end of a fragment waits for the next one.
+        let mut d = Decoder::new(100);
+        let mut input = masked(false, OpCode::Text, &[0xe2, 0x82]);
+        input.extend(masked(false, OpCode::Continuation, &[0xac, b' ']));
+        input.extend(masked(true, OpCode::Continuation, b"!"));
+        assert_eq!(all(&mut d, &input), vec![Ok(Message::Text("€ !".into()))]);
+        // Binary messages are not checked.
+        let mut d = Decoder::new(100);
+        let mut input = masked(false, OpCode::Binary, &[0xff]);
+        input.extend(masked(true, OpCode::Continuation, &[0xfe]));
+        assert_eq!(
+            all(&mut d, &input),
+            vec![Ok(Message::Binary(vec![0xff, 0xfe]))]
+        );
     }
 
     #[test]
