@@ -19,6 +19,11 @@
 //! scheduler allows ([`seed_from_env`] takes it from `DUPLEX_CHAOS_SEED`, else draws one).
 //! [`ChaosProxy::stats`] counts connections, cuts and bytes. Dropping
 //! the proxy stops it and closes every connection.
+//!
+//! [`script`] has the rest that the tests and the bench share: when the cuts stop, and
+//! running `interop/chaos-clients.mjs` (or another Node script) while reading its output.
+
+pub mod script;
 
 use std::collections::VecDeque;
 use std::fmt;

@@ -11,7 +11,9 @@
 //!   (with the `server` feature too)
 //! - `chaos`: a loopback proxy that delays, throttles and randomly cuts connections (FIN
 //!   or RST), seeded, for the chaos tests of `tests/chaos.rs` and the bench's chaos
-//!   section (the `chaos` feature, which `server` turns on; alone it needs no server)
+//!   section (the `chaos` feature, which `server` turns on; alone it needs no server);
+//!   `chaos::script`: the phases of its cuts, and running `interop/chaos-clients.mjs`
+//!   while reading its output, for both of them
 //!
 //! Run them with `cargo xtask test`, which builds the bundle first and sets `DUPLEX_DIST`,
 //! `CHROMEDRIVER` and `CHROMIUM`. The chaos tests of `tests/chaos.rs` need no browser and

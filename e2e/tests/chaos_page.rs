@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
+use duplex_e2e::chaos::seed_from_env;
 use duplex_e2e::webdriver::{Check, poll_until};
 use duplex_e2e::{
     ChaosConfig, ChaosProxy, ChromeDriver, Session, server::dist_from_env,
@@ -206,21 +207,6 @@ fn check(items: &[String]) -> Report {
         }
     }
     report
-}
-
-/// `DUPLEX_CHAOS_SEED`, or a random one.
-fn seed_from_env() -> Result<u64> {
-    use std::hash::BuildHasher;
-    match std::env::var("DUPLEX_CHAOS_SEED") {
-        Ok(seed) => seed
-            .trim()
-            .parse()
-            .with_context(|| format!("DUPLEX_CHAOS_SEED={seed:?} is not a u64")),
-        Err(_) => {
-            Ok(std::collections::hash_map::RandomState::new()
-                .hash_one(std::time::SystemTime::now()))
-        }
-    }
 }
 
 /// The server on an ephemeral port of `127.0.0.1`, on `rt`; cancel the token to stop it.

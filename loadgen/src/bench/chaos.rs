@@ -12,22 +12,23 @@
 //! (duplicated) or after a later one (reordered), and the reconnections, recovered or
 //! fresh; it prints a `summary {json}` line, also when it gave up at its deadline.
 //!
-//! The cuts follow the chaos tests' phases (`e2e/tests/chaos.rs`): on while the
-//! clients connect and while the items are published, then for at least 2 s more and
-//! until there were `min_cuts`, at most 10 s ([`CutPhases`]); then the proxy only
+//! The cuts follow the chaos tests' phases, and the script runs as in those tests: both
+//! are duplex-e2e's (`duplex_e2e::chaos::script`: [`CutPhases`], [`script::run_script`]).
+//! Cuts go on while the clients connect and while the items are published, then for at
+//! least 2 s more and until there were `min_cuts`, at most 10 s; then the proxy only
 //! delays while the clients settle. Each run draws a seed (`DUPLEX_CHAOS_SEED` replays
 //! one) that both servers get, with the same script, proxy settings and sizes: the
 //! generator is the same for both, only the server differs.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use duplex_e2e::chaos::script::{self, CutPhases, Event, Script, ScriptOutcome};
 use duplex_e2e::{ChaosConfig, ChaosProxy, ChaosStats};
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
 
 use super::peers::{self, Launch, PeerOptions, Prepared, Server};
 use super::report;
@@ -57,11 +58,6 @@ const SCRIPT_LIMIT: Duration = Duration::from_secs(55);
 
 /// The proxy's cut budget: more than a run uses (the phases stop the cuts).
 const MAX_CUTS: u64 = 2000;
-
-/// Once everything is published, cuts go on for at least the first and until there
-/// were `min_cuts`, for at most the second.
-const CUTS_AFTER_PUBLISHING: (Duration, Duration) =
-    (Duration::from_secs(2), Duration::from_secs(10));
 
 /// `FAIL` lines of the script kept in the results of a run.
 const FAIL_LINES_KEPT: usize = 20;
@@ -178,10 +174,11 @@ impl Summary {
     }
 }
 
-/// The JSON of a `summary {json}` line; `None` for any other line.
-pub fn parse_summary_line(line: &str) -> Option<anyhow::Result<Summary>> {
-    let json = line.strip_prefix("summary ")?;
-    Some(serde_json::from_str(json).context("the script's summary line is not the JSON expected"))
+impl Summary {
+    /// From the JSON of the script's `summary {json}` line.
+    pub fn from_json(json: serde_json::Value) -> anyhow::Result<Summary> {
+        serde_json::from_value(json).context("the script's summary line is not the JSON expected")
+    }
 }
 
 /// The proxy's cuts in one run, and when they happened.
@@ -214,75 +211,6 @@ impl Cuts {
             while_publishing,
             after_publishing,
         }
-    }
-}
-
-/// The phases of a run as the proxy saw them, from the script's progress lines: cuts
-/// go on while the clients connect and the items are published, and for a while
-/// after, to hit the reconnections and replays; then, once there were enough, they
-/// stop so that the clients can settle. Time and the cut count are parameters: no
-/// proxy, no clock.
-#[derive(Debug, Clone)]
-pub struct CutPhases {
-    min_cuts: u64,
-    /// When every client had connected, and the cuts by then.
-    connected: Option<(Instant, u64)>,
-    /// When the last item was published, and the cuts by then.
-    published: Option<(Instant, u64)>,
-    /// The cuts when the proxy stopped cutting.
-    stopped: Option<u64>,
-}
-
-impl CutPhases {
-    pub fn new(min_cuts: u64) -> Self {
-        CutPhases {
-            min_cuts,
-            connected: None,
-            published: None,
-            stopped: None,
-        }
-    }
-
-    /// Notes a line of the script's output: `connected N clients ...` once they all
-    /// have, `published` once the publisher is done.
-    pub fn line(&mut self, line: &str, now: Instant, cuts: u64) {
-        if line.starts_with("connected ") {
-            self.connected.get_or_insert((now, cuts));
-        } else if line == "published" {
-            self.published.get_or_insert((now, cuts));
-        }
-    }
-
-    /// Whether the cuts must stop now: after publishing, once both the minimum time
-    /// and the minimum cuts are reached, or the maximum time, or when the proxy's
-    /// budget ran out. True once.
-    pub fn should_stop(&mut self, now: Instant, cuts: u64, still_cutting: bool) -> bool {
-        let Some((published, _)) = self.published else {
-            return false;
-        };
-        if self.stopped.is_some() {
-            return false;
-        }
-        let since = now.saturating_duration_since(published);
-        let enough = since >= CUTS_AFTER_PUBLISHING.0 && cuts >= self.min_cuts;
-        if enough || since >= CUTS_AFTER_PUBLISHING.1 || !still_cutting {
-            self.stopped = Some(cuts);
-            return true;
-        }
-        false
-    }
-
-    /// The cuts while connecting, while publishing and after, out of `total`.
-    pub fn split(&self, total: u64) -> (Option<u64>, Option<u64>, Option<u64>) {
-        let connected = self.connected.map(|(_, cuts)| cuts);
-        let published = self.published.map(|(_, cuts)| cuts);
-        let connecting = connected;
-        let publishing = match (connected, published) {
-            (Some(c), Some(p)) => Some(p.saturating_sub(c)),
-            _ => None,
-        };
-        let after = published.map(|p| self.stopped.unwrap_or(total).saturating_sub(p));
-        (connecting, publishing, after)
     }
 }
 
@@ -581,12 +509,18 @@ async fn exchange(setup: &Setup<'_>, launch: &Launch, run: &mut ChaosRun) -> any
     }
     run.cuts = Cuts::new(proxy.stats(), &phases);
     let outcome = outcome?;
-    run.summary = outcome.summary;
-    run.exit = Some(outcome.exit);
-    run.fail_lines = outcome.fail_lines;
-    if let Some(e) = outcome.summary_error {
-        anyhow::bail!("{e:#}; the script's output is in {}", log.display());
-    }
+    run.exit = Some(outcome.exit());
+    run.fail_lines = outcome
+        .fail_lines
+        .into_iter()
+        .take(FAIL_LINES_KEPT)
+        .collect();
+    let summary = match outcome.summary_error {
+        Some(e) => Err(e),
+        None => outcome.summary.map(Summary::from_json).transpose(),
+    };
+    run.summary = summary
+        .map_err(|e| anyhow::anyhow!("{e:#}; the script's output is in {}", log.display()))?;
     anyhow::ensure!(
         run.summary.is_some(),
         "the script printed no summary ({}); its output is in {}",
@@ -596,27 +530,8 @@ async fn exchange(setup: &Setup<'_>, launch: &Launch, run: &mut ChaosRun) -> any
     process.check_alive()
 }
 
-/// How the script ended.
-struct ScriptOutcome {
-    summary: Option<Summary>,
-    /// A summary line that did not parse.
-    summary_error: Option<anyhow::Error>,
-    exit: String,
-    fail_lines: Vec<String>,
-}
-
-/// A child process killed when dropped.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Runs `node chaos-clients.mjs ARGS` in `interop/`, its output to `log`, its
-/// progress echoed; stops `proxy`'s cuts when [`CutPhases`] says so.
+/// progress echoed; the phases stop `proxy`'s cuts.
 async fn run_script(
     setup: &Setup<'_>,
     args: &[String],
@@ -626,122 +541,47 @@ async fn run_script(
 ) -> anyhow::Result<ScriptOutcome> {
     let mut log_file =
         std::fs::File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
-    let command_line = format!("node chaos-clients.mjs {}", args.join(" "));
+    let script = Script {
+        node: &setup.node,
+        dir: &setup.interop,
+        name: "chaos-clients.mjs",
+        args,
+        limit: SCRIPT_LIMIT,
+    };
+    let command_line = script.command_line();
     println!("bench: chaos: {command_line}");
     let _ = writeln!(log_file, "{command_line}");
-    let mut child = Command::new(&setup.node)
-        .arg("chaos-clients.mjs")
-        .args(args)
-        .current_dir(&setup.interop)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("cannot start node chaos-clients.mjs")?;
-    // A bounded channel: a reader thread waits while the run loop is behind.
-    let (lines_tx, mut lines) = mpsc::channel::<(bool, String)>(1024);
-    for (is_stderr, pipe) in [
-        (
-            false,
-            Box::new(child.stdout.take().context("node's stdout")?) as Box<dyn Read + Send>,
-        ),
-        (
-            true,
-            Box::new(child.stderr.take().context("node's stderr")?) as Box<dyn Read + Send>,
-        ),
-    ] {
-        let lines_tx = lines_tx.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines() {
-                let Ok(line) = line else { break };
-                if lines_tx.blocking_send((is_stderr, line)).is_err() {
-                    break;
-                }
-            }
-        });
-    }
-    drop(lines_tx);
-    let mut child = Killed(child);
-    let started = Instant::now();
-    let mut outcome = ScriptOutcome {
-        summary: None,
-        summary_error: None,
-        exit: String::new(),
-        fail_lines: Vec::new(),
-    };
     let mut fail_shown = 0;
-    let mut killed = false;
-    loop {
-        match tokio::time::timeout(Duration::from_millis(50), lines.recv()).await {
-            Ok(Some((false, line))) => {
-                let _ = writeln!(log_file, "{line}");
-                phases.line(&line, Instant::now(), proxy.stats().cuts());
-                if let Some(summary) = parse_summary_line(&line) {
-                    match summary {
-                        Ok(summary) => outcome.summary = Some(summary),
-                        Err(e) => outcome.summary_error = Some(e),
-                    }
-                } else if line.starts_with("FAIL") {
-                    if fail_shown < FAIL_LINES_SHOWN {
-                        println!("  node | {line}");
-                        fail_shown += 1;
-                    }
-                    if outcome.fail_lines.len() < FAIL_LINES_KEPT {
-                        outcome.fail_lines.push(line);
-                    }
-                } else if is_progress(&line) {
-                    println!("  node | {line}");
-                }
+    let outcome = script::run_script(&script, Some((proxy, phases)), |event| match event {
+        Event::Stdout(line) => {
+            let _ = writeln!(log_file, "{line}");
+            let shown = if line.starts_with("FAIL") {
+                fail_shown += 1;
+                fail_shown <= FAIL_LINES_SHOWN
+            } else {
+                is_progress(line)
+            };
+            if shown {
+                println!("  node | {line}");
             }
-            Ok(Some((true, line))) => {
-                let _ = writeln!(log_file, "stderr: {line}");
-                println!("  node stderr | {line}");
-                if outcome.fail_lines.len() < FAIL_LINES_KEPT {
-                    outcome.fail_lines.push(format!("stderr: {line}"));
-                }
-            }
-            // Both pipes closed: the script is done.
-            Ok(None) => break,
-            Err(_) => {}
         }
-        let cuts = proxy.stats().cuts();
-        if phases.should_stop(Instant::now(), cuts, proxy.is_cutting()) {
-            proxy.stop_cutting();
-            let (connecting, publishing, after) = phases.split(cuts);
+        Event::Stderr(line) => {
+            let _ = writeln!(log_file, "stderr: {line}");
+            println!("  node stderr | {line}");
+        }
+        Event::StoppedCutting(stopped) => {
             let show = |n: Option<u64>| n.map_or("?".to_owned(), |n| n.to_string());
             println!(
                 "bench: chaos: stopped cutting: {} cuts while connecting, {} while publishing, {} after; proxy: {}",
-                show(connecting),
-                show(publishing),
-                show(after),
-                proxy.stats()
+                show(stopped.connected),
+                show(stopped.connected.map(|c| stopped.published.saturating_sub(c))),
+                stopped.cuts.saturating_sub(stopped.published),
+                stopped.stats
             );
         }
-        if started.elapsed() > SCRIPT_LIMIT {
-            killed = true;
-            break;
-        }
-    }
-    // The pipes are closed, so it is exiting; it is killed if it has not within 5 s.
-    let waited = Instant::now();
-    let status = loop {
-        if killed {
-            break None;
-        }
-        if let Some(status) = child.0.try_wait().context("waiting for node")? {
-            break Some(status);
-        }
-        if waited.elapsed() > Duration::from_secs(5) {
-            break None;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    outcome.exit = match status {
-        Some(status) => status.to_string(),
-        None => format!("killed after {:.0} s", started.elapsed().as_secs_f64()),
-    };
-    drop(child);
-    let _ = writeln!(log_file, "exit: {}", outcome.exit);
+    })
+    .await?;
+    let _ = writeln!(log_file, "exit: {}", outcome.exit());
     Ok(outcome)
 }
 
@@ -800,6 +640,11 @@ fn run_line(run: &ChaosRun) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A `summary {json}` line as the section reads it.
+    fn parse_summary_line(line: &str) -> Option<anyhow::Result<Summary>> {
+        script::summary_line(line).map(|json| json.and_then(Summary::from_json))
+    }
 
     #[test]
     fn parses_the_summary_line_the_script_prints() {
@@ -867,45 +712,6 @@ mod tests {
             !Summary::default().perfect(),
             "nothing expected is no result"
         );
-    }
-
-    #[test]
-    fn cuts_stop_after_the_minimum_time_and_cuts_or_the_maximum_time() {
-        let t0 = Instant::now();
-        let s = Duration::from_secs;
-        let mut phases = CutPhases::new(100);
-        assert!(
-            !phases.should_stop(t0 + s(60), 5000, true),
-            "not before publishing"
-        );
-        phases.line("connected 50 clients at 900 ms (the last: ...)", t0, 30);
-        phases.line("published 1000 items in 4000 ms", t0 + s(4), 60);
-        assert!(
-            !phases.should_stop(t0 + s(5), 5000, true),
-            "the progress line is not the phase"
-        );
-        phases.line("published", t0 + s(5), 70);
-        assert!(
-            !phases.should_stop(t0 + s(6), 200, true),
-            "under the minimum time"
-        );
-        assert!(
-            !phases.should_stop(t0 + s(8), 99, true),
-            "under the minimum cuts"
-        );
-        assert!(phases.should_stop(t0 + s(8), 100, true));
-        assert!(!phases.should_stop(t0 + s(9), 150, true), "once");
-        assert_eq!(phases.split(150), (Some(30), Some(40), Some(30)));
-
-        let mut few = CutPhases::new(100);
-        few.line("published", t0, 10);
-        assert!(!few.should_stop(t0 + s(9), 20, true));
-        assert!(few.should_stop(t0 + s(15), 20, true), "the maximum time");
-        assert_eq!(few.split(25), (None, None, Some(10)));
-
-        let mut spent = CutPhases::new(100);
-        spent.line("published", t0, 2000);
-        assert!(spent.should_stop(t0, 2000, false), "the budget ran out");
     }
 
     #[test]
