@@ -6,6 +6,8 @@
 //! joined by the record separator `\x1e`, binary ones as `b` + base64
 //! ([`encode_payload`], [`decode_payload`]).
 
+use std::collections::VecDeque;
+
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -215,6 +217,70 @@ pub fn frames_to_payload<'a>(frames: impl IntoIterator<Item = &'a Frame>) -> Str
     out
 }
 
+/// Takes frames from the front of `queue` for one long-polling POST: all of them,
+/// or as many as fit in the server's `max_payload` (at least one: a frame larger
+/// than that goes alone, and the server's refusal says why). Sizes are counted as
+/// the body will be: text as it is, binary as `b` + base64, a separator between
+/// records.
+pub fn take_payload(queue: &mut VecDeque<Frame>, max_payload: Option<u64>) -> String {
+    let limit = max_payload
+        .and_then(|m| usize::try_from(m).ok())
+        .unwrap_or(usize::MAX);
+    let mut size = 0_usize;
+    let mut count = 0;
+    for frame in queue.iter() {
+        let cost = match frame {
+            Frame::Text(text) => text.len(),
+            Frame::Binary(bytes) => 1 + bytes.len().div_ceil(3) * 4,
+        } + usize::from(count > 0);
+        if count > 0 && size.saturating_add(cost) > limit {
+            break;
+        }
+        size = size.saturating_add(cost);
+        count += 1;
+    }
+    let payload = frames_to_payload(queue.range(..count));
+    queue.drain(..count);
+    payload
+}
+
+/// The query of a long-polling request: the handshake without `sid`, the
+/// session's GETs and POSTs with it; `t` busts caches (`EIO=4&transport=polling&t=..&sid=..`).
+pub fn polling_query(sid: Option<&str>, t: &str) -> String {
+    let mut query = "EIO=4&transport=polling&t=".to_owned();
+    percent_encode_into(&mut query, t);
+    push_sid(&mut query, sid);
+    query
+}
+
+/// The query of a WebSocket: a new session without `sid`, an upgrade with it.
+pub fn websocket_query(sid: Option<&str>) -> String {
+    let mut query = "EIO=4&transport=websocket".to_owned();
+    push_sid(&mut query, sid);
+    query
+}
+
+fn push_sid(query: &mut String, sid: Option<&str>) {
+    if let Some(sid) = sid {
+        query.push_str("&sid=");
+        percent_encode_into(query, sid);
+    }
+}
+
+/// Appends `s` with everything but RFC 3986's unreserved characters percent-encoded.
+fn percent_encode_into(out: &mut String, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0xF)]));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -312,5 +378,71 @@ mod tests {
             Err(DecodeError::InvalidBase64(_))
         ));
         assert_eq!(decode_payload("4a\x1e"), Err(DecodeError::Empty));
+    }
+
+    fn text(s: &str) -> Frame {
+        Frame::Text(s.to_owned())
+    }
+
+    // The POST splitting tests of the native and browser shells, moved here
+    // with the function they shared.
+    #[test]
+    fn posts_respect_max_payload() {
+        let mut outbox: VecDeque<Frame> = ["40", "42[\"a\"]", "42[\"b\"]"]
+            .into_iter()
+            .map(text)
+            .collect();
+        assert_eq!(take_payload(&mut outbox, Some(11)), "40\x1e42[\"a\"]");
+        assert_eq!(take_payload(&mut outbox, Some(1)), "42[\"b\"]");
+        assert!(outbox.is_empty());
+        outbox.push_back(Frame::Binary(vec![1, 2, 3, 4]));
+        outbox.push_back(Frame::Text("4x".to_owned()));
+        assert_eq!(take_payload(&mut outbox, None), "bAQIDBA==\x1e4x");
+    }
+
+    #[test]
+    fn a_post_carries_what_fits_in_max_payload() {
+        let mut outbox: VecDeque<Frame> = [r#"42["a"]"#, r#"42["b"]"#, r#"42["c"]"#]
+            .into_iter()
+            .map(text)
+            .collect();
+        // 7 + 1 + 7 = 15 bytes: two frames, then the third alone.
+        assert_eq!(
+            take_payload(&mut outbox, Some(15)),
+            "42[\"a\"]\u{1e}42[\"b\"]".to_owned()
+        );
+        assert_eq!(take_payload(&mut outbox, Some(15)), r#"42["c"]"#);
+        assert!(outbox.is_empty());
+    }
+
+    #[test]
+    fn binary_is_base64_and_an_oversized_frame_goes_alone() {
+        let mut outbox = VecDeque::from([Frame::Binary(vec![1, 2, 3, 4]), text("4x")]);
+        assert_eq!(
+            take_payload(&mut outbox, Some(1_000_000)),
+            "bAQIDBA==\u{1e}4x"
+        );
+        let mut outbox = VecDeque::from([text("4too long"), text("4x")]);
+        assert_eq!(take_payload(&mut outbox, Some(3)), "4too long");
+        assert_eq!(outbox.len(), 1);
+        // Exactly at the limit: `b` + 8 base64 characters = 9 bytes, then 1 + 2.
+        let mut outbox = VecDeque::from([Frame::Binary(vec![1, 2, 3, 4]), text("4x")]);
+        assert_eq!(take_payload(&mut outbox, Some(12)), "bAQIDBA==\u{1e}4x");
+        let mut outbox = VecDeque::from([Frame::Binary(vec![1, 2, 3, 4]), text("4x")]);
+        assert_eq!(take_payload(&mut outbox, Some(11)), "bAQIDBA==");
+    }
+
+    #[test]
+    fn queries() {
+        assert_eq!(polling_query(None, "P1a"), "EIO=4&transport=polling&t=P1a");
+        assert_eq!(
+            polling_query(Some("ab+c/d="), "2"),
+            "EIO=4&transport=polling&t=2&sid=ab%2Bc%2Fd%3D"
+        );
+        assert_eq!(websocket_query(None), "EIO=4&transport=websocket");
+        assert_eq!(
+            websocket_query(Some("x_y-z")),
+            "EIO=4&transport=websocket&sid=x_y-z"
+        );
     }
 }

@@ -9,6 +9,7 @@
 
 pub mod backoff;
 pub mod client;
+pub mod client_transport;
 pub mod engine;
 pub mod server;
 
@@ -20,6 +21,7 @@ use crate::{engineio, socketio};
 
 pub use backoff::Backoff;
 pub use client::{ClientConfig, ClientEvent, ClientSession};
+pub use client_transport::{ClientTransport, PathMemory, Step, TransportConfig, Transports};
 pub use engine::{EngineConfig, EngineEvent, EngineSession, Probe, Transport};
 pub use server::{ServerConfig, ServerEvent, ServerSession};
 
