@@ -42,7 +42,7 @@ use anyhow::{Context, Result, bail, ensure};
 use duplex_e2e::chaos::script::{self, CutPhases, Event, Script, ScriptOutcome, Stopped};
 use duplex_e2e::chaos::seed_from_env;
 use duplex_e2e::{ChaosConfig, ChaosProxy, TestServer};
-use duplex_server::rooms::RecoveryConfig;
+use duplex_server::socketio::RecoveryConfig;
 use serde_json::{Value, json};
 use tokio::runtime::Runtime;
 

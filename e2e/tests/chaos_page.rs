@@ -19,7 +19,7 @@ use duplex_e2e::{
     ChaosConfig, ChaosProxy, ChromeDriver, Session, server::dist_from_env,
     with_screenshot_on_failure,
 };
-use duplex_server::rooms::RecoveryConfig;
+use duplex_server::socketio::RecoveryConfig;
 use serde_json::{Value, json};
 use tokio::runtime::Runtime;
 use tokio_util::sync::CancellationToken;

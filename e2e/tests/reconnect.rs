@@ -31,7 +31,7 @@ use duplex_e2e::webdriver::{Check, poll_until};
 use duplex_e2e::{
     ChromeDriver, Proxy, Session, WebSockets, server::dist_from_env, with_screenshot_on_failure,
 };
-use duplex_server::rooms::RecoveryConfig;
+use duplex_server::socketio::RecoveryConfig;
 use serde_json::{Value, json};
 use tokio::runtime::Runtime;
 use tokio::task::JoinHandle;

@@ -14,7 +14,7 @@ use std::time::Duration;
 use common::{Greeting, MODES, PATIENCE, expect_greeting, init_tracing, next};
 use duplex_native::{Backoff, Client, CloseReason, Error, Options, Status, Transports, connect};
 use duplex_server::Config;
-use duplex_server::rooms::RecoveryConfig;
+use duplex_server::socketio::RecoveryConfig;
 use protocol::app::{Channel, Channels, JoinChannel, News, NewsItem, Publish, PublishNews};
 use protocol::event::{Event, encode};
 use serde_json::json;

@@ -17,7 +17,9 @@ use protocol::app::{
 use serde_json::json;
 use tracing::{info, warn};
 
-use crate::io::{ConnectRequest, DisconnectReason, Handler, IncomingEvent, SendError, Socket};
+use crate::socketio::{
+    ConnectRequest, DisconnectReason, Handler, IncomingEvent, SendError, Socket,
+};
 
 /// The room of news channel `name`.
 fn room(name: &str) -> String {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use protocol::session::ServerConfig;
 
-use crate::rooms::RecoveryConfig;
+use crate::socketio::{RecoveryConfig, SessionSettings};
 
 /// Everything the server can be told.
 #[derive(Debug, Clone)]
@@ -68,26 +68,6 @@ impl Config {
             recovery: self.recovery,
         }
     }
-}
-
-impl SessionSettings {
-    /// The Engine.IO part of the settings.
-    pub fn engine_config(&self) -> protocol::session::EngineConfig {
-        protocol::session::EngineConfig {
-            ping_interval: self.protocol.ping_interval,
-            ping_timeout: self.protocol.ping_timeout,
-            max_payload: self.protocol.max_payload,
-        }
-    }
-}
-
-/// What each connection needs to know.
-#[derive(Debug, Clone)]
-pub struct SessionSettings {
-    pub protocol: ServerConfig,
-    /// Capacity of each connection's outbound queue.
-    pub outbound_queue: usize,
-    pub recovery: Option<RecoveryConfig>,
 }
 
 /// Which web pages may open sessions. Browsers send the page's `Origin` with both

@@ -20,12 +20,11 @@
 pub mod app;
 pub mod config;
 pub mod engine;
-pub mod io;
 mod memory;
 mod queue;
-pub mod rooms;
 mod routes;
 mod sid;
+pub mod socketio;
 mod stop;
 pub mod transport;
 
@@ -67,7 +66,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let addr = listener.local_addr()?;
-    let io = io::Io::builder(config.session_config())
+    let io = socketio::Io::builder(config.session_config())
         .namespace("/", app::NewsApp::with_token(config.token.clone()))
         .build();
     serve(listener, config, io, shutdown)
@@ -79,7 +78,7 @@ pub async fn run(
 pub async fn serve(
     listener: TcpListener,
     config: Config,
-    io: Arc<io::Io>,
+    io: Arc<socketio::Io>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let addr = listener.local_addr()?;

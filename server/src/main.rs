@@ -66,9 +66,9 @@ async fn main() -> anyhow::Result<()> {
         ping_interval: Duration::from_millis(args.ping_interval),
         ping_timeout: Duration::from_millis(args.ping_timeout),
         shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
-        recovery: (args.recovery_window > 0).then(|| duplex_server::rooms::RecoveryConfig {
+        recovery: (args.recovery_window > 0).then(|| duplex_server::socketio::RecoveryConfig {
             window: Duration::from_secs(args.recovery_window),
-            ..duplex_server::rooms::RecoveryConfig::default()
+            ..duplex_server::socketio::RecoveryConfig::default()
         }),
         token: args.token,
         origins: if args.any_origin {

@@ -10,7 +10,7 @@ use warp::reply::Response;
 use warp::{Filter, Reply};
 
 use crate::config::Config;
-use crate::io::Io;
+use crate::socketio::Io;
 use crate::transport::{self, Endpoint};
 
 /// Every route of the server.

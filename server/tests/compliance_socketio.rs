@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use common::compliance::{CONNECT_TIMEOUT, Server};
 use common::eio::{Client, Packet, Transport};
-use duplex_server::io::{Handler, IncomingEvent, Socket};
+use duplex_server::socketio::{Handler, IncomingEvent, Socket};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;

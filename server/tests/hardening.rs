@@ -563,7 +563,7 @@ async fn hostile_polling_requests_get_clear_errors() {
 async fn a_polling_post_cut_mid_body_is_a_transport_failure_that_recovers() {
     let server = TestServer::start(Config {
         dist: no_bundle(),
-        recovery: Some(duplex_server::rooms::RecoveryConfig::default()),
+        recovery: Some(duplex_server::socketio::RecoveryConfig::default()),
         ..Config::default()
     })
     .await;

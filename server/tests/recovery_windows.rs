@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use common::{PATIENCE, RawClient, TestServer, http};
 use duplex_server::Config;
-use duplex_server::rooms::RecoveryConfig;
+use duplex_server::socketio::RecoveryConfig;
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use common::{PATIENCE, RawClient};
 use duplex_server::Config;
-use duplex_server::io::{DisconnectReason, Handler, IncomingEvent, Io, Socket};
-use duplex_server::rooms::RecoveryConfig;
+use duplex_server::socketio::RecoveryConfig;
+use duplex_server::socketio::{DisconnectReason, Handler, IncomingEvent, Io, Socket};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use duplex_server::Config;
 use duplex_server::engine::{EngineHandler, EngineMessage, EngineSocket};
-use duplex_server::io::{Handler, IncomingEvent, Socket};
+use duplex_server::socketio::{Handler, IncomingEvent, Socket};
 
 pub const PING_INTERVAL: Duration = Duration::from_millis(300);
 pub const PING_TIMEOUT: Duration = Duration::from_millis(200);

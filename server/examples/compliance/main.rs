@@ -15,7 +15,7 @@ mod contract;
 use std::net::SocketAddr;
 
 use duplex_server::engine::EngineApp;
-use duplex_server::io::Io;
+use duplex_server::socketio::Io;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 

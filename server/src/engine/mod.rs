@@ -1,8 +1,10 @@
 //! The bare Engine.IO layer: what every session has whatever runs on top of it.
 //!
 //! - [`Machine`]: a sans-I/O session plus the application on top, as the transport
-//!   task drives it. The Socket.IO layer ([`crate::io`]) is one machine; a bare
-//!   Engine.IO application ([`EngineHandler`], mounted with [`EngineApp`]) is another.
+//!   task drives it. The Socket.IO layer is one machine (it builds on this layer,
+//!   never the reverse); a bare Engine.IO application ([`EngineHandler`], mounted
+//!   with [`EngineApp`], in `app`) is another.
+//! - `handshake`: [`Handshake`], what the application sees of the opening request.
 //! - [`Link`]: the bounded queue (and kill switch) through which the application
 //!   talks to a session's task from anywhere.
 //! - [`DisconnectReason`] and [`SendError`], shared by both layers.
@@ -13,14 +15,19 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 
 use protocol::session::{
-    CloseReason, EngineConfig, EngineEvent, EngineSession, Probe, ProtocolError, Transport,
+    CloseReason, EngineConfig, EngineSession, Probe, ProtocolError, Transport,
 };
 use protocol::{Frame, Time};
 use thiserror::Error;
 
-use crate::io::Handshake;
 use crate::queue::{BoundedQueue, Refused};
 use crate::stop::Stop;
+
+mod app;
+mod handshake;
+
+pub use app::{EngineApp, EngineHandler, EngineMachine, EngineMessage, EngineSocket};
+pub use handshake::{Handshake, Headers};
 
 /// Why a client went away. Every disconnect reaches the application with one.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -252,185 +259,6 @@ pub trait Factory: Send + Sync + 'static {
     fn engine_config(&self) -> EngineConfig;
     /// Frames that may wait for one client before it is disconnected as too slow.
     fn outbound_limit(&self) -> usize;
-}
-
-/// A message from or to a bare Engine.IO client.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EngineMessage {
-    Text(String),
-    Binary(Vec<u8>),
-}
-
-/// A bare Engine.IO application.
-pub trait EngineHandler: Send + Sync + 'static {
-    fn on_open(&self, _socket: &EngineSocket) {}
-    fn on_message(&self, socket: &EngineSocket, message: EngineMessage);
-    fn on_close(&self, _socket: &EngineSocket, _reason: &DisconnectReason) {}
-}
-
-/// A bare Engine.IO client, as its handler sees it.
-#[derive(Debug, Clone)]
-pub struct EngineSocket {
-    sid: Arc<str>,
-    link: Arc<Link<EngineMessage>>,
-}
-
-impl EngineSocket {
-    pub fn sid(&self) -> &str {
-        &self.sid
-    }
-
-    /// Queues a message for the client.
-    pub fn send(&self, message: EngineMessage) -> Result<(), SendError> {
-        self.link.send(message)
-    }
-
-    /// Closes the session.
-    pub fn close(&self) {
-        self.link.close(DisconnectReason::ServerDisconnect);
-    }
-}
-
-/// Mounts an [`EngineHandler`]: opens a session per client.
-pub struct EngineApp<H> {
-    handler: Arc<H>,
-    config: EngineConfig,
-    outbound_limit: usize,
-    epoch: tokio::time::Instant,
-}
-
-impl<H: EngineHandler> EngineApp<H> {
-    pub fn new(handler: H, config: EngineConfig, outbound_limit: usize) -> Self {
-        EngineApp {
-            handler: Arc::new(handler),
-            config,
-            outbound_limit,
-            epoch: tokio::time::Instant::now(),
-        }
-    }
-}
-
-impl<H: EngineHandler> Factory for EngineApp<H> {
-    type Machine = EngineMachine<H>;
-
-    fn open(
-        &self,
-        sid: String,
-        transport: Transport,
-        _handshake: Handshake,
-    ) -> (EngineMachine<H>, LinkReceiver<EngineMessage>) {
-        let (link, rx) = Link::new(self.outbound_limit);
-        let session = EngineSession::new(sid.clone(), self.config, transport, self.now());
-        let socket = EngineSocket {
-            sid: sid.into(),
-            link,
-        };
-        self.handler.on_open(&socket);
-        let machine = EngineMachine {
-            session,
-            handler: self.handler.clone(),
-            socket,
-            closing: None,
-            told: false,
-        };
-        (machine, rx)
-    }
-
-    fn now(&self) -> Time {
-        self.epoch.elapsed()
-    }
-
-    fn instant(&self, time: Time) -> tokio::time::Instant {
-        self.epoch + time
-    }
-
-    fn engine_config(&self) -> EngineConfig {
-        self.config
-    }
-
-    fn outbound_limit(&self) -> usize {
-        self.outbound_limit
-    }
-}
-
-/// A bare Engine.IO session driving an [`EngineHandler`].
-pub struct EngineMachine<H> {
-    session: EngineSession,
-    handler: Arc<H>,
-    socket: EngineSocket,
-    closing: Option<DisconnectReason>,
-    told: bool,
-}
-
-impl<H: EngineHandler> Machine for EngineMachine<H> {
-    type Command = EngineMessage;
-
-    fn engine(&self) -> &EngineSession {
-        &self.session
-    }
-
-    fn handle_frame(&mut self, frame: Frame, now: Time) -> Result<(), ProtocolError> {
-        self.session.handle_frame(frame, now)
-    }
-
-    fn handle_probe_frame(&mut self, frame: Frame) -> Result<Probe, ProtocolError> {
-        self.session.handle_probe_frame(frame)
-    }
-
-    fn probe_failed(&mut self) {
-        self.session.probe_failed();
-    }
-
-    fn handle_timeout(&mut self, now: Time) {
-        self.session.handle_timeout(now);
-    }
-
-    fn handle_command(&mut self, command: EngineMessage, _now: Time) {
-        match command {
-            EngineMessage::Text(text) => self.session.send_message(text),
-            EngineMessage::Binary(bytes) => self.session.send_binary(bytes),
-        }
-    }
-
-    fn close(&mut self, reason: DisconnectReason) {
-        self.closing.get_or_insert(reason);
-        self.session.close(CloseReason::LocalClose);
-    }
-
-    fn transport_closed(&mut self, reason: CloseReason) {
-        self.session.abort(reason);
-    }
-
-    fn dispatch(&mut self) {
-        while let Some(event) = self.session.poll_event() {
-            match event {
-                EngineEvent::Message(text) => self
-                    .handler
-                    .on_message(&self.socket, EngineMessage::Text(text)),
-                EngineEvent::Binary(bytes) => self
-                    .handler
-                    .on_message(&self.socket, EngineMessage::Binary(bytes)),
-                EngineEvent::Closed(_) if !self.told => {
-                    self.told = true;
-                    let reason = self.reason();
-                    self.handler.on_close(&self.socket, &reason);
-                }
-                EngineEvent::Closed(_) => {}
-            }
-        }
-    }
-
-    fn poll_timeout(&self) -> Option<Time> {
-        self.session.poll_timeout()
-    }
-
-    fn poll_transmit(&mut self) -> Option<Frame> {
-        self.session.poll_transmit()
-    }
-
-    fn reason(&self) -> DisconnectReason {
-        DisconnectReason::of(self.closing.as_ref(), self.session.close_reason())
-    }
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use std::time::Duration;
 use protocol::{Frame, Time};
 use serde_json::Value;
 
-use crate::io::Socket;
+use super::socket::Socket;
 
 /// Which sockets of a namespace an emit goes to.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -69,16 +69,16 @@ struct Logged {
     frames: Arc<[Frame]>,
 }
 
-/// What is kept of a socket that went away, for it to come back to.
+/// What recovery restores of a socket: kept when it went away, for it to come
+/// back to, or taken from it when its client came back first.
 #[derive(Debug, Clone)]
-pub struct Saved {
+pub(crate) struct Session {
     pub socket_id: String,
     pub rooms: HashSet<String>,
     pub data: Value,
     /// The last offset logged before the socket joined: where a client that
     /// never got an event with an offset resumes from.
     pub base: u64,
-    at: Time,
 }
 
 /// A recovered session: what it had, the frames it missed, in order, and the
@@ -86,7 +86,7 @@ pub struct Saved {
 /// before the server saw the old transport go).
 #[derive(Debug)]
 pub(crate) struct Recovered {
-    pub saved: Saved,
+    pub session: Session,
     pub missed: Vec<Frame>,
     pub replaced: Option<Socket>,
 }
@@ -96,7 +96,8 @@ struct Recovery {
     config: RecoveryConfig,
     next_offset: u64,
     log: VecDeque<Logged>,
-    saved: HashMap<String, Saved>,
+    /// Sessions of sockets that went away, by pid, with when.
+    saved: HashMap<String, (Session, Time)>,
 }
 
 impl Recovery {
@@ -107,7 +108,8 @@ impl Recovery {
         }) {
             self.log.pop_front();
         }
-        self.saved.retain(|_, s| now.saturating_sub(s.at) <= window);
+        self.saved
+            .retain(|_, (_, at)| now.saturating_sub(*at) <= window);
     }
 }
 
@@ -306,19 +308,10 @@ impl Namespace {
     }
 
     /// Keeps what a departed socket needs to recover, under its private id.
-    pub(crate) fn save(&mut self, pid: &str, saved_socket: SavedSocket, now: Time) {
+    pub(crate) fn save(&mut self, pid: &str, session: Session, now: Time) {
         if let Some(recovery) = &mut self.recovery {
             recovery.prune(now);
-            recovery.saved.insert(
-                pid.to_owned(),
-                Saved {
-                    socket_id: saved_socket.socket_id,
-                    rooms: saved_socket.rooms,
-                    data: saved_socket.data,
-                    base: saved_socket.base,
-                    at: now,
-                },
-            );
+            recovery.saved.insert(pid.to_owned(), (session, now));
         }
     }
 
@@ -352,7 +345,7 @@ impl Namespace {
         };
         let base = match &live {
             Some(socket) => socket.base_offset(),
-            None => recovery.saved.get(pid)?.base,
+            None => recovery.saved.get(pid)?.0.base,
         };
         let offset: u64 = match offset {
             Some(offset) => offset.parse().ok()?,
@@ -373,15 +366,14 @@ impl Namespace {
             Some(socket) => {
                 let socket_id = socket.id().to_owned();
                 let rooms = self.remove(&socket_id);
-                Saved {
+                Session {
                     socket_id,
                     rooms,
                     data: socket.data(),
                     base,
-                    at: now,
                 }
             }
-            None => recovery.saved.remove(pid)?,
+            None => recovery.saved.remove(pid)?.0,
         };
         let recovery = self.recovery.as_ref()?;
         let mut rooms = saved.rooms.clone();
@@ -394,12 +386,11 @@ impl Namespace {
             .collect();
         // Until its client gets an event it presents no offset of its own: it
         // resumes from the one it recovered from.
-        let saved = Saved {
-            base: offset,
-            ..saved
-        };
         Some(Recovered {
-            saved,
+            session: Session {
+                base: offset,
+                ..saved
+            },
             missed,
             replaced: live,
         })
@@ -413,15 +404,6 @@ const PID_SEPARATOR: char = '.';
 /// while still connected), then 120 random bits that only its client knows.
 pub(crate) fn pid_for(socket_id: &str) -> String {
     format!("{socket_id}{PID_SEPARATOR}{}", crate::sid::generate())
-}
-
-/// The parts of a socket that recovery restores.
-#[derive(Debug)]
-pub(crate) struct SavedSocket {
-    pub socket_id: String,
-    pub rooms: HashSet<String>,
-    pub data: Value,
-    pub base: u64,
 }
 
 #[cfg(test)]
@@ -458,8 +440,8 @@ mod tests {
         Frame::Text(s.to_owned())
     }
 
-    fn saved(rooms: &[&str]) -> SavedSocket {
-        SavedSocket {
+    fn saved(rooms: &[&str]) -> Session {
+        Session {
             socket_id: "s1".into(),
             rooms: rooms.iter().map(|r| (*r).to_owned()).collect(),
             data: Value::Null,
@@ -486,11 +468,11 @@ mod tests {
         ns.save("pid", saved(&["a"]), t);
         // The client had seen offset 1 ("a1").
         let recovered = ns.recover("pid", Some("1"), t).expect("recoverable");
-        assert_eq!(recovered.saved.socket_id, "s1");
+        assert_eq!(recovered.session.socket_id, "s1");
         assert_eq!(recovered.missed, vec![frame("a2"), frame("all")]);
         assert!(recovered.replaced.is_none(), "it was not connected");
         assert_eq!(
-            recovered.saved.base, 1,
+            recovered.session.base, 1,
             "it resumes from there until it gets more"
         );
         // A session recovers once.
@@ -551,7 +533,7 @@ mod tests {
         assert_eq!(base, 1);
         send(&mut ns, "after 1");
         send(&mut ns, "after 2");
-        ns.save("pid", SavedSocket { base, ..saved(&[]) }, t);
+        ns.save("pid", Session { base, ..saved(&[]) }, t);
         let recovered = ns.recover("pid", None, t).expect("recoverable");
         assert_eq!(recovered.missed, vec![frame("after 1"), frame("after 2")]);
     }

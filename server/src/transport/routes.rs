@@ -7,7 +7,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use protocol::app::WEBSOCKET_GUID;
 use protocol::session::Transport;
 use tokio::sync::oneshot;
 use tracing::{info, warn};
@@ -17,10 +16,10 @@ use warp::{Filter, Reply};
 
 use super::query::{self, HandshakeError, TransportKind};
 use super::session::{Endpoint, Inbox, Input, PollError};
-use super::ws::{self, Upgrade};
+use super::ws::{self, Upgrade, websocket_accept};
 use crate::config::OriginPolicy;
 use crate::engine::Factory;
-use crate::io::Handshake;
+use crate::engine::Handshake;
 
 fn with<T: Clone + Send>(value: T) -> impl Filter<Extract = (T,), Error = Infallible> + Clone {
     warp::any().map(move || value.clone())
@@ -298,27 +297,5 @@ fn handshake(raw_query: &str, headers: &HeaderMap, remote: Option<SocketAddr>) -
         headers: header_list,
         websocket_accept: accept,
         remote,
-    }
-}
-
-/// `Sec-WebSocket-Accept` for a `Sec-WebSocket-Key` (RFC 6455 §4.2.2): the base64 of
-/// the SHA-1 of the key followed by the protocol's GUID.
-pub fn websocket_accept(key: &str) -> String {
-    let mut sha = sha1_smol::Sha1::new();
-    sha.update(key.trim().as_bytes());
-    sha.update(WEBSOCKET_GUID.as_bytes());
-    protocol::base64::encode(&sha.digest().bytes())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn accept_key_from_rfc6455() {
-        assert_eq!(
-            websocket_accept("dGhlIHNhbXBsZSBub25jZQ=="),
-            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
-        );
     }
 }

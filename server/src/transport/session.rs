@@ -30,8 +30,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use super::ws::{WebSocket, WsError};
-use crate::engine::{DisconnectReason, Factory, LinkReceiver, Machine};
-use crate::io::Handshake;
+use crate::engine::{DisconnectReason, Factory, Handshake, LinkReceiver, Machine};
 use crate::queue::{BoundedQueue, Refused};
 use crate::stop::{Stop, Watch};
 

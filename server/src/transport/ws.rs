@@ -26,14 +26,13 @@ use futures_util::FutureExt;
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
 use protocol::Frame;
+use protocol::app::WEBSOCKET_GUID;
 use protocol::websocket::{Decoder, FrameError, Message, OpCode, encode_close, encode_frame};
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tracing::debug;
 use warp::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use warp::reply::Response;
-
-use super::routes::websocket_accept;
 
 /// The read buffer every connection of a thread shares.
 pub const READ_SCRATCH: usize = 64 * 1024;
@@ -510,6 +509,15 @@ fn has_token(headers: &HeaderMap, name: &header::HeaderName, token: &str) -> boo
     })
 }
 
+/// `Sec-WebSocket-Accept` for a `Sec-WebSocket-Key` (RFC 6455 §4.2.2): the base64 of
+/// the SHA-1 of the key followed by the protocol's GUID.
+pub fn websocket_accept(key: &str) -> String {
+    let mut sha = sha1_smol::Sha1::new();
+    sha.update(key.trim().as_bytes());
+    sha.update(WEBSOCKET_GUID.as_bytes());
+    protocol::base64::encode(&sha.digest().bytes())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -564,5 +572,13 @@ mod tests {
         assert_eq!(c.max_message, 1_000_000);
         assert_eq!(c.max_outgoing, 2_000_000);
         assert_eq!(config(100).max_outgoing, MIN_OUTGOING_MESSAGE);
+    }
+
+    #[test]
+    fn accept_key_from_rfc6455() {
+        assert_eq!(
+            websocket_accept("dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
     }
 }

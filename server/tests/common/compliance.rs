@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use duplex_server::Config;
 use duplex_server::engine::EngineApp;
-use duplex_server::io::{Io, IoBuilder};
+use duplex_server::socketio::{Io, IoBuilder};
 use tokio_util::sync::CancellationToken;
 
 use super::eio::{Endpoint, Flavor};

@@ -1,0 +1,298 @@
+//! One client's Socket.IO session as its transport task drives it
+//! ([`SocketIoMachine`], the protocol's `ServerSession` plus this server's
+//! sockets, handlers and pending acks), and how [`Io`] opens one per client.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use protocol::session::{
+    CloseReason, EngineConfig, EngineSession, Probe, ProtocolError, ServerEvent, ServerSession,
+    Transport,
+};
+use protocol::{Frame, Time};
+use serde_json::Value;
+use tokio::sync::oneshot;
+use tracing::{debug, info};
+
+use super::Io;
+use super::handler::{AckError, AckReply, AckResponse, ConnectRequest, Handler, IncomingEvent};
+use super::socket::{AckRequest, Connection, Outbound, Socket, SocketParts};
+use crate::engine::{DisconnectReason, Factory, Handshake, Link, LinkReceiver, Machine};
+
+impl Factory for Io {
+    type Machine = SocketIoMachine;
+
+    fn open(
+        &self,
+        sid: String,
+        transport: Transport,
+        mut handshake: Handshake,
+    ) -> (SocketIoMachine, LinkReceiver<Outbound>) {
+        handshake.sid.clone_from(&sid);
+        let (conn, rx) = Link::new(self.settings.outbound_queue);
+        let session =
+            ServerSession::new(sid, self.settings.protocol.clone(), transport, self.now());
+        let io = self
+            .me
+            .upgrade()
+            .expect("an Io only opens sessions from the routes, which hold it");
+        let machine = SocketIoMachine {
+            io,
+            conn,
+            handshake: Arc::new(handshake),
+            sockets: HashMap::new(),
+            acks: HashMap::new(),
+            closing: None,
+            connect_answered: false,
+            session,
+        };
+        (machine, rx)
+    }
+
+    fn now(&self) -> Time {
+        self.epoch.elapsed()
+    }
+
+    fn instant(&self, time: Time) -> tokio::time::Instant {
+        self.epoch + time
+    }
+
+    fn engine_config(&self) -> EngineConfig {
+        self.settings.engine_config()
+    }
+
+    fn outbound_limit(&self) -> usize {
+        self.settings.outbound_queue
+    }
+}
+
+/// One client's Socket.IO session: the protocol's `ServerSession` and this
+/// server's sockets, handlers and pending acks for it.
+pub struct SocketIoMachine {
+    io: Arc<Io>,
+    conn: Arc<Connection>,
+    handshake: Arc<Handshake>,
+    /// This connection's sockets, one per joined namespace, with their handler.
+    sockets: HashMap<String, (Socket, Arc<dyn Handler>)>,
+    /// Our emits waiting for the client's ack.
+    acks: HashMap<u64, (Duration, oneshot::Sender<Result<AckResponse, AckError>>)>,
+    /// Set when the server itself decided to close (shutdown, slow client, kick).
+    closing: Option<DisconnectReason>,
+    /// A CONNECT was just accepted; the reply has not been written yet.
+    connect_answered: bool,
+    session: ServerSession,
+}
+
+impl SocketIoMachine {
+    fn on_connect(&mut self, nsp: String, auth: Option<Value>) {
+        let sid = &self.handshake.sid;
+        let Some(handler) = self.io.handler(&nsp) else {
+            info!(%sid, %nsp, "connect refused: invalid namespace");
+            self.session.reject_connect(&nsp, "Invalid namespace");
+            return;
+        };
+        let auth = auth.unwrap_or_else(|| serde_json::json!({}));
+        let request = ConnectRequest {
+            nsp: &nsp,
+            auth: &auth,
+            handshake: &self.handshake,
+        };
+        if let Err(message) = handler.authorize(&request) {
+            info!(%sid, %nsp, %message, "connect refused by middleware");
+            self.session.reject_connect(&nsp, &message);
+            return;
+        }
+        // Recovery credentials travel in the auth object (`pid`, `offset`), as the
+        // Socket.IO client sends them; the application sees the rest.
+        let mut auth = auth;
+        // A client that got no event since it connected has a pid and no
+        // offset: it resumes from where its socket joined.
+        let recover = match auth.as_object_mut() {
+            Some(map) => match (map.remove("pid"), map.remove("offset")) {
+                (Some(Value::String(pid)), Some(Value::String(offset))) => {
+                    Some((pid, Some(offset)))
+                }
+                (Some(Value::String(pid)), None | Some(Value::Null)) => Some((pid, None)),
+                _ => None,
+            },
+            None => None,
+        };
+        let parts = SocketParts {
+            id: crate::sid::generate(),
+            nsp: nsp.clone(),
+            auth,
+            pid: None,
+            recovered: false,
+            base_offset: 0,
+            data: Value::Null,
+            handshake: self.handshake.clone(),
+        };
+        // The CONNECT answer must precede the replayed packets. Joining queues the
+        // replay on the link, which the task reads only after this dispatch; the
+        // answer is written to the session now, so it goes first either way.
+        let socket = self.io.join_namespace(parts, recover, &self.conn);
+        let mut reply = serde_json::Map::new();
+        reply.insert("sid".into(), Value::String(socket.id().to_owned()));
+        if let Some(pid) = socket.pid() {
+            reply.insert("pid".into(), Value::String(pid.to_owned()));
+        }
+        self.session.accept_connect_with(&nsp, Value::Object(reply));
+        self.connect_answered = true;
+        debug!(%sid, %nsp, socket = socket.id(), recovered = socket.recovered(), "namespace joined");
+        handler.on_connect(&socket);
+        self.sockets.insert(nsp, (socket, handler));
+    }
+
+    fn leave(&mut self, nsp: &str, reason: &DisconnectReason) {
+        if let Some((socket, handler)) = self.sockets.remove(nsp) {
+            self.io.leave_namespace(&socket, reason);
+            handler.on_disconnect(&socket, reason);
+        }
+    }
+}
+
+impl Machine for SocketIoMachine {
+    type Command = Outbound;
+
+    fn engine(&self) -> &EngineSession {
+        self.session.engine()
+    }
+
+    fn handle_frame(&mut self, frame: Frame, now: Time) -> Result<(), ProtocolError> {
+        self.session.handle_frame(frame, now)
+    }
+
+    fn handle_probe_frame(&mut self, frame: Frame) -> Result<Probe, ProtocolError> {
+        self.session.handle_probe_frame(frame)
+    }
+
+    fn probe_failed(&mut self) {
+        self.session.probe_failed();
+    }
+
+    fn handle_timeout(&mut self, now: Time) {
+        self.session.handle_timeout(now);
+    }
+
+    fn handle_command(&mut self, command: Outbound, now: Time) {
+        match command {
+            Outbound::Frame(frame) => self.session.send_frame(frame),
+            Outbound::Frames(frames) => {
+                for frame in frames {
+                    self.session.send_frame(frame);
+                }
+            }
+            Outbound::Shared(frames) => {
+                for frame in frames.iter() {
+                    self.session.send_frame(frame.clone());
+                }
+            }
+            Outbound::EmitWithAck(request) => {
+                let AckRequest {
+                    nsp,
+                    name,
+                    args,
+                    timeout,
+                    reply,
+                } = *request;
+                let id = self
+                    .session
+                    .emit_with_ack(&nsp, &name, args, Vec::new(), timeout, now);
+                self.acks.insert(id, (timeout, reply));
+            }
+            Outbound::DisconnectNamespace(nsp) => {
+                self.session.disconnect_namespace(&nsp);
+                self.leave(&nsp, &DisconnectReason::ServerDisconnect);
+            }
+        }
+    }
+
+    fn close(&mut self, reason: DisconnectReason) {
+        self.closing.get_or_insert(reason);
+        self.session.close();
+    }
+
+    fn transport_closed(&mut self, reason: CloseReason) {
+        self.session.transport_closed(reason);
+    }
+
+    fn dispatch(&mut self) {
+        while let Some(event) = self.session.poll_event() {
+            match event {
+                ServerEvent::Connect { nsp, auth } => self.on_connect(nsp, auth),
+                ServerEvent::Event {
+                    nsp,
+                    id,
+                    name,
+                    args,
+                    attachments,
+                } => {
+                    if let Some((socket, handler)) = self.sockets.get(&nsp) {
+                        let ack = id.map(|id| AckReply {
+                            id,
+                            nsp,
+                            conn: self.conn.clone(),
+                        });
+                        handler.on_event(
+                            socket,
+                            IncomingEvent {
+                                name,
+                                args,
+                                attachments,
+                                ack,
+                            },
+                        );
+                    }
+                }
+                ServerEvent::Ack {
+                    id,
+                    args,
+                    attachments,
+                    ..
+                } => {
+                    if let Some((_, reply)) = self.acks.remove(&id) {
+                        // The caller may have stopped waiting; nothing to do then.
+                        let _ = reply.send(Ok(AckResponse { args, attachments }));
+                    }
+                }
+                ServerEvent::AckTimeout { id, .. } => {
+                    if let Some((timeout, reply)) = self.acks.remove(&id) {
+                        let _ = reply.send(Err(AckError::Timeout(timeout)));
+                    }
+                }
+                ServerEvent::Disconnect { nsp } => {
+                    self.leave(&nsp, &DisconnectReason::ClientNamespaceDisconnect);
+                }
+                ServerEvent::Closed(reason) => {
+                    let reason = self
+                        .closing
+                        .clone()
+                        .unwrap_or_else(|| DisconnectReason::from(&reason));
+                    let namespaces: Vec<String> = self.sockets.keys().cloned().collect();
+                    for nsp in namespaces {
+                        self.leave(&nsp, &reason);
+                    }
+                    // Dropping the senders tells every waiting caller `Closed`.
+                    self.acks.clear();
+                }
+            }
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Time> {
+        self.session.poll_timeout()
+    }
+
+    fn poll_transmit(&mut self) -> Option<Frame> {
+        self.session.poll_transmit()
+    }
+
+    fn take_connect_answered(&mut self) -> bool {
+        std::mem::take(&mut self.connect_answered)
+    }
+
+    fn reason(&self) -> DisconnectReason {
+        DisconnectReason::of(self.closing.as_ref(), self.session.close_reason())
+    }
+}
