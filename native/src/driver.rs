@@ -4,22 +4,12 @@
 //! answer, room in the events channel, a timer — feeding the session and carrying
 //! out what it asks (frames to send, events to deliver, when to wake).
 //!
-//! Long-polling follows the JS client: one GET always waiting (unless paused), one
-//! POST at a time carrying every frame queued meanwhile. With
-//! [`Transports::PollingThenUpgrade`] a probe WebSocket is opened as soon as the
-//! server offers the upgrade; once it answers `3probe`, polling pauses (no new GET
-//! or POST; frames wait here), and when neither request is in flight the session's
-//! `5` goes out on the WebSocket, which carries everything from then on. Frames
-//! never overtake each other: whatever was queued during the pause follows the `5`.
-//!
-//! Reconnection is the session's decision: when it reports the transport lost,
-//! the transport is dropped here (with any frame of the old Engine.IO session not
-//! yet sent); when it asks for a new one (`OpenTransport`), one is opened as the
-//! first was — a WebSocket, or a polling handshake that upgrades again — and its
-//! frames feed the same session. Opening runs inside the loop like any request,
-//! so commands (a `disconnect` above all) are served meanwhile, and an opening
-//! that has not produced the server's handshake within `connect_timeout` counts
-//! as failed (the session has no deadline before the handshake).
+//! The transport rules — one GET waiting and one POST at a time while polling,
+//! the upgrade probe and its pause, the open timeout, a new transport for each
+//! reconnection attempt — are the protocol's [`ClientTransport`]: this task starts
+//! the requests and sockets it asks for ([`Step`]), keeps them in [`Io`], and
+//! feeds their results back. Opening runs inside the loop like any request, so
+//! commands (a `disconnect` above all) are served meanwhile.
 
 use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
@@ -28,12 +18,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use protocol::engineio::{frames_to_payload, payload_to_frames};
+use protocol::Time;
 use protocol::session::client::{ClientState, EmitError};
+use protocol::session::client_transport::{self, Failure};
 use protocol::session::{
-    AckId, ClientConfig, ClientEvent, ClientSession, CloseReason, ProtocolError,
+    AckId, ClientConfig, ClientEvent, ClientSession, ClientTransport, CloseReason, PathMemory,
+    ProtocolError, Step, TransportConfig,
 };
-use protocol::{Frame, Time};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::{self, Message};
@@ -46,28 +37,19 @@ use crate::{Ack, Command, Error, Incoming, Options, Shared, Status, Transport, T
 /// How long the goodbye (the last frames, the socket's close) may take.
 const GOODBYE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// What carries the session's frames.
-enum Link {
-    /// Nothing: the transport was lost, and reconnection (if any) waits its delay.
-    None,
-    /// A WebSocket for a new session being opened.
-    Opening(Pending<Result<Box<Ws>, String>>),
-    WebSocket(Box<Ws>),
-    Polling(Polling),
-}
-
-/// Long-polling state: the requests in flight and the upgrade in progress.
+/// The requests and sockets the transport machine asked for, in flight.
 #[derive(Default)]
-struct Polling {
+struct Io {
+    /// A WebSocket for a new Engine.IO session being opened.
+    opening: Option<Pending<Result<Box<Ws>, String>>>,
+    /// The WebSocket carrying the session.
+    ws: Option<Box<Ws>>,
     get: Option<Pending<Result<String, String>>>,
     post: Option<Pending<Result<(), String>>>,
     /// A probe WebSocket waiting for its answer.
     probe: Option<Pending<ProbeResult>>,
-    /// The probe succeeded: polling is paused until no request is in flight, then
-    /// this frame (`5`) goes out on this socket.
-    upgrading: Option<(Box<Ws>, Frame)>,
-    /// A probe was started (there is only one try, as in the JS client).
-    probed: bool,
+    /// The probe's socket once answered, until the upgrade completes or fails.
+    probe_ws: Option<Box<Ws>>,
 }
 
 /// Something the loop woke up for.
@@ -84,13 +66,11 @@ enum Wake {
 
 pub(crate) struct Driver {
     endpoint: Endpoint,
-    transports: Transports,
     namespace: String,
-    /// How long a transport may take to bring the server's handshake.
-    open_timeout: Duration,
-    /// When the transport being opened must have brought the handshake.
-    opening_deadline: Option<Instant>,
     session: ClientSession,
+    /// Which transport, and what to ask of the network next.
+    transport: ClientTransport,
+    io: Io,
     origin: Instant,
     commands: mpsc::Receiver<Command>,
     commands_open: bool,
@@ -108,12 +88,6 @@ pub(crate) struct Driver {
     ending: Option<Status>,
     connected: Option<oneshot::Sender<Result<(), Error>>>,
     disconnect_waiters: Vec<oneshot::Sender<()>>,
-    /// Frames from the session waiting for the transport.
-    outbox: VecDeque<Frame>,
-    link: Link,
-    /// Cache busters: a per-client prefix and a counter.
-    cache_seed: u64,
-    requests: u64,
 }
 
 impl Driver {
@@ -136,13 +110,28 @@ impl Driver {
             seed: random_seed(),
             ..ClientConfig::default()
         };
+        let transport = ClientTransport::new(
+            TransportConfig {
+                transports: match options.transports {
+                    Transports::WebSocketOnly => client_transport::Transports::WebSocketOnly,
+                    Transports::PollingOnly => client_transport::Transports::PollingOnly,
+                    Transports::PollingThenUpgrade => {
+                        client_transport::Transports::PollingThenUpgrade
+                    }
+                },
+                open_timeout: options.connect_timeout,
+                max_queued: None,
+                // Cache busters: a per-client prefix and a counter.
+                seed: random_seed(),
+            },
+            PathMemory::default(),
+        );
         Driver {
             endpoint,
-            transports: options.transports,
             namespace: config.namespace.clone(),
-            open_timeout: options.connect_timeout,
-            opening_deadline: None,
             session: ClientSession::new(config),
+            transport,
+            io: Io::default(),
             origin: Instant::now(),
             commands,
             commands_open: true,
@@ -155,10 +144,6 @@ impl Driver {
             ending: None,
             connected: Some(connected),
             disconnect_waiters: Vec::new(),
-            outbox: VecDeque::new(),
-            link: Link::None,
-            cache_seed: random_seed(),
-            requests: 0,
         }
     }
 
@@ -167,37 +152,28 @@ impl Driver {
     }
 
     pub(crate) async fn run(mut self) {
-        self.open();
+        let now = self.now();
+        self.transport.open(now);
         loop {
             self.pump();
             if self.is_closed() {
                 break;
             }
-            // Before the flush: frames queued during the upgrade's pause go out on
-            // the new WebSocket right after the `5`.
-            self.finish_upgrade().await;
-            if let Err(e) = self.flush().await {
-                {
-                    let now = self.now();
-                    self.session
-                        .transport_closed(CloseReason::Transport(e), now);
-                }
+            if self.run_steps().await {
+                // The session heard of a lost transport: its events first.
                 continue;
             }
-            self.start_requests();
 
-            let wake = [
-                self.session.poll_timeout().map(|t| self.origin + t),
-                self.opening_deadline,
-            ]
-            .into_iter()
-            .flatten()
-            .min();
+            let wake = [self.session.poll_timeout(), self.transport.poll_timeout()]
+                .into_iter()
+                .flatten()
+                .min()
+                .map(|t| self.origin + t);
             let deadline = wake.unwrap_or_else(Instant::now);
             let reading = self.pending.is_empty();
             let woke = tokio::select! {
                 command = self.commands.recv(), if self.commands_open => Wake::Command(command),
-                wake = next_on_link(&mut self.link, reading) => wake,
+                wake = next_on_io(&mut self.io, reading) => wake,
                 permit = self.events.reserve(), if !self.pending.is_empty() => {
                     match permit {
                         Ok(permit) => {
@@ -221,47 +197,105 @@ impl Driver {
         self.session.state() == &ClientState::Closed
     }
 
-    fn cache_buster(&mut self) -> String {
-        self.requests += 1;
-        format!("{:x}.{}", self.cache_seed, self.requests)
-    }
-
-    fn engine_sid(&self) -> Option<String> {
-        self.session.handshake().map(|open| open.sid.clone())
-    }
-
-    /// Starts opening a transport for a new Engine.IO session (the first one, or
-    /// a reconnection attempt's): a WebSocket, or the polling handshake.
-    fn open(&mut self) {
-        self.outbox.clear();
-        self.opening_deadline = Some(Instant::now() + self.open_timeout);
-        let initial = match self.transports {
-            Transports::WebSocketOnly => Transport::WebSocket,
-            Transports::PollingOnly | Transports::PollingThenUpgrade => Transport::Polling,
-        };
-        self.shared.send_if_modified(|s| {
-            let changed = s.transport != initial;
-            s.transport = initial;
-            changed
-        });
-        match self.transports {
-            Transports::WebSocketOnly => {
-                let url = self.endpoint.websocket_url(None);
-                self.link = Link::Opening(Box::pin(async move {
-                    transport::open_websocket(&url)
-                        .await
-                        .map(Box::new)
-                        .map_err(|e| e.to_string())
-                }));
-            }
-            Transports::PollingOnly | Transports::PollingThenUpgrade => {
-                let t = self.cache_buster();
-                self.link = Link::Polling(Polling {
-                    get: Some(transport::poll(&self.endpoint, None, &t)),
-                    ..Polling::default()
-                });
+    /// Carries out what the transport machine asks, in order. Returns whether the
+    /// session was told its transport is lost.
+    async fn run_steps(&mut self) -> bool {
+        let mut unflushed = false;
+        while let Some(step) = self.transport.poll_step() {
+            match step {
+                Step::Open { transport, t, .. } => {
+                    self.shared.send_if_modified(|s| {
+                        let changed = s.transport != transport;
+                        s.transport = transport;
+                        changed
+                    });
+                    match t {
+                        None => {
+                            let url = self.endpoint.websocket_url(None);
+                            self.io.opening = Some(Box::pin(async move {
+                                transport::open_websocket(&url)
+                                    .await
+                                    .map(Box::new)
+                                    .map_err(|e| e.to_string())
+                            }));
+                        }
+                        Some(t) => self.io.get = Some(transport::poll(&self.endpoint, None, &t)),
+                    }
+                }
+                Step::Get { sid, t } => {
+                    self.io.get = Some(transport::poll(&self.endpoint, Some(&sid), &t));
+                }
+                Step::Post { sid, t, payload } => {
+                    trace!(%payload, "long-polling POST");
+                    self.io.post = Some(transport::post(&self.endpoint, &sid, &t, payload));
+                }
+                Step::Send(frame) => {
+                    trace!(?frame, "websocket send");
+                    let sent = match &mut self.io.ws {
+                        Some(ws) => ws.feed(transport::to_message(frame)).await,
+                        None => Ok(()),
+                    };
+                    unflushed = true;
+                    if let Err(e) = sent {
+                        let now = self.now();
+                        self.transport.websocket_failed(e.to_string(), now);
+                    }
+                }
+                Step::Probe { sid, request } => {
+                    debug!(%sid, "probing the websocket upgrade");
+                    self.io.probe = Some(transport::probe(
+                        self.endpoint.websocket_url(Some(&sid)),
+                        request,
+                    ));
+                }
+                Step::Upgrade(frame) => {
+                    let sent = match self.io.probe_ws.take() {
+                        Some(mut ws) => ws
+                            .send(transport::to_message(frame))
+                            .await
+                            .map(|()| self.io.ws = Some(ws))
+                            .map_err(|e| e.to_string()),
+                        None => Err("no probe socket".to_owned()),
+                    };
+                    self.transport.upgrade_sent(sent);
+                }
+                Step::Upgraded => {
+                    debug!("upgraded to websocket");
+                    self.shared
+                        .send_modify(|s| s.transport = Transport::WebSocket);
+                }
+                Step::ProbeFailed(why) => {
+                    // The server never saw a `5`: the session carries on polling.
+                    debug!(error = %why, "probe failed, staying on long-polling");
+                    self.io.probe = None;
+                    self.io.probe_ws = None;
+                }
+                Step::Close => self.io = Io::default(),
+                Step::Lost(failure) => {
+                    let reason = match failure {
+                        Failure::Transport(why) => CloseReason::Transport(why),
+                        Failure::Payload(e) => {
+                            warn!(error = %e, "invalid long-polling payload from the server, closing");
+                            CloseReason::Protocol(ProtocolError::from(e))
+                        }
+                    };
+                    let now = self.now();
+                    self.session.transport_closed(reason, now);
+                    return true;
+                }
             }
         }
+        if unflushed {
+            if let Some(ws) = &mut self.io.ws {
+                if let Err(e) = ws.flush().await {
+                    let now = self.now();
+                    self.transport.websocket_failed(e.to_string(), now);
+                    // Its steps: the transport closes, the session hears of it.
+                    return Box::pin(self.run_steps()).await;
+                }
+            }
+        }
+        false
     }
 
     /// Takes what the session has for us: events for the application and the
@@ -277,7 +311,7 @@ impl Driver {
             match event {
                 ClientEvent::Open(open) => {
                     debug!(sid = %open.sid, upgrades = ?open.upgrades, "engine.io session open");
-                    self.opening_deadline = None;
+                    self.transport.opened(&open);
                 }
                 ClientEvent::Connected { sid, recovered } => {
                     debug!(%sid, recovered, nsp = %self.namespace, "namespace connected");
@@ -337,9 +371,7 @@ impl Driver {
                     debug!(%reason, "transport lost");
                     // Whatever the old transport still had (requests, a probe, frames
                     // of its Engine.IO session) goes with it.
-                    self.link = Link::None;
-                    self.outbox.clear();
-                    self.opening_deadline = None;
+                    self.transport.close();
                     self.lost = Some(reason);
                 }
                 ClientEvent::Reconnecting { attempt, delay } => {
@@ -367,7 +399,8 @@ impl Driver {
                     self.status.send_replace(Status::Connecting {
                         attempt: Some(attempt),
                     });
-                    self.open();
+                    let now = self.now();
+                    self.transport.open(now);
                 }
                 ClientEvent::Closed(reason) => {
                     debug!(%reason, "session closed");
@@ -379,8 +412,9 @@ impl Driver {
                 }
             }
         }
-        self.outbox
-            .extend(std::iter::from_fn(|| self.session.poll_transmit()));
+        while let Some(frame) = self.session.poll_transmit() {
+            self.transport.send(frame);
+        }
         // Hand over what fits at once; the rest waits for room (see `run`).
         while !self.pending.is_empty() {
             match self.events.try_reserve() {
@@ -395,90 +429,8 @@ impl Driver {
         }
     }
 
-    /// Sends the outbox: written to a WebSocket, or as the next POST when none is
-    /// in flight and polling is not paused.
-    async fn flush(&mut self) -> Result<(), String> {
-        if self.outbox.is_empty() {
-            return Ok(());
-        }
-        let sid = self.engine_sid();
-        let max_payload = self.session.handshake().map(|open| open.max_payload);
-        match &mut self.link {
-            Link::WebSocket(ws) => {
-                for frame in self.outbox.drain(..) {
-                    trace!(?frame, "websocket send");
-                    ws.feed(transport::to_message(frame))
-                        .await
-                        .map_err(|e| e.to_string())?;
-                }
-                ws.flush().await.map_err(|e| e.to_string())
-            }
-            Link::Polling(polling) if polling.post.is_none() && polling.upgrading.is_none() => {
-                let Some(sid) = sid else {
-                    return Ok(());
-                };
-                let payload = take_payload(&mut self.outbox, max_payload);
-                trace!(%payload, "long-polling POST");
-                self.requests += 1;
-                let t = format!("{:x}.{}", self.cache_seed, self.requests);
-                polling.post = Some(transport::post(&self.endpoint, &sid, &t, payload));
-                Ok(())
-            }
-            Link::Polling(_) | Link::Opening(_) | Link::None => Ok(()),
-        }
-    }
-
-    /// Keeps a GET waiting (unless paused) and starts the upgrade probe when the
-    /// server offers one.
-    fn start_requests(&mut self) {
-        let Some(sid) = self.engine_sid() else {
-            return;
-        };
-        let can_upgrade =
-            self.transports == Transports::PollingThenUpgrade && self.session.can_upgrade();
-        let Link::Polling(polling) = &mut self.link else {
-            return;
-        };
-        if polling.get.is_none() && polling.upgrading.is_none() {
-            self.requests += 1;
-            let t = format!("{:x}.{}", self.cache_seed, self.requests);
-            polling.get = Some(transport::poll(&self.endpoint, Some(&sid), &t));
-        }
-        if can_upgrade && !polling.probed {
-            polling.probed = true;
-            debug!(%sid, "probing the websocket upgrade");
-            polling.probe = Some(transport::probe(
-                self.endpoint.websocket_url(Some(&sid)),
-                self.session.probe_request(),
-            ));
-        }
-    }
-
-    /// Upgrade, second half: once the probe succeeded and no polling request is in
-    /// flight, sends `5` on the WebSocket and makes it the transport.
-    async fn finish_upgrade(&mut self) {
-        let Link::Polling(polling) = &mut self.link else {
-            return;
-        };
-        if polling.get.is_some() || polling.post.is_some() {
-            return;
-        }
-        let Some((mut ws, upgrade)) = polling.upgrading.take() else {
-            return;
-        };
-        match ws.send(transport::to_message(upgrade)).await {
-            Ok(()) => {
-                debug!("upgraded to websocket");
-                self.link = Link::WebSocket(ws);
-                self.shared
-                    .send_modify(|s| s.transport = Transport::WebSocket);
-            }
-            // The server never saw the `5`: the session carries on polling.
-            Err(e) => debug!(error = %e, "upgrade failed, staying on long-polling"),
-        }
-    }
-
     fn handle(&mut self, wake: Wake) {
+        let now = self.now();
         match wake {
             Wake::Command(Some(command)) => self.on_command(command),
             Wake::Command(None) => {
@@ -488,67 +440,45 @@ impl Driver {
             }
             Wake::Opened(Ok(ws)) => {
                 debug!("websocket open");
-                self.link = Link::WebSocket(ws);
+                self.io.opening = None;
+                self.io.ws = Some(ws);
             }
             Wake::Opened(Err(e)) => {
-                self.link = Link::None;
-                let now = self.now();
-                self.session
-                    .transport_closed(CloseReason::Transport(e), now);
+                self.io.opening = None;
+                self.transport.websocket_failed(e, now);
             }
             Wake::WebSocket(message) => self.on_websocket(message),
             Wake::Get(result) => {
-                if let Link::Polling(polling) = &mut self.link {
-                    polling.get = None;
+                self.io.get = None;
+                if let Ok(body) = &result {
+                    trace!(%body, "long-polling GET answered");
                 }
-                match result {
-                    Ok(body) => self.on_payload(&body),
-                    Err(e) => {
-                        let now = self.now();
-                        self.session
-                            .transport_closed(CloseReason::Transport(e), now);
+                let frames = self
+                    .transport
+                    .get_done(result.as_deref().map_err(Clone::clone));
+                for frame in frames {
+                    if let Err(e) = self.session.handle_frame(frame, now) {
+                        warn!(error = %e, "invalid packet from the server, closing");
+                        break;
                     }
                 }
             }
             Wake::Post(result) => {
-                if let Link::Polling(polling) = &mut self.link {
-                    polling.post = None;
-                }
-                if let Err(e) = result {
-                    {
-                        let now = self.now();
-                        self.session
-                            .transport_closed(CloseReason::Transport(e), now);
-                    }
-                }
+                self.io.post = None;
+                self.transport.post_done(result);
             }
             Wake::Probe(result) => {
-                let Link::Polling(polling) = &mut self.link else {
-                    return;
-                };
-                polling.probe = None;
-                match result {
-                    Ok((ws, answer)) => match self.session.handle_probe_response(answer) {
-                        Ok(upgrade) => {
-                            debug!("probe answered, pausing long-polling");
-                            polling.upgrading = Some((ws, upgrade));
-                        }
-                        Err(e) => debug!(error = %e, "probe refused, staying on long-polling"),
-                    },
-                    Err(e) => debug!(error = %e, "probe failed, staying on long-polling"),
-                }
+                self.io.probe = None;
+                let answer = result.map(|(ws, answer)| {
+                    self.io.probe_ws = Some(ws);
+                    answer
+                });
+                self.transport.probe_done(answer);
             }
             Wake::Timer => {
-                let now = self.now();
-                if self.opening_deadline.is_some_and(|d| d <= Instant::now()) {
-                    // No handshake in time: this attempt failed (the session sees no
-                    // deadline before the open packet).
-                    self.opening_deadline = None;
-                    self.link = Link::None;
-                    let why = format!("no handshake within {:?}", self.open_timeout);
-                    self.session
-                        .transport_closed(CloseReason::Transport(why), now);
-                }
+                // A transport that brought no handshake in time has failed (the
+                // session sees no deadline before the open packet).
+                self.transport.handle_timeout(now);
                 self.session.handle_timeout(now);
             }
             Wake::Delivered => {}
@@ -602,13 +532,10 @@ impl Driver {
 
     fn on_websocket(&mut self, message: Option<Result<Message, tungstenite::Error>>) {
         let now = self.now();
-        match message {
+        let why = match message {
             Some(Ok(Message::Close(frame))) => {
                 let why = frame.map_or_else(String::new, |f| format!(": {} {}", f.code, f.reason));
-                self.session.transport_closed(
-                    CloseReason::Transport(format!("websocket closed{why}")),
-                    now,
-                );
+                format!("websocket closed{why}")
             }
             Some(Ok(message)) => {
                 trace!(?message, "websocket received");
@@ -617,70 +544,40 @@ impl Driver {
                         warn!(error = %e, "invalid frame from the server, closing");
                     }
                 }
+                return;
             }
-            Some(Err(e)) => self
-                .session
-                .transport_closed(CloseReason::Transport(e.to_string()), self.now()),
-            None => self
-                .session
-                .transport_closed(CloseReason::Transport("connection lost".to_owned()), now),
-        }
-    }
-
-    /// A polling GET's body: its packets, in order, to the session.
-    fn on_payload(&mut self, body: &str) {
-        // An empty answer carries nothing (a server releasing the request).
-        if body.is_empty() {
-            return;
-        }
-        trace!(%body, "long-polling GET answered");
-        let now = self.now();
-        match payload_to_frames(body) {
-            Ok(frames) => {
-                for frame in frames {
-                    if let Err(e) = self.session.handle_frame(frame, now) {
-                        warn!(error = %e, "invalid packet from the server, closing");
-                        break;
-                    }
-                }
-            }
-            Err(e) => {
-                warn!(error = %e, "invalid long-polling payload from the server, closing");
-                self.session
-                    .transport_closed(CloseReason::Protocol(ProtocolError::from(e)), now);
-            }
-        }
+            Some(Err(e)) => e.to_string(),
+            None => "connection lost".to_owned(),
+        };
+        self.transport.websocket_failed(why, now);
     }
 
     /// The session is closed: send what it left (the close packet after a local
     /// disconnect) and close the transport, within [`GOODBYE_TIMEOUT`]; then tell
     /// the handles and hand over the events received before the close.
     async fn goodbye(&mut self) {
-        let frames: Vec<Frame> = self.outbox.drain(..).collect();
-        let link = std::mem::replace(&mut self.link, Link::None);
-        let sid = self.engine_sid();
-        let t = self.cache_buster();
+        let last = self.transport.goodbye();
+        let mut io = std::mem::take(&mut self.io);
         let endpoint = self.endpoint.clone();
         let work = async move {
-            match link {
-                Link::WebSocket(mut ws) => {
-                    for frame in frames {
+            if let Some(ws) = &mut io.ws {
+                for step in last {
+                    if let Step::Send(frame) = step {
                         ws.feed(transport::to_message(frame)).await?;
                     }
-                    tokio_tungstenite::WebSocketStream::close(&mut ws, None).await?;
                 }
-                Link::Polling(mut polling) => {
-                    // The last POST goes after the one in flight; the GET is dropped
-                    // only then, so the server reads the close before the abort.
-                    if let Some(post) = polling.post.take() {
-                        let _ = post.await;
-                    }
-                    if let (Some(sid), false) = (sid, frames.is_empty()) {
-                        let _ =
-                            transport::post(&endpoint, &sid, &t, frames_to_payload(&frames)).await;
+                tokio_tungstenite::WebSocketStream::close(ws, None).await?;
+            } else {
+                // The last POST goes after the one in flight; the GET is dropped
+                // only then, so the server reads the close before the abort.
+                if let Some(post) = io.post.take() {
+                    let _ = post.await;
+                }
+                for step in last {
+                    if let Step::Post { sid, t, payload } = step {
+                        let _ = transport::post(&endpoint, &sid, &t, payload).await;
                     }
                 }
-                Link::Opening(_) | Link::None => {}
             }
             Ok::<(), tungstenite::Error>(())
         };
@@ -710,22 +607,20 @@ impl Driver {
     }
 }
 
-/// The next thing to happen on the transport: a WebSocket message, or a polling
-/// request or probe completing. `reading`: whether to read from the server at all
-/// (not while events wait for room); POSTs and probes complete regardless.
-async fn next_on_link(link: &mut Link, reading: bool) -> Wake {
-    match link {
-        Link::Opening(opening) => Wake::Opened(opening.await),
-        Link::WebSocket(ws) if reading => Wake::WebSocket(ws.next().await),
-        Link::Polling(polling) => {
-            tokio::select! {
-                result = transport::maybe(&mut polling.get), if reading && polling.get.is_some() => Wake::Get(result),
-                result = transport::maybe(&mut polling.post), if polling.post.is_some() => Wake::Post(result),
-                result = transport::maybe(&mut polling.probe), if polling.probe.is_some() => Wake::Probe(result),
-                else => std::future::pending().await,
-            }
+/// The next thing to happen on the transport: a WebSocket opening, a message,
+/// or a polling request or probe completing. `reading`: whether to read from the
+/// server at all (not while events wait for room); POSTs and probes complete
+/// regardless.
+async fn next_on_io(io: &mut Io, reading: bool) -> Wake {
+    tokio::select! {
+        result = transport::maybe(&mut io.opening), if io.opening.is_some() => Wake::Opened(result),
+        message = async { io.ws.as_mut()?.next().await }, if reading && io.ws.is_some() => {
+            Wake::WebSocket(message)
         }
-        Link::WebSocket(_) | Link::None => std::future::pending().await,
+        result = transport::maybe(&mut io.get), if reading && io.get.is_some() => Wake::Get(result),
+        result = transport::maybe(&mut io.post), if io.post.is_some() => Wake::Post(result),
+        result = transport::maybe(&mut io.probe), if io.probe.is_some() => Wake::Probe(result),
+        else => std::future::pending().await,
     }
 }
 
@@ -740,46 +635,4 @@ fn random_seed() -> u64 {
         hasher.write_u128(since_epoch.as_nanos());
     }
     hasher.finish()
-}
-
-/// Takes frames from the front of `outbox` for one POST: all of them, or as many
-/// as fit in the server's `maxPayload` (at least one).
-fn take_payload(outbox: &mut VecDeque<Frame>, max_payload: Option<u64>) -> String {
-    let limit = max_payload
-        .and_then(|m| usize::try_from(m).ok())
-        .unwrap_or(usize::MAX);
-    let mut taken = Vec::new();
-    let mut size = 0usize;
-    while let Some(frame) = outbox.front() {
-        // Binary frames grow by a third as base64, plus the separator and prefix.
-        let cost = match frame {
-            Frame::Text(t) => t.len() + 1,
-            Frame::Binary(b) => b.len().div_ceil(3) * 4 + 2,
-        };
-        if !taken.is_empty() && size + cost > limit {
-            break;
-        }
-        size += cost;
-        taken.extend(outbox.pop_front());
-    }
-    frames_to_payload(&taken)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn posts_respect_max_payload() {
-        let mut outbox: VecDeque<Frame> = ["40", "42[\"a\"]", "42[\"b\"]"]
-            .into_iter()
-            .map(|s| Frame::Text(s.to_owned()))
-            .collect();
-        assert_eq!(take_payload(&mut outbox, Some(11)), "40\x1e42[\"a\"]");
-        assert_eq!(take_payload(&mut outbox, Some(1)), "42[\"b\"]");
-        assert!(outbox.is_empty());
-        outbox.push_back(Frame::Binary(vec![1, 2, 3, 4]));
-        outbox.push_back(Frame::Text("4x".to_owned()));
-        assert_eq!(take_payload(&mut outbox, None), "bAQIDBA==\x1e4x");
-    }
 }

@@ -1,6 +1,8 @@
 //! Where the server is: the base URL and the Engine.IO path, and the request
 //! targets built from them (`/socket.io/?EIO=4&transport=polling&t=..&sid=..`).
 
+use protocol::engineio;
+
 use crate::Error;
 
 /// A server's address and its Engine.IO path.
@@ -63,43 +65,19 @@ impl Endpoint {
     /// The target of a long-polling request: `t` busts caches, `sid` is absent for
     /// the handshake.
     pub fn polling_target(&self, sid: Option<&str>, t: &str) -> String {
-        let mut target = format!(
-            "{}?EIO=4&transport=polling&t={}",
-            self.path,
-            percent_encode(t)
-        );
-        if let Some(sid) = sid {
-            target.push_str("&sid=");
-            target.push_str(&percent_encode(sid));
-        }
-        target
+        format!("{}?{}", self.path, engineio::polling_query(sid, t))
     }
 
     /// The URL of a WebSocket: a new session without `sid`, an upgrade with it.
     pub fn websocket_url(&self, sid: Option<&str>) -> String {
-        let mut url = format!(
-            "ws://{}:{}{}?EIO=4&transport=websocket",
-            self.host, self.port, self.path
-        );
-        if let Some(sid) = sid {
-            url.push_str("&sid=");
-            url.push_str(&percent_encode(sid));
-        }
-        url
+        format!(
+            "ws://{}:{}{}?{}",
+            self.host,
+            self.port,
+            self.path,
+            engineio::websocket_query(sid)
+        )
     }
-}
-
-/// Percent-encodes everything but RFC 3986's unreserved characters.
-fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 #[cfg(test)]

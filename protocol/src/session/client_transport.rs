@@ -447,22 +447,30 @@ impl ClientTransport {
         self.steps.pop_front()
     }
 
-    /// The session is closed: the last POST, carrying what it left (its close
-    /// packet), when the transport is long-polling; send it after the POST in
-    /// flight, if any, then close the transport. On a WebSocket everything went
-    /// out as [`Step::Send`] already.
-    pub fn goodbye(&mut self) -> Option<Step> {
-        let sid = self.open.as_ref()?.sid.clone();
-        if !matches!(self.link, Link::Polling(_)) || self.queue.is_empty() {
-            return None;
+    /// The session is closed: what is left to send of what it queued (its close
+    /// packet), without starting anything new — on a WebSocket the frames not yet
+    /// handed over ([`Step::Send`]), on long-polling one last POST carrying them
+    /// all (to send after the POST in flight, if any; then close the transport).
+    pub fn goodbye(&mut self) -> Vec<Step> {
+        let mut last: Vec<Step> = match self.link {
+            Link::WebSocket => self
+                .steps
+                .drain(..)
+                .filter(|step| matches!(step, Step::Send(_)))
+                .collect(),
+            Link::Polling(_) | Link::None => Vec::new(),
+        };
+        self.steps.clear();
+        if let (Link::Polling(_), Some(open)) = (&self.link, &self.open) {
+            if !self.queue.is_empty() {
+                let sid = open.sid.clone();
+                let payload = engineio::frames_to_payload(&self.queue);
+                self.queue.clear();
+                let t = self.cache_buster();
+                last.push(Step::Post { sid, t, payload });
+            }
         }
-        let payload = engineio::frames_to_payload(&self.queue);
-        self.queue.clear();
-        Some(Step::Post {
-            sid,
-            t: self.cache_buster(),
-            payload,
-        })
+        last
     }
 
     /// Long-polling with the open packet in: the upgrade's last step when the
