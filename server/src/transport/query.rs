@@ -15,6 +15,10 @@ pub enum TransportKind {
 pub struct EngineQuery {
     pub transport: TransportKind,
     pub sid: Option<String>,
+    /// The cache buster (`t`): each polling request of a client has its own,
+    /// and a request a browser sends again (its first connection failed before
+    /// any answer arrived) has the same one.
+    pub t: Option<String>,
 }
 
 /// Why a request is refused before any session exists. The codes are the reference
@@ -64,12 +68,14 @@ pub fn parse(raw: &str) -> Result<EngineQuery, HandshakeError> {
     let mut eio = None;
     let mut transport = None;
     let mut sid = None;
+    let mut t = None;
     for pair in raw.split('&').filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         match key {
             "EIO" => eio = Some(value),
             "transport" => transport = Some(value),
             "sid" => sid = Some(value.to_owned()),
+            "t" => t = Some(value.to_owned()),
             _ => {}
         }
     }
@@ -81,7 +87,7 @@ pub fn parse(raw: &str) -> Result<EngineQuery, HandshakeError> {
     if eio != Some("4") {
         return Err(HandshakeError::UnsupportedVersion);
     }
-    Ok(EngineQuery { transport, sid })
+    Ok(EngineQuery { transport, sid, t })
 }
 
 #[cfg(test)]
@@ -94,14 +100,16 @@ mod tests {
             parse("EIO=4&transport=websocket"),
             Ok(EngineQuery {
                 transport: TransportKind::WebSocket,
-                sid: None
+                sid: None,
+                t: None,
             })
         );
         assert_eq!(
             parse("transport=polling&EIO=4&t=N8hyd6w&sid=abc"),
             Ok(EngineQuery {
                 transport: TransportKind::Polling,
-                sid: Some("abc".into())
+                sid: Some("abc".into()),
+                t: Some("N8hyd6w".into()),
             })
         );
     }

@@ -192,14 +192,14 @@ async fn handle<F: Factory>(
         (TransportKind::Polling, None) if method == Method::GET => {
             let handshake = handshake(&raw_query, &headers, remote);
             let session = endpoint.open(Transport::Polling, None, handshake);
-            poll_get(&session).await
+            poll_get(&session, query.t).await
         }
         (TransportKind::Polling, None) => refuse(&HandshakeError::BadMethod, &raw_query),
         (TransportKind::Polling, Some(sid)) => match endpoint.lookup(&sid) {
             None => refuse(&HandshakeError::UnknownSid, &raw_query),
-            Some(session) if method == Method::GET => poll_get(&session).await,
+            Some(session) if method == Method::GET => poll_get(&session, query.t).await,
             Some(session) if method == Method::POST => {
-                poll_post(&session, body.unwrap_or_default()).await
+                poll_post(&session, body.unwrap_or_default(), query.t).await
             }
             Some(_) => refuse(&HandshakeError::BadMethod, &raw_query),
         },
@@ -207,9 +207,9 @@ async fn handle<F: Factory>(
     cors(response, origin.as_ref())
 }
 
-async fn poll_get(session: &Inbox) -> Response {
+async fn poll_get(session: &Inbox, t: Option<String>) -> Response {
     let (reply, response) = oneshot::channel();
-    if let Err(e) = session.send(Input::Get(reply)) {
+    if let Err(e) = session.send(Input::Get { reply, t }) {
         return poll_refused(&e);
     }
     match response.await {
@@ -219,12 +219,12 @@ async fn poll_get(session: &Inbox) -> Response {
     }
 }
 
-async fn poll_post(session: &Inbox, body: Bytes) -> Response {
+async fn poll_post(session: &Inbox, body: Bytes, t: Option<String>) -> Response {
     let Ok(body) = String::from_utf8(body.to_vec()) else {
         return poll_refused(&PollError::BadPayload("body is not UTF-8".into()));
     };
     let (reply, response) = oneshot::channel();
-    if let Err(e) = session.send(Input::Post { body, reply }) {
+    if let Err(e) = session.send(Input::Post { body, reply, t }) {
         return poll_refused(&e);
     }
     match response.await {

@@ -62,10 +62,15 @@ const INBOX: usize = 8;
 /// Requests from the routes to a session's task.
 #[derive(Debug)]
 pub(crate) enum Input {
-    Get(oneshot::Sender<Result<String, PollError>>),
+    /// A long-polling GET, with its cache buster (`t`).
+    Get {
+        reply: oneshot::Sender<Result<String, PollError>>,
+        t: Option<String>,
+    },
     Post {
         body: String,
         reply: oneshot::Sender<Result<(), PollError>>,
+        t: Option<String>,
     },
     Upgrade(Box<WebSocket>),
     /// A POST's connection failed before its body was complete: the client
@@ -195,6 +200,7 @@ impl<F: Factory> Endpoint<F> {
             active: ws.map(Box::new),
             probe: None,
             pending_get: None,
+            polls: Polls::default(),
             turn_time: None,
         };
         self.tracker
@@ -214,6 +220,8 @@ struct SessionTask<F: Factory> {
     probe: Option<Box<WebSocket>>,
     /// A long-polling GET waiting for frames.
     pending_get: Option<oneshot::Sender<Result<String, PollError>>>,
+    /// What makes long-polling requests safe to send again.
+    polls: Polls,
     /// The time of this turn of the task's loop, once read: one clock read
     /// for a message and the replies its handlers queue. Forgotten when the
     /// task waits.
@@ -281,10 +289,8 @@ impl<F: Factory> SessionTask<F> {
                                 continue;
                             }
                         }
-                        if let Some(get) = self.pending_get.take() {
-                            // A GET left over from before the upgrade: release it.
-                            let _ = get.send(Ok(NOOP.to_owned()));
-                        }
+                        // A GET left over from before the upgrade: release it.
+                        self.answer_get(NOOP.to_owned());
                         // What the handlers just queued for this client (an echo
                         // and its ack, the events sent on connect) goes out now,
                         // in one write, instead of waiting for another turn. Once
@@ -316,14 +322,13 @@ impl<F: Factory> SessionTask<F> {
                             continue;
                         }
                         if self.machine.engine().pending_transmits() > 0 {
-                            if let Some(get) = self.pending_get.take() {
-                                let _ = get.send(Ok(self.drain_payload()));
+                            if self.pending_get.is_some() {
+                                let payload = self.drain_payload();
+                                self.answer_get(payload);
                             }
                         } else if self.machine.engine().is_probing() {
                             // Let the client pause polling while the upgrade completes.
-                            if let Some(get) = self.pending_get.take() {
-                                let _ = get.send(Ok(NOOP.to_owned()));
-                            }
+                            self.answer_get(NOOP.to_owned());
                         }
                     }
                 }
@@ -380,7 +385,7 @@ impl<F: Factory> SessionTask<F> {
                         // Only a GET waits: it carries nothing, and after `5` it must
                         // be refused. A POST carries packets the client sent while
                         // polling: taken as it comes.
-                        if matches!(input, Input::Get(_)) && self.probe.is_some() {
+                        if matches!(input, Input::Get { .. }) && self.probe.is_some() {
                             Box::pin(self.probe_grace()).await;
                         }
                         Box::pin(self.on_input(input)).await;
@@ -570,20 +575,45 @@ impl<F: Factory> SessionTask<F> {
         }
         let upgraded = self.machine.engine().transport() == Transport::WebSocket;
         match input {
-            Input::Get(reply) if upgraded => {
+            Input::Get { reply, .. } if upgraded => {
                 let _ = reply.send(Err(PollError::Upgraded));
             }
-            Input::Get(reply) if self.pending_get.is_some() => {
+            Input::Get { reply, t } if t.is_some() && self.polls.is_answered(t.as_deref()) => {
+                // Sent again: its first answer never arrived. The same frames.
+                let payload = self.polls.answered.as_ref().map(|a| a.1.clone());
+                let _ = reply.send(Ok(payload.unwrap_or_else(|| NOOP.to_owned())));
+                debug!(sid = %self.sid, "a polling GET sent again gets its answer again");
+            }
+            Input::Get { reply, t }
+                if self.pending_get.is_some() && t.is_some() && t == self.polls.pending_t =>
+            {
+                // Sent again while the first is still pending here: that one's
+                // connection is gone; this one waits in its place.
+                self.pending_get = Some(reply);
+            }
+            Input::Get { reply, .. } if self.pending_get.is_some() => {
                 let _ = reply.send(Err(PollError::DuplicateGet));
-                self.machine.close(DisconnectReason::Protocol(
+                // Overlapping GETs: the client lost track of its transport (as
+                // Node's server, a transport error, which recovery may resume).
+                self.machine.close(DisconnectReason::Transport(
                     PollError::DuplicateGet.to_string(),
                 ));
             }
-            Input::Get(reply) => self.pending_get = Some(reply),
+            Input::Get { reply, t } => {
+                // A new GET: the client got the previous answer.
+                self.polls.answered = None;
+                self.polls.pending_t = t;
+                self.pending_get = Some(reply);
+            }
             Input::Post { reply, .. } if upgraded => {
                 let _ = reply.send(Err(PollError::Upgraded));
             }
-            Input::Post { body, reply } => {
+            Input::Post { reply, t, .. } if t.is_some() && t == self.polls.posted_t => {
+                // Sent again after it was taken: its packets are not taken twice.
+                let _ = reply.send(Ok(()));
+            }
+            Input::Post { body, reply, t } => {
+                self.polls.posted_t = t;
                 let result = match protocol::engineio::payload_to_frames(&body) {
                     Ok(frames) => frames
                         .into_iter()
@@ -654,8 +684,9 @@ impl<F: Factory> SessionTask<F> {
                     let deadline = tokio::time::Instant::now() + CLOSE_FLUSH_TIMEOUT;
                     while let Ok(input) = tokio::time::timeout_at(deadline, inputs.recv()).await {
                         match input {
-                            Input::Get(reply) => {
+                            Input::Get { reply, t } => {
                                 self.pending_get = Some(reply);
+                                self.polls.pending_t = t;
                                 break;
                             }
                             Input::Post { reply, .. } => {
@@ -669,11 +700,45 @@ impl<F: Factory> SessionTask<F> {
                 if payload.is_empty() {
                     payload = NOOP.to_owned();
                 }
-                if let Some(get) = self.pending_get.take() {
-                    let _ = get.send(Ok(payload));
-                }
+                self.answer_get(payload);
             }
         }
+    }
+
+    /// Answers the pending GET, if any, with `payload`, and keeps the payload
+    /// for a request with the same cache buster: one that a browser sends again
+    /// because the first one's connection failed, perhaps after the answer left
+    /// here (Chromium retries a GET whose reused connection closes before any
+    /// response byte). It gets the same frames again instead of losing them.
+    fn answer_get(&mut self, payload: String) {
+        let Some(get) = self.pending_get.take() else {
+            return;
+        };
+        if let Some(t) = self.polls.pending_t.take() {
+            self.polls.answered = Some(Box::new((t, payload.clone())));
+        }
+        let _ = get.send(Ok(payload));
+    }
+}
+
+/// The long-polling requests' cache busters (`t`), so that a request sent again
+/// is answered as the first one was: a GET with the frames that went to it, a
+/// POST without taking its packets twice.
+#[derive(Debug, Default)]
+struct Polls {
+    /// The pending GET's.
+    pending_t: Option<String>,
+    /// The last GET answered: its `t` and its answer, until the next GET shows
+    /// that the client got it. Boxed: one word while there is none.
+    answered: Option<Box<(String, String)>>,
+    /// The last POST taken.
+    posted_t: Option<String>,
+}
+
+impl Polls {
+    /// Whether `t` is the cache buster of the last GET answered.
+    fn is_answered(&self, t: Option<&str>) -> bool {
+        matches!((&self.answered, t), (Some(answered), Some(t)) if answered.0 == t)
     }
 }
 
@@ -733,14 +798,17 @@ mod tests {
         let mut replies = Vec::new();
         for _ in 0..INBOX {
             let (reply, response) = oneshot::channel();
-            assert!(inbox.send(Input::Get(reply)).is_ok());
+            assert!(inbox.send(Input::Get { reply, t: None }).is_ok());
             replies.push(response);
         }
         let (reply, _) = oneshot::channel();
-        assert_eq!(inbox.send(Input::Get(reply)).err(), Some(PollError::Busy));
-        assert!(matches!(receiver.0.recv().await, Input::Get(_)));
+        assert_eq!(
+            inbox.send(Input::Get { reply, t: None }).err(),
+            Some(PollError::Busy)
+        );
+        assert!(matches!(receiver.0.recv().await, Input::Get { .. }));
         let (reply, _) = oneshot::channel();
-        assert!(inbox.send(Input::Get(reply)).is_ok());
+        assert!(inbox.send(Input::Get { reply, t: None }).is_ok());
         drop(receiver);
         // The waiting requests are answered (their reply channels dropped)...
         for response in replies.into_iter().skip(1) {
@@ -748,7 +816,10 @@ mod tests {
         }
         // ...and new ones refused.
         let (reply, _) = oneshot::channel();
-        assert_eq!(inbox.send(Input::Get(reply)).err(), Some(PollError::Closed));
+        assert_eq!(
+            inbox.send(Input::Get { reply, t: None }).err(),
+            Some(PollError::Closed)
+        );
     }
 
     #[test]
