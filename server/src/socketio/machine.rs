@@ -131,7 +131,11 @@ impl SocketIoMachine {
         // The CONNECT answer must precede the replayed packets. Joining queues the
         // replay on the link, which the task reads only after this dispatch; the
         // answer is written to the session now, so it goes first either way.
-        let socket = self.io.join_namespace(parts, recover, &self.conn);
+        let Some(socket) = self.io.join_namespace(parts, recover, &self.conn) else {
+            // Only namespaces with a handler are served; checked above.
+            self.session.reject_connect(&nsp, "Invalid namespace");
+            return;
+        };
         let mut reply = serde_json::Map::new();
         reply.insert("sid".into(), Value::String(socket.id().to_owned()));
         if let Some(pid) = socket.pid() {

@@ -24,7 +24,7 @@ mod socket;
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use protocol::event::{self, Event, EventError};
 use protocol::session::ServerConfig;
@@ -74,14 +74,31 @@ impl IoBuilder {
     }
 
     pub fn build(self) -> Arc<Io> {
+        let recovery = self.settings.recovery;
+        let namespaces = self
+            .handlers
+            .into_iter()
+            .map(|(name, handler)| {
+                let state = Mutex::new(Namespace::new(recovery));
+                (name, Nsp { handler, state })
+            })
+            .collect();
         Arc::new_cyclic(|me| Io {
             me: me.clone(),
             settings: self.settings,
-            handlers: self.handlers,
-            namespaces: Mutex::new(HashMap::new()),
+            namespaces,
             epoch: tokio::time::Instant::now(),
         })
     }
+}
+
+/// One namespace of the server: its handler, and its sockets, rooms and
+/// recovery log behind a lock of their own (a std Mutex, not a tokio one: it is
+/// never held across an `.await`; emits only queue frames while holding it).
+/// Connects, joins and broadcasts in one namespace do not wait for another's.
+struct Nsp {
+    handler: Arc<dyn Handler>,
+    state: Mutex<Namespace>,
 }
 
 /// A Socket.IO server: its namespaces and the sockets connected to them.
@@ -89,17 +106,16 @@ pub struct Io {
     /// Itself, for the sockets it creates (they point back without keeping it alive).
     me: Weak<Io>,
     settings: SessionSettings,
-    handlers: HashMap<String, Arc<dyn Handler>>,
-    /// Sockets and rooms by namespace. A std Mutex, not a tokio one: it is never held
-    /// across an `.await`; emits only queue frames (`try_send`) while holding it.
-    namespaces: Mutex<HashMap<String, Namespace>>,
+    /// The namespaces served, fixed when the server is built (a client asking
+    /// for another is refused), so the map itself needs no lock.
+    namespaces: HashMap<String, Nsp>,
     epoch: tokio::time::Instant,
 }
 
 impl fmt::Debug for Io {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Io")
-            .field("namespaces", &self.handlers.keys().collect::<Vec<_>>())
+            .field("namespaces", &self.namespaces.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
 }
@@ -122,22 +138,22 @@ impl Io {
     }
 
     pub(crate) fn handler(&self, nsp: &str) -> Option<Arc<dyn Handler>> {
-        self.handlers.get(nsp).cloned()
+        self.namespaces.get(nsp).map(|n| n.handler.clone())
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Namespace>> {
-        self.namespaces
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    /// Namespace `nsp`'s state, locked, if it is served.
+    fn lock(&self, nsp: &str) -> Option<MutexGuard<'_, Namespace>> {
+        let nsp = self.namespaces.get(nsp)?;
+        Some(nsp.state.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
-    /// Runs `f` on namespace `nsp`'s state, if it has any.
+    /// Runs `f` on namespace `nsp`'s state, if it is served.
     pub(crate) fn with_namespace<T>(
         &self,
         nsp: &str,
         f: impl FnOnce(&mut Namespace) -> T,
     ) -> Option<T> {
-        self.lock().get_mut(nsp).map(f)
+        self.lock(nsp).map(|mut ns| f(&mut ns))
     }
 
     /// Admits a socket to `nsp`: recovers the session `recover = (pid, offset)`
@@ -152,13 +168,9 @@ impl Io {
         mut parts: SocketParts,
         recover: Option<(String, Option<String>)>,
         conn: &Arc<Connection>,
-    ) -> Socket {
+    ) -> Option<Socket> {
         let now = self.now();
-        let recovery = self.settings.recovery;
-        let mut namespaces = self.lock();
-        let ns = namespaces
-            .entry(parts.nsp.clone())
-            .or_insert_with(|| Namespace::new(recovery));
+        let mut ns = self.lock(&parts.nsp)?;
         let mut rooms = Vec::new();
         let mut missed = Vec::new();
         let mut replaced = None;
@@ -190,7 +202,7 @@ impl Io {
             // the queue (the log that holds it is bounded).
             socket.send_frames(missed);
         }
-        drop(namespaces);
+        drop(ns);
         if let Some(old) = replaced {
             // Its client has left that connection for this one. (The same
             // connection connecting the namespace again keeps going.)
@@ -198,7 +210,7 @@ impl Io {
                 old.close_as(DisconnectReason::Replaced);
             }
         }
-        socket
+        Some(socket)
     }
 
     /// Removes `socket` from its namespace; keeps its session for recovery when
@@ -206,8 +218,7 @@ impl Io {
     /// recovery replaced is gone from the namespace already: nothing to do.
     pub(crate) fn leave_namespace(&self, socket: &Socket, reason: &DisconnectReason) {
         let now = self.now();
-        let mut namespaces = self.lock();
-        if let Some(ns) = namespaces.get_mut(socket.nsp()) {
+        if let Some(mut ns) = self.lock(socket.nsp()) {
             if !ns.socket(socket.id()).is_some_and(|s| s.same(socket)) {
                 return;
             }
@@ -232,9 +243,6 @@ impl Io {
                 };
                 ns.save(pid, saved, now);
             }
-            if ns.is_empty() {
-                namespaces.remove(socket.nsp());
-            }
         }
     }
 
@@ -252,8 +260,7 @@ impl Io {
         volatile: bool,
     ) -> usize {
         let now = self.now();
-        let mut namespaces = self.lock();
-        let Some(ns) = namespaces.get_mut(nsp) else {
+        let Some(mut ns) = self.lock(nsp) else {
             return 0;
         };
         let offset = if volatile { None } else { ns.next_offset() };

@@ -234,10 +234,6 @@ impl Namespace {
         self.sockets.len()
     }
 
-    pub(crate) fn is_empty(&self) -> bool {
-        self.sockets.is_empty() && self.recovery.as_ref().is_none_or(|r| r.saved.is_empty())
-    }
-
     /// The sockets `target` designates.
     pub(crate) fn recipients(&self, target: &Target) -> Vec<Socket> {
         let mut sockets = Vec::new();
