@@ -21,9 +21,7 @@ use protocol::app::{
 use protocol::engineio::OpenPacket;
 use protocol::event::{self, Event};
 use protocol::session::client::ClientState;
-use protocol::session::{
-    Backoff, ClientConfig, ClientEvent, ClientSession, CloseReason, ProtocolError,
-};
+use protocol::session::{Backoff, ClientConfig, ClientEvent, ClientSession, CloseReason};
 use protocol::{Frame, Time};
 use serde_json::{Value, json};
 
@@ -170,22 +168,6 @@ impl Connection {
     /// The current transport's Engine.IO open packet, once it arrived.
     pub fn handshake(&self) -> Option<&OpenPacket> {
         self.session.handshake()
-    }
-
-    /// Whether the server offers to upgrade this long-polling session to a WebSocket.
-    pub fn can_upgrade(&self) -> bool {
-        self.session.can_upgrade()
-    }
-
-    /// The first frame on an upgrade probe's WebSocket (`2probe`).
-    pub fn probe_request(&self) -> Frame {
-        self.session.probe_request()
-    }
-
-    /// The server's answer on the probe's WebSocket: the frame that completes the
-    /// upgrade (`5`), or why the probe failed.
-    pub fn handle_probe_response(&self, frame: Frame) -> Result<Frame, ProtocolError> {
-        self.session.handle_probe_response(frame)
     }
 
     pub fn poll_transmit(&mut self) -> Option<Frame> {

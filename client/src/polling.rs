@@ -4,15 +4,12 @@
 //! given up on leaves no request holding one of the browser's few connections
 //! to the server. What the payloads mean is the protocol's business.
 
-use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use futures::FutureExt;
 use futures::future::LocalBoxFuture;
-use protocol::Frame;
-use protocol::engineio::frames_to_payload;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 
@@ -108,63 +105,4 @@ fn js_error(value: JsValue) -> String {
         .map(|e| String::from(e.message()))
         .or_else(|| value.as_string())
         .unwrap_or_else(|| "request failed".to_owned())
-}
-
-/// Takes frames from the front of `outbox` for one POST: all of them, or as many
-/// as fit in the server's `max_payload` (at least one: a frame larger than that
-/// goes alone, and the server's refusal says why).
-pub fn take_payload(outbox: &mut VecDeque<Frame>, max_payload: u64) -> String {
-    let limit = usize::try_from(max_payload).unwrap_or(usize::MAX);
-    let mut size = 0_usize;
-    let mut count = 0;
-    for frame in outbox.iter() {
-        // Binary goes as `b` + base64 (a third larger); every packet but the first
-        // costs a separator.
-        let cost = match frame {
-            Frame::Text(text) => text.len(),
-            Frame::Binary(bytes) => 1 + bytes.len().div_ceil(3) * 4,
-        } + usize::from(count > 0);
-        if count > 0 && size + cost > limit {
-            break;
-        }
-        size += cost;
-        count += 1;
-    }
-    let rest = outbox.split_off(count);
-    let payload = frames_to_payload(&*outbox);
-    *outbox = rest;
-    payload
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn text(s: &str) -> Frame {
-        Frame::Text(s.to_owned())
-    }
-
-    #[test]
-    fn a_post_carries_what_fits_in_max_payload() {
-        let mut outbox: VecDeque<Frame> = [r#"42["a"]"#, r#"42["b"]"#, r#"42["c"]"#]
-            .into_iter()
-            .map(text)
-            .collect();
-        // 7 + 1 + 7 = 15 bytes: two frames, then the third alone.
-        assert_eq!(
-            take_payload(&mut outbox, 15),
-            "42[\"a\"]\u{1e}42[\"b\"]".to_owned()
-        );
-        assert_eq!(take_payload(&mut outbox, 15), r#"42["c"]"#);
-        assert!(outbox.is_empty());
-    }
-
-    #[test]
-    fn binary_is_base64_and_an_oversized_frame_goes_alone() {
-        let mut outbox = VecDeque::from([Frame::Binary(vec![1, 2, 3, 4]), text("4x")]);
-        assert_eq!(take_payload(&mut outbox, 1_000_000), "bAQIDBA==\u{1e}4x");
-        let mut outbox = VecDeque::from([text("4too long"), text("4x")]);
-        assert_eq!(take_payload(&mut outbox, 3), "4too long");
-        assert_eq!(outbox.len(), 1);
-    }
 }

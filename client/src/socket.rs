@@ -7,14 +7,15 @@
 //! deadline go in; frames to send, page [`Action`]s and transport requests come
 //! out. The page holds a [`SocketHandle`] to send commands.
 //!
-//! Which transport: a WebSocket first; if it fails before the server's open
-//! packet, the same attempt goes on over long-polling, which then probes the
-//! upgrade to WebSocket as the official client does (see [`crate::transport`]
-//! for what the page remembers). Long-polling keeps one GET waiting and one POST
-//! at a time carrying every frame queued meanwhile; once a probe is answered
-//! (`3probe`) no new request starts, and when none is in flight the session's
-//! `5` goes out on the WebSocket, followed by the frames that waited: nothing is
-//! reordered.
+//! Which transport, and every rule of it, is the protocol's [`ClientTransport`]
+//! (shared with the native client): a WebSocket first; if it fails before the
+//! server's open packet, the same attempt goes on over long-polling, which then
+//! probes the upgrade to WebSocket as the official client does, and the page
+//! remembers what it learnt ([`PathMemory`]); one GET waiting and one POST at a
+//! time; the probe's pause and the `5`; nothing reordered; no transport waits
+//! more than [`OPEN_TIMEOUT`] for its open packet. The driver starts the
+//! WebSockets and `fetch`es the machine asks for ([`Step`]), keeps them in
+//! [`Io`], and feeds their results back.
 //!
 //! One run of [`drive`] is one session, which may span many transports: when the
 //! session loses its transport it says so ([`TransportRequest::Close`]), waits
@@ -26,7 +27,6 @@
 //! event cuts a pending backoff short ([`Command::RetryNow`]).
 
 use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
 use std::rc::Rc;
 use std::task::Poll;
 use std::time::Duration;
@@ -38,15 +38,16 @@ use futures::{FutureExt, SinkExt, StreamExt};
 use gloo_net::websocket::futures::WebSocket;
 use gloo_net::websocket::{Message, WebSocketError};
 use gloo_timers::future::TimeoutFuture;
-use protocol::engineio::{frames_to_payload, payload_to_frames};
-use protocol::{Frame, Time};
+use protocol::Frame;
+use protocol::session::client_transport::{Failure, Step, TransportConfig, Transports};
+use protocol::session::{ClientTransport, PathMemory};
 use yew::prelude::*;
 
 use crate::browser;
 use crate::connection::{self, Command, Connection, TransportRequest};
 use crate::polling::{self, Request};
 use crate::state::Action;
-use crate::transport::{PathMemory, Transport};
+
 use crate::url::Endpoint;
 
 /// Commands waiting for the driver. The driver takes each one as soon as the
@@ -225,26 +226,18 @@ type Ws = (SplitSink<WebSocket, Message>, SplitStream<WebSocket>);
 /// there is none.
 type ProbeResult = Result<(Ws, Frame), String>;
 
-/// What carries the session's frames.
-enum Link {
-    /// Nothing: between transports (waiting out a backoff), or the session is over.
-    None,
-    WebSocket(Ws),
-    Polling(Polling),
-}
-
-/// Long-polling: the requests in flight and the upgrade in progress.
+/// The requests and sockets the transport machine asked for, in flight. Dropping
+/// a request aborts it.
 #[derive(Default)]
-struct Polling {
+struct Io {
+    /// The WebSocket carrying the session (or being opened).
+    ws: Option<Ws>,
     get: Option<Request<Result<String, String>>>,
     post: Option<Request<Result<String, String>>>,
     /// A probe WebSocket waiting for the server's answer.
     probe: Option<LocalBoxFuture<'static, ProbeResult>>,
-    /// The probe succeeded: no new request starts, and once none is in flight
-    /// this frame (`5`) goes out on this WebSocket, which then carries everything.
-    upgrading: Option<(Ws, Frame)>,
-    /// A probe was started on this transport (one try, as the official client).
-    probed: bool,
+    /// The probe's socket once answered, until the upgrade completes or fails.
+    probe_ws: Option<Ws>,
 }
 
 /// Something the driver woke up for.
@@ -263,7 +256,7 @@ enum Wake {
 const OPEN_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// How long an upgrade probe may take before polling carries on without it.
-const PROBE_TIMEOUT_MS: u32 = 10_000;
+const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long the goodbye (the last POST of a closing polling session) may take.
 const GOODBYE_TIMEOUT_MS: u32 = 3_000;
@@ -286,47 +279,60 @@ async fn drive(
     mut stop: oneshot::Receiver<()>,
     report: impl Fn(Action),
 ) {
+    let config = TransportConfig {
+        transports: Transports::WebSocketOrPolling,
+        open_timeout: OPEN_TIMEOUT,
+        probe_timeout: PROBE_TIMEOUT,
+        max_queued: Some(POLLING_OUTBOX),
+        seed: browser::random_seed() & 0xffff_ffff,
+    };
     let mut driver = Driver {
         endpoint,
         conn,
+        transport: ClientTransport::new(config, memory.get()),
         memory,
-        link: Link::None,
-        outbox: VecDeque::new(),
-        fell_back: None,
-        opening_deadline: None,
-        cache_seed: browser::random_seed(),
-        requests: 0,
+        io: Io::default(),
+        connecting: true,
         report,
     };
-    driver.open(driver.memory.get().first(), None, true);
+    driver.transport.open(browser::now());
 
     loop {
-        // One step at a time, transport changes first: frames queued after a
-        // reconnect must go to the new transport, never the old one.
+        // Transport changes first, carried out at once: frames queued after a
+        // reconnect must go to the new transport, never the old one, and the
+        // page hears of the new transport before what the session says next.
         if let Some(request) = driver.conn.poll_transport() {
-            driver.drop_link();
-            if request == TransportRequest::Open {
-                driver.open(driver.memory.get().first(), None, false);
+            match request {
+                TransportRequest::Close => driver.transport.close(),
+                TransportRequest::Open => driver.transport.open(browser::now()),
             }
+            driver.run_steps().await;
             continue;
         }
-        if let Some(frame) = driver.conn.poll_transmit() {
-            driver.transmit(frame).await;
-            continue;
+        while let Some(frame) = driver.conn.poll_transmit() {
+            driver.transport.send(frame);
         }
         while let Some(action) = driver.conn.poll_action() {
             (driver.report)(action);
         }
-        driver.settle();
+        if let Some(open) = driver.conn.handshake() {
+            driver.transport.opened(open);
+        }
+        driver.memory.set(driver.transport.memory());
         if driver.conn.is_closed() {
             break;
         }
-        driver.finish_upgrade().await;
-        driver.start_requests();
+        if driver.run_steps().await {
+            continue;
+        }
 
         // Backpressure while polling: see `POLLING_OUTBOX`.
-        let reading = driver.outbox.len() < POLLING_OUTBOX;
-        let timer = match driver.next_deadline() {
+        let reading = !driver.transport.is_backlogged();
+        let deadline = [driver.conn.poll_timeout(), driver.transport.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min();
+        let timer = match deadline {
             Some(at) => Either::Left(TimeoutFuture::new(ceil_millis(
                 at.saturating_sub(browser::now()),
             ))),
@@ -340,7 +346,7 @@ async fn drive(
         // Biased (in this order) rather than random: deterministic, and no random
         // number generator in the bundle.
         let wake = futures::select_biased! {
-            wake = next_on_link(&mut driver.link, reading).fuse() => wake,
+            wake = next_on_io(&mut driver.io, reading).fuse() => wake,
             command = command.fuse() => Wake::Command(command),
             _ = stop => Wake::Stop,
             () = timer.fuse() => Wake::Timer,
@@ -355,386 +361,247 @@ async fn drive(
 struct Driver<R> {
     endpoint: Endpoint,
     conn: Connection,
+    /// Which transport, and what to ask of the network next.
+    transport: ClientTransport,
     memory: Rc<Cell<PathMemory>>,
-    link: Link,
-    /// Frames waiting for the next POST (polling only; a WebSocket takes them at once).
-    outbox: VecDeque<Frame>,
-    /// Why this attempt's WebSocket failed, while the attempt goes on over polling.
-    fell_back: Option<String>,
-    /// When the transport being opened must have brought the open packet.
-    opening_deadline: Option<Time>,
-    /// Cache busters (`t=`): a per-session prefix and a counter.
-    cache_seed: u64,
-    requests: u64,
+    io: Io,
+    /// The session's first transport is still to be reported.
+    connecting: bool,
     report: R,
 }
 
 impl<R: Fn(Action)> Driver<R> {
-    /// Opens a transport of `kind` for a new Engine.IO session; `fallback` is why
-    /// this attempt's WebSocket failed. `first`: the session's first transport.
-    fn open(&mut self, kind: Transport, fallback: Option<String>, first: bool) {
-        self.drop_link();
-        self.opening_deadline = Some(browser::now() + OPEN_TIMEOUT);
-        let url = match kind {
-            Transport::WebSocket => self.endpoint.websocket_url(None),
-            Transport::Polling => {
-                let t = cache_buster(self.cache_seed, &mut self.requests);
-                self.endpoint.polling_url(None, &t)
-            }
-        };
-        if first {
-            (self.report)(Action::Connecting { url: url.clone() });
-        }
-        (self.report)(Action::Opening {
-            transport: kind,
-            url: url.clone(),
-            fallback: fallback.clone(),
-        });
-        self.fell_back = fallback;
-        match kind {
-            Transport::WebSocket => match WebSocket::open(&url) {
-                Ok(ws) => self.link = Link::WebSocket(ws.split()),
-                // A page policy may forbid WebSockets and not fetch: polling may work.
-                Err(err) => self.websocket_failed(format!("cannot open a WebSocket: {err}")),
-            },
-            Transport::Polling => {
-                self.link = Link::Polling(Polling {
-                    get: Some(polling::get(&url)),
-                    ..Polling::default()
-                });
-            }
-        }
-    }
-
-    /// Drops the transport (and whatever it had in flight: requests are aborted,
-    /// a WebSocket is closed) with the frames it did not send.
-    fn drop_link(&mut self) {
-        close(std::mem::replace(&mut self.link, Link::None));
-        self.outbox.clear();
-        self.opening_deadline = None;
-    }
-
-    fn sid(&self) -> Option<String> {
-        self.conn.handshake().map(|open| open.sid.clone())
-    }
-
-    /// Hands a frame of the session to the transport.
-    async fn transmit(&mut self, frame: Frame) {
-        match &mut self.link {
-            Link::WebSocket((sink, _)) => {
-                // The session only makes frames once a transport's open packet
-                // arrived, so the socket is open and `send` does not wait.
-                if let Err(err) = sink.send(to_message(frame)).await {
-                    self.conn.transport_closed(describe(&err), browser::now());
+    /// Carries out what the transport machine asks, in order. Returns whether the
+    /// connection was told its transport is lost.
+    async fn run_steps(&mut self) -> bool {
+        loop {
+            let now = browser::now();
+            let Some(step) = self.transport.poll_step(now) else {
+                return false;
+            };
+            match step {
+                Step::Open {
+                    transport,
+                    t,
+                    fallback,
+                } => {
+                    let url = match &t {
+                        None => self.endpoint.websocket_url(None),
+                        Some(t) => self.endpoint.polling_url(None, t),
+                    };
+                    if std::mem::take(&mut self.connecting) {
+                        (self.report)(Action::Connecting { url: url.clone() });
+                    }
+                    (self.report)(Action::Opening {
+                        transport: transport.into(),
+                        url: url.clone(),
+                        fallback,
+                    });
+                    if t.is_some() {
+                        self.io.get = Some(polling::get(&url));
+                    } else {
+                        match WebSocket::open(&url) {
+                            Ok(ws) => self.io.ws = Some(ws.split()),
+                            // A page policy may forbid WebSockets and not fetch:
+                            // polling may work.
+                            Err(err) => self
+                                .transport
+                                .websocket_failed(format!("cannot open a WebSocket: {err}"), now),
+                        }
+                    }
+                }
+                Step::Get { sid, t } => {
+                    self.io.get = Some(polling::get(&self.endpoint.polling_url(Some(&sid), &t)));
+                }
+                Step::Post { sid, t, payload } => {
+                    let url = self.endpoint.polling_url(Some(&sid), &t);
+                    self.io.post = Some(polling::post(&url, payload));
+                }
+                Step::Send(frame) => {
+                    // The session only makes frames once a transport's open packet
+                    // arrived, so the socket is open and `send` does not wait.
+                    if let Some((sink, _)) = &mut self.io.ws {
+                        if let Err(why) = send(sink, frame).await {
+                            self.transport.websocket_failed(why, now);
+                        }
+                    }
+                }
+                Step::Probe { sid, request } => {
+                    self.io.probe = Some(probe(self.endpoint.websocket_url(Some(&sid)), request));
+                }
+                Step::Upgrade(frame) => {
+                    // The probe's socket carries the session if `5` goes through.
+                    self.io.ws = self.io.probe_ws.take();
+                    let sent = match &mut self.io.ws {
+                        Some((sink, _)) => send(sink, frame).await,
+                        None => Err(String::new()),
+                    };
+                    if sent.is_err() {
+                        self.io.ws = None;
+                    }
+                    self.transport.upgrade_sent(sent);
+                }
+                Step::Upgraded => {
+                    // Polling's requests are over (none was in flight).
+                    self.io.get = None;
+                    self.io.post = None;
+                    (self.report)(Action::Upgraded);
+                }
+                Step::ProbeFailed(reason) => {
+                    self.io.probe = None;
+                    self.io.probe_ws = None;
+                    (self.report)(Action::ProbeFailed { reason });
+                }
+                Step::Close => close(std::mem::take(&mut self.io)),
+                Step::Lost(failure) => {
+                    let why = match failure {
+                        Failure::Transport(why) => why,
+                        Failure::Payload(err) => format!("invalid long-polling payload: {err}"),
+                    };
+                    self.conn.transport_closed(why, now);
+                    return true;
                 }
             }
-            Link::Polling(_) => self.outbox.push_back(frame),
-            // No transport: the session has already given the frame up.
-            Link::None => {}
         }
-    }
-
-    /// Once the transport being opened brought the open packet: no more opening
-    /// deadline, and a polling handshake after a failed WebSocket teaches the page
-    /// that WebSockets are blocked on the way.
-    fn settle(&mut self) {
-        if self.opening_deadline.is_none() || self.conn.handshake().is_none() {
-            return;
-        }
-        self.opening_deadline = None;
-        if matches!(self.link, Link::Polling(_)) {
-            let mut memory = self.memory.get();
-            memory.polling_opened(self.fell_back.is_some());
-            self.memory.set(memory);
-        }
-        self.fell_back = None;
-    }
-
-    fn next_deadline(&self) -> Option<Time> {
-        [self.conn.poll_timeout(), self.opening_deadline]
-            .into_iter()
-            .flatten()
-            .min()
-    }
-
-    /// While polling with the handshake done: a POST for what waits (one at a
-    /// time), a GET always waiting, and the upgrade probe when the server offers one.
-    fn start_requests(&mut self) {
-        let Some(sid) = self.sid() else {
-            return;
-        };
-        let may_probe = self.conn.can_upgrade() && self.memory.get().may_probe();
-        let max_payload = self.conn.handshake().map_or(u64::MAX, |o| o.max_payload);
-        let Link::Polling(polling) = &mut self.link else {
-            return;
-        };
-        if polling.upgrading.is_some() {
-            return;
-        }
-        if polling.post.is_none() && !self.outbox.is_empty() {
-            let payload = polling::take_payload(&mut self.outbox, max_payload);
-            let t = cache_buster(self.cache_seed, &mut self.requests);
-            polling.post = Some(polling::post(
-                &self.endpoint.polling_url(Some(&sid), &t),
-                payload,
-            ));
-        }
-        if polling.get.is_none() && self.outbox.len() < POLLING_OUTBOX {
-            let t = cache_buster(self.cache_seed, &mut self.requests);
-            polling.get = Some(polling::get(&self.endpoint.polling_url(Some(&sid), &t)));
-        }
-        if may_probe && !polling.probed {
-            polling.probed = true;
-            polling.probe = Some(probe(
-                self.endpoint.websocket_url(Some(&sid)),
-                self.conn.probe_request(),
-            ));
-        }
-    }
-
-    /// Upgrade, last step: once the probe succeeded and no polling request is in
-    /// flight, sends `5` on the probe's WebSocket, which carries the session from
-    /// then on, starting with the frames that waited meanwhile.
-    async fn finish_upgrade(&mut self) {
-        let Link::Polling(polling) = &mut self.link else {
-            return;
-        };
-        if polling.get.is_some() || polling.post.is_some() {
-            return;
-        }
-        let Some(((mut sink, stream), upgrade)) = polling.upgrading.take() else {
-            return;
-        };
-        if let Err(err) = sink.send(to_message(upgrade)).await {
-            // The server never saw the `5`: the session carries on polling.
-            self.probe_failed(describe(&err));
-            return;
-        }
-        self.link = Link::WebSocket((sink, stream));
-        let mut memory = self.memory.get();
-        memory.upgraded();
-        self.memory.set(memory);
-        (self.report)(Action::Upgraded);
-        for frame in std::mem::take(&mut self.outbox) {
-            self.transmit(frame).await;
-        }
-    }
-
-    fn probe_failed(&mut self, reason: String) {
-        let mut memory = self.memory.get();
-        memory.probe_failed();
-        self.memory.set(memory);
-        (self.report)(Action::ProbeFailed { reason });
-    }
-
-    /// This attempt's WebSocket failed. Before the open packet, the attempt goes
-    /// on over long-polling; after it, the transport is lost.
-    fn websocket_failed(&mut self, why: String) {
-        if self.conn.handshake().is_none() {
-            self.open(Transport::Polling, Some(why), false);
-        } else {
-            self.conn.transport_closed(why, browser::now());
-        }
-    }
-
-    /// A polling request failed: the transport is lost. After a failed WebSocket
-    /// the reason names both failures.
-    fn polling_failed(&mut self, why: String) {
-        let why = match self.fell_back.take() {
-            Some(websocket) => format!("{websocket}; then {why}"),
-            None => why,
-        };
-        self.conn.transport_closed(why, browser::now());
     }
 
     fn handle(&mut self, wake: Wake) {
         let now = browser::now();
         match wake {
             Wake::WebSocket(Some(Ok(message))) => self.conn.handle_frame(to_frame(message), now),
-            Wake::WebSocket(Some(Err(err))) => self.websocket_failed(describe(&err)),
-            Wake::WebSocket(None) => self.websocket_failed("the WebSocket closed".to_owned()),
+            Wake::WebSocket(Some(Err(err))) => self.transport.websocket_failed(describe(&err), now),
+            Wake::WebSocket(None) => self
+                .transport
+                .websocket_failed("the WebSocket closed".to_owned(), now),
             Wake::Get(result) => {
-                if let Link::Polling(polling) = &mut self.link {
-                    polling.get = None;
-                }
-                match result {
-                    Ok(body) => self.on_payload(&body, now),
-                    Err(why) => self.polling_failed(why),
+                self.io.get = None;
+                for frame in self
+                    .transport
+                    .get_done(result.as_deref().map_err(Clone::clone))
+                {
+                    self.conn.handle_frame(frame, now);
                 }
             }
             Wake::Post(result) => {
-                if let Link::Polling(polling) = &mut self.link {
-                    polling.post = None;
-                }
-                if let Err(why) = result {
-                    self.polling_failed(why);
-                }
+                self.io.post = None;
+                self.transport.post_done(result.map(drop));
             }
             Wake::Probe(result) => {
-                if let Link::Polling(polling) = &mut self.link {
-                    polling.probe = None;
-                }
-                let upgrade = result.and_then(|(ws, answer)| {
-                    self.conn
-                        .handle_probe_response(answer)
-                        .map(|upgrade| (ws, upgrade))
-                        .map_err(|err| format!("the probe was not answered with 3probe: {err}"))
+                self.io.probe = None;
+                let answer = result.map(|(ws, answer)| {
+                    self.io.probe_ws = Some(ws);
+                    answer
                 });
-                match upgrade {
-                    Ok(upgrading) => {
-                        if let Link::Polling(polling) = &mut self.link {
-                            polling.upgrading = Some(upgrading);
-                        }
-                    }
-                    Err(why) => self.probe_failed(why),
-                }
+                self.transport.probe_done(answer);
             }
             Wake::Command(Some(command)) => self.conn.handle_command(command, now),
             Wake::Command(None) | Wake::Stop => self.conn.handle_command(Command::Disconnect, now),
             Wake::Timer => {
-                if self.opening_deadline.is_some_and(|at| now >= at) {
-                    self.opening_deadline = None;
-                    let why = format!("no handshake within {} s", OPEN_TIMEOUT.as_secs());
-                    if matches!(self.link, Link::WebSocket(_)) {
-                        self.websocket_failed(why);
-                    } else {
-                        self.polling_failed(why);
-                    }
-                }
+                self.transport.handle_timeout(now);
                 self.conn.handle_timeout(now);
             }
         }
     }
 
-    /// A GET's body: its packets, in order, to the session. An empty body carries
-    /// nothing (a server releasing the request).
-    fn on_payload(&mut self, body: &str, now: Time) {
-        if body.is_empty() {
-            return;
-        }
-        match payload_to_frames(body) {
-            Ok(frames) => {
-                for frame in frames {
-                    self.conn.handle_frame(frame, now);
-                }
-            }
-            Err(err) => self
-                .conn
-                .transport_closed(format!("invalid long-polling payload: {err}"), now),
-        }
-    }
-
     /// The session is closed: its last frames (the goodbye after "Disconnect")
-    /// went to a WebSocket already; on polling they go in one last POST, after
-    /// the one in flight, within [`GOODBYE_TIMEOUT_MS`]. Then the transport closes.
+    /// go to the WebSocket, or on polling in one last POST after the one in
+    /// flight, within [`GOODBYE_TIMEOUT_MS`]. Then the transport closes.
     async fn goodbye(mut self) {
-        let (mut polling, sid) = match (std::mem::replace(&mut self.link, Link::None), self.sid()) {
-            (Link::Polling(polling), Some(sid)) => (polling, sid),
-            (link, _) => {
-                close(link);
-                return;
-            }
-        };
-        let payload = frames_to_payload(&self.outbox);
-        let t = cache_buster(self.cache_seed, &mut self.requests);
-        let url = self.endpoint.polling_url(Some(&sid), &t);
-        let in_flight = polling.post.take();
-        let last_post = async move {
+        let last = self.transport.goodbye();
+        let mut io = std::mem::take(&mut self.io);
+        let in_flight = io.post.take();
+        let endpoint = self.endpoint;
+        let work = async {
             if let Some(post) = in_flight {
                 let _ = post.await;
             }
-            if !payload.is_empty() {
-                let _ = polling::post(&url, payload).await;
+            for step in last {
+                match (step, &mut io.ws) {
+                    (Step::Send(frame), Some((sink, _))) => {
+                        let _ = send(sink, frame).await;
+                    }
+                    (Step::Post { sid, t, payload }, _) => {
+                        let _ = polling::post(&endpoint.polling_url(Some(&sid), &t), payload).await;
+                    }
+                    _ => {}
+                }
             }
         };
         futures::select_biased! {
-            () = last_post.fuse() => {}
+            () = work.fuse() => {}
             () = TimeoutFuture::new(GOODBYE_TIMEOUT_MS).fuse() => {}
         }
         // Only now is the GET aborted: the server reads the close packet first.
-        drop(polling);
+        close(io);
     }
-}
-
-/// A fresh `t=` for a polling request: the session's seed and a request counter,
-/// so that no cache along the way can answer with an old response.
-fn cache_buster(seed: u64, requests: &mut u64) -> String {
-    *requests += 1;
-    format!("{:x}.{requests}", seed & 0xffff_ffff)
 }
 
 /// The next thing to happen on the transport: a WebSocket message, or a polling
 /// request or probe completing. `reading`: whether to take what the server sends
 /// (not while too many frames wait for a POST); POSTs and probes complete regardless.
-async fn next_on_link(link: &mut Link, reading: bool) -> Wake {
-    match link {
-        Link::WebSocket((_, stream)) if reading => Wake::WebSocket(stream.next().await),
-        Link::Polling(polling) => {
-            future::poll_fn(|cx| {
-                if let (true, Some(get)) = (reading, &mut polling.get) {
-                    if let Poll::Ready(result) = get.poll_unpin(cx) {
-                        return Poll::Ready(Wake::Get(result));
-                    }
-                }
-                if let Some(post) = &mut polling.post {
-                    if let Poll::Ready(result) = post.poll_unpin(cx) {
-                        return Poll::Ready(Wake::Post(result));
-                    }
-                }
-                if let Some(probe) = &mut polling.probe {
-                    if let Poll::Ready(result) = probe.poll_unpin(cx) {
-                        return Poll::Ready(Wake::Probe(result));
-                    }
-                }
-                Poll::Pending
-            })
-            .await
+async fn next_on_io(io: &mut Io, reading: bool) -> Wake {
+    future::poll_fn(|cx| {
+        if let (true, Some((_, stream))) = (reading, &mut io.ws) {
+            if let Poll::Ready(message) = stream.poll_next_unpin(cx) {
+                return Poll::Ready(Wake::WebSocket(message));
+            }
         }
-        Link::WebSocket(_) | Link::None => future::pending().await,
-    }
+        if let (true, Some(get)) = (reading, &mut io.get) {
+            if let Poll::Ready(result) = get.poll_unpin(cx) {
+                return Poll::Ready(Wake::Get(result));
+            }
+        }
+        if let Some(post) = &mut io.post {
+            if let Poll::Ready(result) = post.poll_unpin(cx) {
+                return Poll::Ready(Wake::Post(result));
+            }
+        }
+        if let Some(probe) = &mut io.probe {
+            if let Poll::Ready(result) = probe.poll_unpin(cx) {
+                return Poll::Ready(Wake::Probe(result));
+            }
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 /// Upgrade, first half: opens a WebSocket for the session at `url`, sends
 /// `request` (the session's `2probe`) and returns the socket with the server's
-/// first frame, for the session to judge. Dropping it closes the socket.
+/// first frame, for the transport machine to judge (it also bounds the wait).
+/// Dropping it closes the socket.
 fn probe(url: String, request: Frame) -> LocalBoxFuture<'static, ProbeResult> {
-    let attempt = async move {
+    async move {
         let (mut sink, mut stream) = WebSocket::open(&url)
             .map_err(|err| format!("cannot open a WebSocket: {err}"))?
             .split();
         // `send` waits for the socket to open (or fail).
-        sink.send(to_message(request))
-            .await
-            .map_err(|err| describe(&err))?;
+        send(&mut sink, request).await?;
         match stream.next().await {
             Some(Ok(answer)) => Ok(((sink, stream), to_frame(answer))),
             Some(Err(err)) => Err(describe(&err)),
             None => Err("the WebSocket closed before answering the probe".to_owned()),
         }
-    };
-    async move {
-        futures::select_biased! {
-            result = attempt.fuse() => result,
-            () = TimeoutFuture::new(PROBE_TIMEOUT_MS).fuse() => {
-                Err(format!("no answer to the probe within {} s", PROBE_TIMEOUT_MS / 1000))
-            }
-        }
     }
     .boxed_local()
 }
 
-/// Closes a transport now: a WebSocket with 1000 (normal closure) rather than
-/// whenever its halves are dropped, polling requests aborted; nothing more is
-/// read from it.
-fn close(link: Link) {
-    match link {
-        Link::WebSocket(ws) => close_websocket(ws),
-        Link::Polling(polling) => {
-            if let Some((ws, _)) = polling.upgrading {
-                close_websocket(ws);
-            }
-        }
-        Link::None => {}
+/// Sends a frame on a WebSocket; the error as the status line says it.
+async fn send(sink: &mut SplitSink<WebSocket, Message>, frame: Frame) -> Result<(), String> {
+    sink.send(to_message(frame))
+        .await
+        .map_err(|err| describe(&err))
+}
+
+/// Closes a transport now: its WebSockets with 1000 (normal closure) rather
+/// than whenever their halves are dropped, polling requests aborted; nothing
+/// more is read from it.
+fn close(io: Io) {
+    if let Some(ws) = io.ws {
+        close_websocket(ws);
+    }
+    if let Some(ws) = io.probe_ws {
+        close_websocket(ws);
     }
 }
 

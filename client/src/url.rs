@@ -8,14 +8,10 @@
 
 use std::fmt;
 
+use protocol::engineio;
+
 /// Where a Socket.IO server listens (the `path` option of the reference clients).
 pub const SOCKET_IO_PATH: &str = "/socket.io/";
-
-/// Engine.IO protocol 4, over a WebSocket from the first request.
-const WEBSOCKET_QUERY: &str = "EIO=4&transport=websocket";
-
-/// Engine.IO protocol 4, over HTTP long-polling.
-const POLLING_QUERY: &str = "EIO=4&transport=polling";
 
 /// The parts of the page's `window.location` that matter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,44 +88,21 @@ impl Endpoint {
     /// The URL of a WebSocket: a new session without `sid`, an upgrade probe with it.
     pub fn websocket_url(&self, sid: Option<&str>) -> String {
         let scheme = if self.secure { "wss" } else { "ws" };
-        self.url(scheme, WEBSOCKET_QUERY, sid, None)
+        self.url(scheme, &engineio::websocket_query(sid))
     }
 
     /// The URL of a long-polling request: the handshake without `sid`, the
     /// session's GETs and POSTs with it. `t` busts caches, as in the official client.
     pub fn polling_url(&self, sid: Option<&str>, t: &str) -> String {
         let scheme = if self.secure { "https" } else { "http" };
-        self.url(scheme, POLLING_QUERY, sid, Some(t))
+        self.url(scheme, &engineio::polling_query(sid, t))
     }
 
-    fn url(&self, scheme: &str, query: &str, sid: Option<&str>, t: Option<&str>) -> String {
-        let mut url = format!(
+    fn url(&self, scheme: &str, query: &str) -> String {
+        format!(
             "{scheme}://{}{}{SOCKET_IO_PATH}?{query}",
             self.authority, self.prefix
-        );
-        if let Some(t) = t {
-            url.push_str("&t=");
-            percent_encode_into(&mut url, t);
-        }
-        if let Some(sid) = sid {
-            url.push_str("&sid=");
-            percent_encode_into(&mut url, sid);
-        }
-        url
-    }
-}
-
-/// Appends `s` with everything but RFC 3986's unreserved characters percent-encoded.
-fn percent_encode_into(out: &mut String, s: &str) {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            out.push('%');
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 0xF)]));
-        }
+        )
     }
 }
 

@@ -34,6 +34,9 @@ use crate::transport::{self, Pending, ProbeResult, Ws};
 use crate::url::Endpoint;
 use crate::{Ack, Command, Error, Incoming, Options, Shared, Status, Transport, Transports};
 
+/// How long an upgrade probe may take before polling carries on without it.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How long the goodbye (the last frames, the socket's close) may take.
 const GOODBYE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -120,6 +123,7 @@ impl Driver {
                     }
                 },
                 open_timeout: options.connect_timeout,
+                probe_timeout: PROBE_TIMEOUT,
                 max_queued: None,
                 // Cache busters: a per-client prefix and a counter.
                 seed: random_seed(),
@@ -201,7 +205,7 @@ impl Driver {
     /// session was told its transport is lost.
     async fn run_steps(&mut self) -> bool {
         let mut unflushed = false;
-        while let Some(step) = self.transport.poll_step() {
+        while let Some(step) = self.transport.poll_step(self.now()) {
             match step {
                 Step::Open { transport, t, .. } => {
                     self.shared.send_if_modified(|s| {

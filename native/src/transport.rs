@@ -4,7 +4,6 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use protocol::Frame;
@@ -23,9 +22,6 @@ pub type Pending<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 /// A probe's outcome: the WebSocket with the server's first frame on it, or why
 /// there is none.
 pub type ProbeResult = Result<(Box<Ws>, Frame), String>;
-
-/// How long an upgrade probe may take before polling carries on without it.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Opens a WebSocket (a new session, or an upgrade when the URL has a sid).
 pub async fn open_websocket(url: &str) -> Result<Ws, tungstenite::Error> {
@@ -96,29 +92,24 @@ fn text_body(response: Result<http::Response, HttpError>) -> Result<String, Http
 
 /// Upgrade, first half: opens a WebSocket for the session at `url`, sends `request`
 /// (the session's `2probe`) and returns the socket with the server's first frame,
-/// for the session to judge.
+/// for the transport machine to judge (it also bounds the wait).
 pub fn probe(url: String, request: Frame) -> Pending<ProbeResult> {
     Box::pin(async move {
-        let attempt = async {
-            let mut ws = open_websocket(&url).await.map_err(|e| e.to_string())?;
-            ws.send(to_message(request))
-                .await
-                .map_err(|e| e.to_string())?;
-            loop {
-                match ws.next().await {
-                    Some(Ok(message)) => {
-                        if let Some(frame) = to_frame(message) {
-                            return Ok((Box::new(ws), frame));
-                        }
-                    }
-                    Some(Err(e)) => return Err(e.to_string()),
-                    None => return Err("closed before answering the probe".to_owned()),
-                }
-            }
-        };
-        tokio::time::timeout(PROBE_TIMEOUT, attempt)
+        let mut ws = open_websocket(&url).await.map_err(|e| e.to_string())?;
+        ws.send(to_message(request))
             .await
-            .unwrap_or_else(|_| Err(format!("no probe answer within {PROBE_TIMEOUT:?}")))
+            .map_err(|e| e.to_string())?;
+        loop {
+            match ws.next().await {
+                Some(Ok(message)) => {
+                    if let Some(frame) = to_frame(message) {
+                        return Ok((Box::new(ws), frame));
+                    }
+                }
+                Some(Err(e)) => return Err(e.to_string()),
+                None => return Err("closed before answering the probe".to_owned()),
+            }
+        }
     })
 }
 

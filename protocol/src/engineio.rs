@@ -239,8 +239,9 @@ pub fn take_payload(queue: &mut VecDeque<Frame>, max_payload: Option<u64>) -> St
         size = size.saturating_add(cost);
         count += 1;
     }
-    let payload = frames_to_payload(queue.range(..count));
-    queue.drain(..count);
+    let rest = queue.split_off(count);
+    let payload = frames_to_payload(&*queue);
+    *queue = rest;
     payload
 }
 

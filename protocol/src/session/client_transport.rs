@@ -56,6 +56,9 @@ pub struct TransportConfig {
     pub transports: Transports,
     /// How long a new transport may take to bring the server's open packet.
     pub open_timeout: Duration,
+    /// How long an upgrade probe may take to be answered before polling carries
+    /// on without it.
+    pub probe_timeout: Duration,
     /// Most frames waiting for a POST: while that many wait, no GET is started
     /// (and the shell should stop reading what would make more), so a slow POST
     /// cannot make the client hoard frames. `None`: no bound.
@@ -69,6 +72,7 @@ impl Default for TransportConfig {
         TransportConfig {
             transports: Transports::WebSocketOnly,
             open_timeout: Duration::from_secs(20),
+            probe_timeout: Duration::from_secs(10),
             max_queued: None,
             seed: 0,
         }
@@ -174,7 +178,7 @@ pub enum Step {
 }
 
 /// Where the session's frames go.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 enum Link {
     /// Nothing: between transports, or never opened.
     None,
@@ -183,12 +187,14 @@ enum Link {
 }
 
 /// Long-polling: what is in flight and how far the upgrade went.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Debug, Default)]
 struct Polling {
     get: bool,
     post: bool,
     /// The probe was started on this transport (one try, as the official client).
     probed: bool,
+    /// When the probe in flight must have been answered.
+    probe_deadline: Option<Time>,
     upgrade: Upgrade,
 }
 
@@ -204,14 +210,23 @@ enum Upgrade {
     Sending,
 }
 
+/// What the open packet said that matters here.
+#[derive(Debug)]
+struct Opened {
+    sid: String,
+    max_payload: u64,
+    /// The server offers the upgrade to WebSocket.
+    upgradable: bool,
+}
+
 /// The client's transport machine: see the module's documentation.
 #[derive(Debug)]
 pub struct ClientTransport {
     config: TransportConfig,
     memory: PathMemory,
     link: Link,
-    /// The open packet of the current transport: sid, maxPayload, upgrades.
-    open: Option<OpenPacket>,
+    /// The current transport's Engine.IO session, once its open packet arrived.
+    open: Option<Opened>,
     /// Frames waiting for a POST or for the upgrade.
     queue: VecDeque<Frame>,
     steps: VecDeque<Step>,
@@ -298,7 +313,7 @@ impl ClientTransport {
     /// The transport is gone (the session lost it) or given up on: its requests
     /// and sockets close, and the frames it did not send are dropped.
     pub fn close(&mut self) {
-        if self.link != Link::None {
+        if !matches!(self.link, Link::None) {
             self.steps.push_back(Step::Close);
         }
         self.link = Link::None;
@@ -320,10 +335,14 @@ impl ClientTransport {
     /// The session received the server's open packet on the transport being
     /// opened: the session's requests (and the upgrade probe) can start.
     pub fn opened(&mut self, open: &OpenPacket) {
-        if self.open.is_some() || self.link == Link::None {
+        if self.open.is_some() || matches!(self.link, Link::None) {
             return;
         }
-        self.open = Some(open.clone());
+        self.open = Some(Opened {
+            sid: open.sid.clone(),
+            max_payload: open.max_payload,
+            upgradable: open.upgrades.iter().any(|u| u == "websocket"),
+        });
         self.opening_deadline = None;
         if matches!(self.link, Link::Polling(_)) {
             self.memory.polling_opened(self.fell_back.is_some());
@@ -366,7 +385,7 @@ impl ClientTransport {
     /// Before the open packet, with [`Transports::WebSocketOrPolling`], the
     /// attempt goes on over long-polling; otherwise the transport is lost.
     pub fn websocket_failed(&mut self, why: String, now: Time) {
-        if self.link != Link::WebSocket {
+        if !matches!(self.link, Link::WebSocket) {
             return;
         }
         if self.open.is_none() && self.config.transports == Transports::WebSocketOrPolling {
@@ -392,6 +411,7 @@ impl ClientTransport {
             }
             .map_err(|e| format!("the probe was not answered with 3probe: {e}"))
         });
+        polling.probe_deadline = None;
         match answered {
             Ok(()) => polling.upgrade = Upgrade::Paused,
             Err(why) => self.probe_failed(why),
@@ -412,8 +432,9 @@ impl ClientTransport {
                 self.link = Link::WebSocket;
                 self.memory.upgraded();
                 self.steps.push_back(Step::Upgraded);
-                let waiting = std::mem::take(&mut self.queue);
-                self.steps.extend(waiting.into_iter().map(Step::Send));
+                while let Some(frame) = self.queue.pop_front() {
+                    self.steps.push_back(Step::Send(frame));
+                }
             }
             Err(why) => self.probe_failed(why),
         }
@@ -421,28 +442,49 @@ impl ClientTransport {
 
     /// When [`handle_timeout`](Self::handle_timeout) should be called.
     pub fn poll_timeout(&self) -> Option<Time> {
-        self.opening_deadline
+        let probe = match &self.link {
+            Link::Polling(polling) => polling.probe_deadline,
+            Link::None | Link::WebSocket => None,
+        };
+        match (self.opening_deadline, probe) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Time `now` was reached: a transport that has not brought the open packet
-    /// within the open timeout has failed.
+    /// within the open timeout has failed; a probe not answered within the probe
+    /// timeout has failed (polling goes on).
     pub fn handle_timeout(&mut self, now: Time) {
+        if let Link::Polling(polling) = &mut self.link {
+            if polling.probe_deadline.is_some_and(|at| now >= at) {
+                polling.probe_deadline = None;
+                let why = format!(
+                    "no answer to the probe within {}",
+                    DisplayDuration(self.config.probe_timeout)
+                );
+                self.probe_failed(why);
+            }
+        }
         if self.opening_deadline.is_none_or(|at| now < at) {
             return;
         }
         self.opening_deadline = None;
-        let why = format!("no handshake within {:?}", self.config.open_timeout);
-        if self.link == Link::WebSocket {
+        let why = format!(
+            "no handshake within {}",
+            DisplayDuration(self.config.open_timeout)
+        );
+        if matches!(self.link, Link::WebSocket) {
             self.websocket_failed(why, now);
         } else {
             self.polling_failed(why);
         }
     }
 
-    /// The next thing for the shell to do.
-    pub fn poll_step(&mut self) -> Option<Step> {
+    /// The next thing for the shell to do, at `now`.
+    pub fn poll_step(&mut self, now: Time) -> Option<Step> {
         if self.steps.is_empty() {
-            self.advance();
+            self.advance(now);
         }
         self.steps.pop_front()
     }
@@ -452,15 +494,12 @@ impl ClientTransport {
     /// handed over ([`Step::Send`]), on long-polling one last POST carrying them
     /// all (to send after the POST in flight, if any; then close the transport).
     pub fn goodbye(&mut self) -> Vec<Step> {
-        let mut last: Vec<Step> = match self.link {
-            Link::WebSocket => self
-                .steps
-                .drain(..)
-                .filter(|step| matches!(step, Step::Send(_)))
-                .collect(),
-            Link::Polling(_) | Link::None => Vec::new(),
-        };
-        self.steps.clear();
+        let mut last = Vec::new();
+        while let Some(step) = self.steps.pop_front() {
+            if let (Step::Send(_), Link::WebSocket) = (&step, &self.link) {
+                last.push(step);
+            }
+        }
         if let (Link::Polling(_), Some(open)) = (&self.link, &self.open) {
             if !self.queue.is_empty() {
                 let sid = open.sid.clone();
@@ -476,7 +515,7 @@ impl ClientTransport {
     /// Long-polling with the open packet in: the upgrade's last step when the
     /// pause found no request in flight, else a POST for what waits, a GET always
     /// waiting, and the probe when the server offers the upgrade.
-    fn advance(&mut self) {
+    fn advance(&mut self, now: Time) {
         let Some(open) = &self.open else {
             return;
         };
@@ -484,8 +523,7 @@ impl ClientTransport {
             Transports::PollingThenUpgrade => true,
             Transports::WebSocketOrPolling => self.memory.may_probe(),
             Transports::WebSocketOnly | Transports::PollingOnly => false,
-        } && open.upgrades.iter().any(|u| u == "websocket");
-        let backlogged = self.is_backlogged();
+        } && open.upgradable;
         let Link::Polling(polling) = &mut self.link else {
             return;
         };
@@ -509,6 +547,11 @@ impl ClientTransport {
                 payload: engineio::take_payload(&mut self.queue, Some(open.max_payload)),
             });
         }
+        // Counted after the POST took its frames.
+        let backlogged = self
+            .config
+            .max_queued
+            .is_some_and(|max| self.queue.len() >= max);
         if !polling.get && !backlogged {
             polling.get = true;
             self.requests += 1;
@@ -520,6 +563,7 @@ impl ClientTransport {
         if may_probe && !polling.probed {
             polling.probed = true;
             polling.upgrade = Upgrade::Probing;
+            polling.probe_deadline = Some(now + self.config.probe_timeout);
             self.steps.push_back(Step::Probe {
                 sid: sid.clone(),
                 request: Packet::Ping("probe".to_owned()).into_frame(),
@@ -530,6 +574,7 @@ impl ClientTransport {
     fn probe_failed(&mut self, why: String) {
         if let Link::Polling(polling) = &mut self.link {
             polling.upgrade = Upgrade::None;
+            polling.probe_deadline = None;
         }
         self.memory.probe_failed();
         self.steps.push_back(Step::ProbeFailed(why));
@@ -556,6 +601,22 @@ impl ClientTransport {
     fn cache_buster(&mut self) -> String {
         self.requests += 1;
         cache_buster(self.config.seed, self.requests)
+    }
+}
+
+/// A duration in whole seconds or else milliseconds, as `Debug` writes them
+/// (`20s`, `400ms`), without its general formatting code (the browser bundle
+/// counts its bytes).
+struct DisplayDuration(Duration);
+
+impl std::fmt::Display for DisplayDuration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let millis = u64::try_from(self.0.as_millis()).unwrap_or(u64::MAX);
+        if millis % 1000 == 0 {
+            write!(f, "{}s", millis / 1000)
+        } else {
+            write!(f, "{millis}ms")
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 use super::*;
 
 const OPEN_TIMEOUT: Duration = Duration::from_millis(400);
+const PROBE_TIMEOUT: Duration = Duration::from_millis(300);
 
 fn us(n: u64) -> Time {
     Duration::from_micros(n)
@@ -13,6 +14,7 @@ fn machine(transports: Transports) -> ClientTransport {
         TransportConfig {
             transports,
             open_timeout: OPEN_TIMEOUT,
+            probe_timeout: PROBE_TIMEOUT,
             max_queued: None,
             seed: 0xab,
         },
@@ -21,7 +23,11 @@ fn machine(transports: Transports) -> ClientTransport {
 }
 
 fn steps(m: &mut ClientTransport) -> Vec<Step> {
-    std::iter::from_fn(|| m.poll_step()).collect()
+    steps_at(m, us(0))
+}
+
+fn steps_at(m: &mut ClientTransport, now: Time) -> Vec<Step> {
+    std::iter::from_fn(|| m.poll_step(now)).collect()
 }
 
 fn text(s: &str) -> Frame {
@@ -449,6 +455,7 @@ fn an_upgrade_after_the_fallback_unblocks_websockets() {
         TransportConfig {
             transports: Transports::WebSocketOrPolling,
             open_timeout: OPEN_TIMEOUT,
+            probe_timeout: PROBE_TIMEOUT,
             max_queued: None,
             seed: 0xab,
         },
@@ -512,6 +519,7 @@ fn a_backlog_stops_the_get_until_a_post_drains_it() {
         TransportConfig {
             transports: Transports::PollingOnly,
             open_timeout: OPEN_TIMEOUT,
+            probe_timeout: PROBE_TIMEOUT,
             max_queued: Some(2),
             seed: 0xab,
         },
@@ -587,4 +595,48 @@ fn path_memory_one_failed_probe_stops_probing_and_an_upgrade_unblocks() {
     memory.probe_failed();
     assert!(!memory.may_probe());
     assert_eq!(memory.first(), Transport::Polling);
+}
+
+#[test]
+fn durations_are_written_in_whole_seconds_or_milliseconds() {
+    for (d, text) in [
+        (Duration::from_millis(400), "400ms"),
+        (Duration::from_secs(20), "20s"),
+        (Duration::from_millis(1_500), "1500ms"),
+    ] {
+        assert_eq!(DisplayDuration(d).to_string(), text);
+    }
+}
+
+#[test]
+fn an_unanswered_probe_fails_at_its_deadline() {
+    let mut m = machine(Transports::PollingThenUpgrade);
+    m.open(us(0));
+    steps(&mut m);
+    let handshake = open_packet(&["websocket"], 100);
+    m.get_done(Ok(&Packet::Open(handshake.clone()).encode_text()));
+    m.opened(&handshake);
+    assert_eq!(m.poll_timeout(), None);
+    assert_eq!(steps_at(&mut m, us(50_000)), vec![get("ab.2"), probe()]);
+    assert_eq!(m.poll_timeout(), Some(us(350_000)));
+    m.handle_timeout(us(349_999));
+    assert_eq!(steps(&mut m), vec![]);
+    m.handle_timeout(us(350_000));
+    assert_eq!(
+        steps(&mut m),
+        vec![Step::ProbeFailed(
+            "no answer to the probe within 300ms".to_owned()
+        )]
+    );
+    assert_eq!(m.poll_timeout(), None);
+    // Its late answer means nothing; polling goes on, and is not probed again.
+    m.probe_done(Ok(text("3probe")));
+    m.get_done(Ok(""));
+    assert_eq!(steps(&mut m), vec![get("ab.3")]);
+
+    // An answer in time clears the deadline.
+    let mut m = machine(Transports::PollingThenUpgrade);
+    polling_open(&mut m, &["websocket"], 100);
+    m.probe_done(Ok(text("3probe")));
+    assert_eq!(m.poll_timeout(), None);
 }
