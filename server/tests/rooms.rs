@@ -678,3 +678,158 @@ async fn a_guessed_pid_takes_over_nothing() {
     assert_eq!(victim.msg().await[0], "still here");
     server.stop().await;
 }
+
+/// An adapter that counts what the namespace asks of it and keeps everything
+/// in an [`InMemoryAdapter`]: the seam another adapter (Redis) plugs into.
+#[derive(Debug)]
+struct Counting {
+    inner: duplex_server::socketio::InMemoryAdapter,
+    calls: Arc<Mutex<Vec<&'static str>>>,
+}
+
+impl Counting {
+    fn note(&self, call: &'static str) {
+        self.calls.lock().expect("test lock").push(call);
+    }
+}
+
+impl duplex_server::socketio::Adapter for Counting {
+    fn add(&mut self, id: &str, room: String) {
+        self.note("add");
+        self.inner.add(id, room);
+    }
+    fn del(&mut self, id: &str, room: &str) {
+        self.note("del");
+        self.inner.del(id, room);
+    }
+    fn del_all(&mut self, id: &str) -> std::collections::HashSet<String> {
+        self.note("del_all");
+        self.inner.del_all(id)
+    }
+    fn socket_rooms(&self, id: &str) -> Option<&std::collections::HashSet<String>> {
+        self.inner.socket_rooms(id)
+    }
+    fn members(&self, room: &str) -> Option<&std::collections::HashSet<String>> {
+        self.inner.members(room)
+    }
+    fn rooms(&self) -> Vec<String> {
+        self.inner.rooms()
+    }
+    fn recovery_enabled(&self) -> bool {
+        self.inner.recovery_enabled()
+    }
+    fn next_offset(&mut self) -> Option<u64> {
+        self.inner.next_offset()
+    }
+    fn last_offset(&self) -> u64 {
+        self.inner.last_offset()
+    }
+    fn log(
+        &mut self,
+        offset: u64,
+        target: duplex_server::socketio::Target,
+        frames: Arc<[protocol::Frame]>,
+        now: protocol::Time,
+    ) {
+        self.note("log");
+        self.inner.log(offset, target, frames, now);
+    }
+    fn persist_session(
+        &mut self,
+        pid: &str,
+        session: duplex_server::socketio::Session,
+        now: protocol::Time,
+    ) {
+        self.note("persist_session");
+        self.inner.persist_session(pid, session, now);
+    }
+    fn persisted(
+        &mut self,
+        pid: &str,
+        now: protocol::Time,
+    ) -> Option<&duplex_server::socketio::Session> {
+        self.inner.persisted(pid, now)
+    }
+    fn restore_session(&mut self, pid: &str) -> Option<duplex_server::socketio::Session> {
+        self.note("restore_session");
+        self.inner.restore_session(pid)
+    }
+    fn missed(
+        &self,
+        offset: u64,
+        id: &str,
+        rooms: &std::collections::HashSet<String>,
+    ) -> Option<Vec<protocol::Frame>> {
+        self.inner.missed(offset, id, rooms)
+    }
+}
+
+/// Rooms, broadcasts and recovery go through the namespace's adapter.
+#[tokio::test]
+async fn a_namespace_keeps_its_rooms_and_sessions_in_its_adapter() {
+    let calls: Arc<Mutex<Vec<&'static str>>> = Arc::default();
+    let config = Config {
+        dist: std::env::temp_dir().join("duplex-no-bundle"),
+        recovery: Some(RecoveryConfig::default()),
+        ..Config::default()
+    };
+    let app = RoomsApp::default();
+    let disconnects = app.disconnects.clone();
+    let recorded = calls.clone();
+    let io = Io::builder(config.session_config())
+        .namespace("/", app)
+        .adapter(move |_, recovery| {
+            Box::new(Counting {
+                inner: duplex_server::socketio::InMemoryAdapter::new(recovery),
+                calls: recorded.clone(),
+            })
+        })
+        .build();
+    let listener = duplex_server::bind("127.0.0.1:0".parse().expect("address"))
+        .await
+        .expect("bind");
+    let url = format!(
+        "ws://{}/socket.io/?EIO=4&transport=websocket",
+        listener.local_addr().expect("addr")
+    );
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(duplex_server::serve(
+        listener,
+        config,
+        io.clone(),
+        shutdown.clone(),
+    ));
+    let server = Server {
+        url,
+        io,
+        shutdown,
+        task,
+        disconnects,
+    };
+    let mut reader = server.client(None).await;
+    let (reader_id, pid) = reader.sid_and_pid.clone();
+    reader.call("join", json!(["news"])).await;
+    let mut publisher = server.client(None).await;
+    publisher.call("to", json!([["news"], [], "hello"])).await;
+    let offset = offset_of(&reader.msg().await);
+    drop(reader);
+    wait_for_reason(&server, &reader_id).await;
+    let back = server
+        .client(Some(json!({"pid": pid.expect("pid"), "offset": offset})))
+        .await;
+    assert_eq!(back.sid(), reader_id, "recovered through the adapter");
+    let calls = calls.lock().expect("test lock").clone();
+    for call in [
+        "add",
+        "log",
+        "del_all",
+        "persist_session",
+        "restore_session",
+    ] {
+        assert!(
+            calls.contains(&call),
+            "{call} not asked of the adapter: {calls:?}"
+        );
+    }
+    server.stop().await;
+}

@@ -6,7 +6,7 @@ use protocol::Args;
 use protocol::event::{self, Event, EventError};
 
 use super::Io;
-use super::namespace::Target;
+use super::adapter::Target;
 use super::socket::Socket;
 
 /// An emit to several sockets of a namespace: `io.of("/").to("room").except("x")`.

@@ -13,9 +13,12 @@
 //! - `socket`: [`Socket`] and what goes to a connection's task;
 //! - `broadcast`: [`Broadcast`], emits to many sockets;
 //! - `handler`: [`Handler`] and what it receives and answers;
-//! - `namespace`: one namespace's sockets, rooms and recovery log;
+//! - `namespace`: one namespace's sockets and its adapter;
+//! - `adapter`: [`Adapter`], where rooms, departed sockets' sessions and the
+//!   recovery log live ([`InMemoryAdapter`] by default);
 //! - `machine`: [`SocketIoMachine`], one client's session.
 
+mod adapter;
 mod broadcast;
 mod handler;
 mod machine;
@@ -31,11 +34,11 @@ use protocol::session::ServerConfig;
 use protocol::{Args, Frame, Time, socketio};
 use serde_json::Value;
 
+pub use self::adapter::{Adapter, InMemoryAdapter, RecoveryConfig, Session, Target};
 pub use self::broadcast::Broadcast;
 pub use self::handler::{AckError, AckReply, AckResponse, ConnectRequest, Handler, IncomingEvent};
 pub use self::machine::SocketIoMachine;
-use self::namespace::{Namespace, Session};
-pub use self::namespace::{RecoveryConfig, Target};
+use self::namespace::Namespace;
 pub use self::socket::{AckRequest, Outbound, Socket};
 use self::socket::{Connection, SocketParts};
 pub use crate::engine::{DisconnectReason, Handshake, Headers, SendError};
@@ -60,10 +63,14 @@ pub struct SessionSettings {
     pub recovery: Option<RecoveryConfig>,
 }
 
+/// Makes the adapter of a namespace, given its name and the recovery settings.
+pub type AdapterFactory = dyn Fn(&str, Option<RecoveryConfig>) -> Box<dyn Adapter> + Send + Sync;
+
 /// Builds an [`Io`].
 pub struct IoBuilder {
     settings: SessionSettings,
     handlers: HashMap<String, Arc<dyn Handler>>,
+    adapter: Box<AdapterFactory>,
 }
 
 impl IoBuilder {
@@ -73,13 +80,24 @@ impl IoBuilder {
         self
     }
 
+    /// Keeps each namespace's rooms, departed sessions and recovery log in the
+    /// adapter `make` returns for it (by default an [`InMemoryAdapter`]).
+    pub fn adapter(
+        mut self,
+        make: impl Fn(&str, Option<RecoveryConfig>) -> Box<dyn Adapter> + Send + Sync + 'static,
+    ) -> Self {
+        self.adapter = Box::new(make);
+        self
+    }
+
     pub fn build(self) -> Arc<Io> {
         let recovery = self.settings.recovery;
         let namespaces = self
             .handlers
             .into_iter()
             .map(|(name, handler)| {
-                let state = Mutex::new(Namespace::new(recovery));
+                let adapter = (self.adapter)(&name, recovery);
+                let state = Mutex::new(Namespace::with_adapter(adapter));
                 (name, Nsp { handler, state })
             })
             .collect();
@@ -125,6 +143,7 @@ impl Io {
         IoBuilder {
             settings,
             handlers: HashMap::new(),
+            adapter: Box::new(|_, recovery| Box::new(InMemoryAdapter::new(recovery))),
         }
     }
 

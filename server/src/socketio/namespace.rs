@@ -1,85 +1,22 @@
-//! One namespace's live state: its sockets, their rooms, and — when connection
-//! state recovery is on — the log of packets recently sent, with the sessions of
-//! sockets that went away and may come back.
+//! One namespace's live state: its sockets, and its [`Adapter`] (rooms, and —
+//! when connection state recovery is on — the log of packets recently sent,
+//! with the sessions of sockets that went away and may come back).
 //!
-//! Everything here sits behind one lock per server (see `Io`), so "assign the next
-//! offset, log the packet, queue it for every recipient" is atomic: two emits
-//! reach every common recipient in offset order, and a socket recovering sees each
-//! packet exactly once — either replayed from the log or delivered live.
+//! Everything here sits behind the namespace's lock (see `Io`), so "assign the
+//! next offset, log the packet, queue it for every recipient" is atomic: two
+//! emits reach every common recipient in offset order, and a socket recovering
+//! sees each packet exactly once — either replayed from the log or delivered
+//! live.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
 
 use protocol::{Frame, Time};
-use serde_json::Value;
 
+use super::adapter::{Adapter, Session, Target};
+#[cfg(test)]
+use super::adapter::{InMemoryAdapter, RecoveryConfig};
 use super::socket::Socket;
-
-/// Which sockets of a namespace an emit goes to.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Target {
-    /// Sockets in any of these rooms; every socket when empty.
-    pub rooms: Vec<String>,
-    /// Minus sockets in any of these rooms.
-    pub except_rooms: Vec<String>,
-    /// Minus this socket (`socket.broadcast()`, `socket.to(room)`).
-    pub except_socket: Option<String>,
-}
-
-impl Target {
-    /// Whether socket `socket_id`, in `rooms` (and, implicitly, its own room),
-    /// is a recipient.
-    fn matches(&self, socket_id: &str, rooms: &HashSet<String>) -> bool {
-        if self.except_socket.as_deref() == Some(socket_id) {
-            return false;
-        }
-        let within = |r: &String| r == socket_id || rooms.contains(r);
-        if self.except_rooms.iter().any(within) {
-            return false;
-        }
-        self.rooms.is_empty() || self.rooms.iter().any(within)
-    }
-}
-
-/// Recovery settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RecoveryConfig {
-    /// How long a disconnected socket's session and missed packets are kept.
-    pub window: Duration,
-    /// Most packets kept in the log; older ones are dropped first, and a socket
-    /// whose offset fell out of the log starts fresh (and is told so).
-    pub max_packets: usize,
-}
-
-impl Default for RecoveryConfig {
-    fn default() -> Self {
-        RecoveryConfig {
-            window: Duration::from_secs(120),
-            max_packets: 10_000,
-        }
-    }
-}
-
-#[derive(Debug)]
-struct Logged {
-    offset: u64,
-    at: Time,
-    target: Target,
-    frames: Arc<[Frame]>,
-}
-
-/// What recovery restores of a socket: kept when it went away, for it to come
-/// back to, or taken from it when its client came back first.
-#[derive(Debug, Clone)]
-pub(crate) struct Session {
-    pub socket_id: String,
-    pub rooms: HashSet<String>,
-    pub data: Value,
-    /// The last offset logged before the socket joined: where a client that
-    /// never got an event with an offset resumes from.
-    pub base: u64,
-}
 
 /// A recovered session: what it had, the frames it missed, in order, and the
 /// socket it replaces if that one was still connected (its client reconnected
@@ -91,56 +28,29 @@ pub(crate) struct Recovered {
     pub replaced: Option<Socket>,
 }
 
-#[derive(Debug)]
-struct Recovery {
-    config: RecoveryConfig,
-    next_offset: u64,
-    log: VecDeque<Logged>,
-    /// Sessions of sockets that went away, by pid, with when.
-    saved: HashMap<String, (Session, Time)>,
-}
-
-impl Recovery {
-    fn prune(&mut self, now: Time) {
-        let window = self.config.window;
-        while self.log.front().is_some_and(|l| {
-            self.log.len() > self.config.max_packets || now.saturating_sub(l.at) > window
-        }) {
-            self.log.pop_front();
-        }
-        self.saved
-            .retain(|_, (_, at)| now.saturating_sub(*at) <= window);
-    }
-}
-
 /// The state of one namespace.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Namespace {
+    /// Socket id → socket: also the index of every socket's own room.
     sockets: HashMap<String, Socket>,
-    /// Room → ids of the sockets in it. Every socket is also in a room named by
-    /// its id; those rooms are implicit (`sockets` is their index), which spares
-    /// each connection two maps' entries.
-    rooms: HashMap<String, HashSet<String>>,
-    /// Socket id → the rooms it joined (not its own).
-    membership: HashMap<String, HashSet<String>>,
-    recovery: Option<Recovery>,
+    adapter: Box<dyn Adapter>,
 }
 
 impl Namespace {
+    #[cfg(test)]
     pub(crate) fn new(recovery: Option<RecoveryConfig>) -> Self {
+        Namespace::with_adapter(Box::new(InMemoryAdapter::new(recovery)))
+    }
+
+    pub(crate) fn with_adapter(adapter: Box<dyn Adapter>) -> Self {
         Namespace {
-            recovery: recovery.map(|config| Recovery {
-                config,
-                next_offset: 1,
-                log: VecDeque::new(),
-                saved: HashMap::new(),
-            }),
-            ..Namespace::default()
+            sockets: HashMap::new(),
+            adapter,
         }
     }
 
     pub(crate) fn recovery_enabled(&self) -> bool {
-        self.recovery.is_some()
+        self.adapter.recovery_enabled()
     }
 
     /// Adds `socket`, in its own room and `rooms`.
@@ -155,16 +65,7 @@ impl Namespace {
     /// Removes socket `id`; returns the rooms it had joined (not its own).
     pub(crate) fn remove(&mut self, id: &str) -> HashSet<String> {
         self.sockets.remove(id);
-        let rooms = self.membership.remove(id).unwrap_or_default();
-        for room in &rooms {
-            if let Some(members) = self.rooms.get_mut(room) {
-                members.remove(id);
-                if members.is_empty() {
-                    self.rooms.remove(room);
-                }
-            }
-        }
-        rooms
+        self.adapter.del_all(id)
     }
 
     pub(crate) fn join(&mut self, id: &str, room: String) {
@@ -172,14 +73,7 @@ impl Namespace {
             // Its own room needs no entry.
             return;
         }
-        self.rooms
-            .entry(room.clone())
-            .or_default()
-            .insert(id.to_owned());
-        self.membership
-            .entry(id.to_owned())
-            .or_default()
-            .insert(room);
+        self.adapter.add(id, room);
     }
 
     pub(crate) fn leave(&mut self, id: &str, room: &str) {
@@ -187,15 +81,7 @@ impl Namespace {
             // A socket is always in its own room.
             return;
         }
-        if let Some(members) = self.rooms.get_mut(room) {
-            members.remove(id);
-            if members.is_empty() {
-                self.rooms.remove(room);
-            }
-        }
-        if let Some(rooms) = self.membership.get_mut(id) {
-            rooms.remove(room);
-        }
+        self.adapter.del(id, room);
     }
 
     /// The rooms socket `id` is in, its own among them.
@@ -204,8 +90,8 @@ impl Namespace {
             return Vec::new();
         }
         let mut rooms: Vec<String> = self
-            .membership
-            .get(id)
+            .adapter
+            .socket_rooms(id)
             .map(|r| r.iter().cloned().collect())
             .unwrap_or_default();
         rooms.push(id.to_owned());
@@ -215,12 +101,8 @@ impl Namespace {
 
     /// All rooms with at least one socket (every socket's own room among them).
     pub(crate) fn room_names(&self) -> Vec<String> {
-        let mut rooms: Vec<String> = self
-            .rooms
-            .keys()
-            .chain(self.sockets.keys())
-            .cloned()
-            .collect();
+        let mut rooms = self.adapter.rooms();
+        rooms.extend(self.sockets.keys().cloned());
         rooms.sort();
         rooms.dedup();
         rooms
@@ -262,7 +144,7 @@ impl Namespace {
             // holds that socket.
             let mut ids: HashSet<&String> = HashSet::new();
             for room in &target.rooms {
-                if let Some(members) = self.rooms.get(room) {
+                if let Some(members) = self.adapter.members(room) {
                     ids.extend(members.iter());
                 }
                 if let Some((id, _)) = self.sockets.get_key_value(room) {
@@ -272,62 +154,53 @@ impl Namespace {
             Box::new(ids.into_iter().collect::<Vec<_>>().into_iter())
         };
         candidates
-            .filter(|id| target.matches(id, self.membership.get(*id).unwrap_or(&empty)))
+            .filter(|id| target.matches(id, self.adapter.socket_rooms(id).unwrap_or(&empty)))
             .filter_map(|id| self.sockets.get(id))
             .for_each(f);
     }
 
-    /// The next recovery offset, and logs `frames` under it, when recovery is on
-    /// (the caller appends the offset to the packet before encoding).
+    /// The next recovery offset, when recovery is on (the caller appends it to
+    /// the packet before encoding, then logs the frames under it).
     pub(crate) fn next_offset(&mut self) -> Option<u64> {
-        let recovery = self.recovery.as_mut()?;
-        let offset = recovery.next_offset;
-        recovery.next_offset += 1;
-        Some(offset)
+        self.adapter.next_offset()
     }
 
     /// The last offset assigned so far (0 before any): a joining socket's base.
     pub(crate) fn last_offset(&self) -> u64 {
-        self.recovery.as_ref().map_or(0, |r| r.next_offset - 1)
+        self.adapter.last_offset()
     }
 
     pub(crate) fn log(&mut self, offset: u64, target: Target, frames: Arc<[Frame]>, now: Time) {
-        if let Some(recovery) = &mut self.recovery {
-            recovery.log.push_back(Logged {
-                offset,
-                at: now,
-                target,
-                frames,
-            });
-            recovery.prune(now);
-        }
+        self.adapter.log(offset, target, frames, now);
     }
 
     /// Keeps what a departed socket needs to recover, under its private id.
     pub(crate) fn save(&mut self, pid: &str, session: Session, now: Time) {
-        if let Some(recovery) = &mut self.recovery {
-            recovery.prune(now);
-            recovery.saved.insert(pid.to_owned(), (session, now));
-        }
+        self.adapter.persist_session(pid, session, now);
     }
 
     /// Takes the session `pid` if it can be recovered from `offset` (the last
     /// offset its client got; `None` if it got none, then from the socket's
-    /// base): saved when its socket went away, or — when the client came back
-    /// before the server noticed the old transport was gone — its socket still
-    /// connected here, which is then taken out of the namespace (the caller
-    /// closes it) so that nothing more is queued for it. The session must be
-    /// within the window and every packet after the offset still in the log.
-    /// Returns it with the frames it missed, in order.
+    /// base): persisted when its socket went away, or — when the client came
+    /// back before the server noticed the old transport was gone — its socket
+    /// still connected here, which is then taken out of the namespace (the
+    /// caller closes it) so that nothing more is queued for it. The session
+    /// must be within the window and every packet after the offset still in
+    /// the log. Returns it with the frames it missed, in order.
     pub(crate) fn recover(
         &mut self,
         pid: &str,
         offset: Option<&str>,
         now: Time,
     ) -> Option<Recovered> {
-        let recovery = self.recovery.as_mut()?;
-        recovery.prune(now);
-        let live = match recovery.saved.get(pid) {
+        if !self.adapter.recovery_enabled() {
+            return None;
+        }
+        let persisted = self
+            .adapter
+            .persisted(pid, now)
+            .map(|s| (s.base, s.socket_id.clone(), s.rooms.clone()));
+        let live = match persisted {
             Some(_) => None,
             None => {
                 // A socket's pid starts with its id (see `pid_for`).
@@ -339,28 +212,38 @@ impl Namespace {
                 Some(socket.clone())
             }
         };
-        let base = match &live {
-            Some(socket) => socket.base_offset(),
-            None => recovery.saved.get(pid)?.0.base,
+        let base = match (&live, &persisted) {
+            (Some(socket), _) => socket.base_offset(),
+            (None, Some((base, _, _))) => *base,
+            (None, None) => return None,
         };
         let offset: u64 = match offset {
             Some(offset) => offset.parse().ok()?,
             None => base,
         };
-        // Packets after `offset` must all still be there: the oldest kept one must
-        // be at most offset + 1 (or nothing was sent since).
-        let complete = match recovery.log.front() {
-            Some(first) => first.offset <= offset + 1,
-            None => offset + 1 >= recovery.next_offset,
+        let (socket_id, mut rooms) = match &live {
+            Some(socket) => (
+                socket.id().to_owned(),
+                self.adapter
+                    .socket_rooms(socket.id())
+                    .cloned()
+                    .unwrap_or_default(),
+            ),
+            None => {
+                let (_, socket_id, rooms) = persisted?;
+                (socket_id, rooms)
+            }
         };
-        if !complete || offset >= recovery.next_offset {
-            // Not recoverable: a saved session is spent, a live socket left alone.
-            recovery.saved.remove(pid);
+        rooms.insert(socket_id.clone());
+        let Some(missed) = self.adapter.missed(offset, &socket_id, &rooms) else {
+            // Not recoverable: a persisted session is spent, a live socket left alone.
+            if live.is_none() {
+                self.adapter.restore_session(pid);
+            }
             return None;
-        }
-        let saved = match &live {
+        };
+        let session = match &live {
             Some(socket) => {
-                let socket_id = socket.id().to_owned();
                 let rooms = self.remove(&socket_id);
                 Session {
                     socket_id,
@@ -369,23 +252,14 @@ impl Namespace {
                     base,
                 }
             }
-            None => recovery.saved.remove(pid)?.0,
+            None => self.adapter.restore_session(pid)?,
         };
-        let recovery = self.recovery.as_ref()?;
-        let mut rooms = saved.rooms.clone();
-        rooms.insert(saved.socket_id.clone());
-        let missed = recovery
-            .log
-            .iter()
-            .filter(|l| l.offset > offset && l.target.matches(&saved.socket_id, &rooms))
-            .flat_map(|l| l.frames.iter().cloned())
-            .collect();
         // Until its client gets an event it presents no offset of its own: it
         // resumes from the one it recovered from.
         Some(Recovered {
             session: Session {
                 base: offset,
-                ..saved
+                ..session
             },
             missed,
             replaced: live,
@@ -404,6 +278,10 @@ pub(crate) fn pid_for(socket_id: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use serde_json::Value;
+
     use super::*;
 
     #[test]

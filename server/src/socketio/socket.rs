@@ -12,9 +12,9 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 
 use super::Io;
+use super::adapter::Target;
 use super::broadcast::Broadcast;
 use super::handler::{AckError, AckResponse};
-use super::namespace::Target;
 use crate::engine::{DisconnectReason, Handshake, Link, SendError};
 
 /// A request from a connection task to itself or from elsewhere in the server.
