@@ -38,9 +38,9 @@ use futures::{FutureExt, SinkExt, StreamExt};
 use gloo_net::websocket::futures::WebSocket;
 use gloo_net::websocket::{Message, WebSocketError};
 use gloo_timers::future::TimeoutFuture;
-use protocol::Frame;
 use protocol::session::client_transport::{Failure, Step, TransportConfig, Transports};
 use protocol::session::{ClientTransport, PathMemory};
+use protocol::{Frame, Time};
 use yew::prelude::*;
 
 use crate::browser;
@@ -320,6 +320,10 @@ async fn drive(
         }
         driver.memory.set(driver.transport.memory());
         if driver.conn.is_closed() {
+            if driver.transport.transport() == Some(protocol::session::Transport::WebSocket) {
+                // Its last frames (the goodbye after "Disconnect") go now.
+                driver.run_steps().await;
+            }
             break;
         }
         if driver.run_steps().await {
@@ -379,90 +383,108 @@ impl<R: Fn(Action)> Driver<R> {
             let Some(step) = self.transport.poll_step(now) else {
                 return false;
             };
-            match step {
-                Step::Open {
-                    transport,
-                    t,
-                    fallback,
-                } => {
-                    let url = match &t {
-                        None => self.endpoint.websocket_url(None),
-                        Some(t) => self.endpoint.polling_url(None, t),
-                    };
-                    if std::mem::take(&mut self.connecting) {
-                        (self.report)(Action::Connecting { url: url.clone() });
-                    }
-                    (self.report)(Action::Opening {
-                        transport: transport.into(),
-                        url: url.clone(),
-                        fallback,
-                    });
-                    if t.is_some() {
-                        self.io.get = Some(polling::get(&url));
-                    } else {
-                        match WebSocket::open(&url) {
-                            Ok(ws) => self.io.ws = Some(ws.split()),
-                            // A page policy may forbid WebSockets and not fetch:
-                            // polling may work.
-                            Err(err) => self
-                                .transport
-                                .websocket_failed(format!("cannot open a WebSocket: {err}"), now),
-                        }
-                    }
-                }
-                Step::Get { sid, t } => {
-                    self.io.get = Some(polling::get(&self.endpoint.polling_url(Some(&sid), &t)));
-                }
-                Step::Post { sid, t, payload } => {
-                    let url = self.endpoint.polling_url(Some(&sid), &t);
-                    self.io.post = Some(polling::post(&url, payload));
-                }
-                Step::Send(frame) => {
-                    // The session only makes frames once a transport's open packet
-                    // arrived, so the socket is open and `send` does not wait.
-                    if let Some((sink, _)) = &mut self.io.ws {
-                        if let Err(why) = send(sink, frame).await {
-                            self.transport.websocket_failed(why, now);
-                        }
-                    }
-                }
-                Step::Probe { sid, request } => {
-                    self.io.probe = Some(probe(self.endpoint.websocket_url(Some(&sid)), request));
-                }
+            // One place awaits: a frame on the WebSocket (or `5` on the probe's).
+            let (frame, upgrade) = match step {
+                Step::Send(frame) => (frame, false),
                 Step::Upgrade(frame) => {
                     // The probe's socket carries the session if `5` goes through.
                     self.io.ws = self.io.probe_ws.take();
-                    let sent = match &mut self.io.ws {
-                        Some((sink, _)) => send(sink, frame).await,
-                        None => Err(String::new()),
-                    };
-                    if sent.is_err() {
-                        self.io.ws = None;
+                    (frame, true)
+                }
+                step => {
+                    if self.step(step, now) {
+                        return true;
                     }
-                    self.transport.upgrade_sent(sent);
+                    continue;
                 }
-                Step::Upgraded => {
-                    // Polling's requests are over (none was in flight).
-                    self.io.get = None;
-                    self.io.post = None;
-                    (self.report)(Action::Upgraded);
+            };
+            // The session only makes frames once a transport's open packet
+            // arrived, so the socket is open and `send` does not wait.
+            let sent = match &mut self.io.ws {
+                Some((sink, _)) => send(sink, frame).await,
+                None if upgrade => Err("the probe's WebSocket is gone".to_owned()),
+                // No socket (yet): the frame is given up, as the session gave it up.
+                None => Ok(()),
+            };
+            if upgrade {
+                if sent.is_err() {
+                    self.io.ws = None;
                 }
-                Step::ProbeFailed(reason) => {
-                    self.io.probe = None;
-                    self.io.probe_ws = None;
-                    (self.report)(Action::ProbeFailed { reason });
-                }
-                Step::Close => close(std::mem::take(&mut self.io)),
-                Step::Lost(failure) => {
-                    let why = match failure {
-                        Failure::Transport(why) => why,
-                        Failure::Payload(err) => format!("invalid long-polling payload: {err}"),
-                    };
-                    self.conn.transport_closed(why, now);
-                    return true;
-                }
+                self.transport.upgrade_sent(sent);
+            } else if let Err(why) = sent {
+                self.transport.websocket_failed(why, now);
             }
         }
+    }
+
+    /// Carries out a step that does not wait. Returns whether the connection
+    /// was told its transport is lost.
+    fn step(&mut self, step: Step, now: Time) -> bool {
+        match step {
+            Step::Open {
+                transport,
+                t,
+                fallback,
+            } => {
+                let url = match &t {
+                    None => self.endpoint.websocket_url(None),
+                    Some(t) => self.endpoint.polling_url(None, t),
+                };
+                if std::mem::take(&mut self.connecting) {
+                    (self.report)(Action::Connecting { url: url.clone() });
+                }
+                (self.report)(Action::Opening {
+                    transport: transport.into(),
+                    url: url.clone(),
+                    fallback,
+                });
+                if t.is_some() {
+                    self.io.get = Some(polling::get(&url));
+                } else {
+                    match WebSocket::open(&url) {
+                        Ok(ws) => self.io.ws = Some(ws.split()),
+                        // A page policy may forbid WebSockets and not fetch:
+                        // polling may work.
+                        Err(err) => self
+                            .transport
+                            .websocket_failed(format!("cannot open a WebSocket: {err}"), now),
+                    }
+                }
+            }
+            Step::Get { sid, t } => {
+                self.io.get = Some(polling::get(&self.endpoint.polling_url(Some(&sid), &t)));
+            }
+            Step::Post { sid, t, payload } => {
+                let url = self.endpoint.polling_url(Some(&sid), &t);
+                self.io.post = Some(polling::post(&url, payload));
+            }
+            Step::Probe { sid, request } => {
+                self.io.probe = Some(probe(self.endpoint.websocket_url(Some(&sid)), request));
+            }
+            Step::Upgraded => {
+                // Polling's requests are over (none was in flight).
+                self.io.get = None;
+                self.io.post = None;
+                (self.report)(Action::Upgraded);
+            }
+            Step::ProbeFailed(reason) => {
+                self.io.probe = None;
+                self.io.probe_ws = None;
+                (self.report)(Action::ProbeFailed { reason });
+            }
+            Step::Close => close(std::mem::take(&mut self.io)),
+            Step::Lost(failure) => {
+                let why = match failure {
+                    Failure::Transport(why) => why,
+                    Failure::Payload(err) => format!("invalid long-polling payload: {err}"),
+                };
+                self.conn.transport_closed(why, now);
+                return true;
+            }
+            // Awaited by `run_steps`.
+            Step::Send(_) | Step::Upgrade(_) => {}
+        }
+        false
     }
 
     fn handle(&mut self, wake: Wake) {
@@ -504,31 +526,22 @@ impl<R: Fn(Action)> Driver<R> {
     }
 
     /// The session is closed: its last frames (the goodbye after "Disconnect")
-    /// go to the WebSocket, or on polling in one last POST after the one in
-    /// flight, within [`GOODBYE_TIMEOUT_MS`]. Then the transport closes.
+    /// went to a WebSocket already; on polling they go in one last POST, after
+    /// the one in flight, within [`GOODBYE_TIMEOUT_MS`]. Then the transport closes.
     async fn goodbye(mut self) {
         let last = self.transport.goodbye();
         let mut io = std::mem::take(&mut self.io);
         let in_flight = io.post.take();
-        let endpoint = self.endpoint;
-        let work = async {
+        let last_post = async move {
             if let Some(post) = in_flight {
                 let _ = post.await;
             }
-            for step in last {
-                match (step, &mut io.ws) {
-                    (Step::Send(frame), Some((sink, _))) => {
-                        let _ = send(sink, frame).await;
-                    }
-                    (Step::Post { sid, t, payload }, _) => {
-                        let _ = polling::post(&endpoint.polling_url(Some(&sid), &t), payload).await;
-                    }
-                    _ => {}
-                }
+            if let Some(Step::Post { sid, t, payload }) = last {
+                let _ = polling::post(&self.endpoint.polling_url(Some(&sid), &t), payload).await;
             }
         };
         futures::select_biased! {
-            () = work.fuse() => {}
+            () = last_post.fuse() => {}
             () = TimeoutFuture::new(GOODBYE_TIMEOUT_MS).fuse() => {}
         }
         // Only now is the GET aborted: the server reads the close packet first.

@@ -560,15 +560,24 @@ impl Driver {
     /// disconnect) and close the transport, within [`GOODBYE_TIMEOUT`]; then tell
     /// the handles and hand over the events received before the close.
     async fn goodbye(&mut self) {
+        // On a WebSocket the last frames are the machine's steps (nothing new
+        // starts there); on long-polling one last POST.
+        let now = self.now();
+        let mut frames = Vec::new();
+        if self.transport.transport() == Some(Transport::WebSocket) {
+            while let Some(step) = self.transport.poll_step(now) {
+                if let Step::Send(frame) = step {
+                    frames.push(frame);
+                }
+            }
+        }
         let last = self.transport.goodbye();
         let mut io = std::mem::take(&mut self.io);
         let endpoint = self.endpoint.clone();
         let work = async move {
             if let Some(ws) = &mut io.ws {
-                for step in last {
-                    if let Step::Send(frame) = step {
-                        ws.feed(transport::to_message(frame)).await?;
-                    }
+                for frame in frames {
+                    ws.feed(transport::to_message(frame)).await?;
                 }
                 tokio_tungstenite::WebSocketStream::close(ws, None).await?;
             } else {
@@ -577,10 +586,8 @@ impl Driver {
                 if let Some(post) = io.post.take() {
                     let _ = post.await;
                 }
-                for step in last {
-                    if let Step::Post { sid, t, payload } = step {
-                        let _ = transport::post(&endpoint, &sid, &t, payload).await;
-                    }
+                if let Some(Step::Post { sid, t, payload }) = last {
+                    let _ = transport::post(&endpoint, &sid, &t, payload).await;
                 }
             }
             Ok::<(), tungstenite::Error>(())

@@ -15,7 +15,8 @@
 //!   pauses (no new request starts, frames wait here), and when no request is in
 //!   flight `5` goes out on that WebSocket, which carries everything from then
 //!   on, starting with the frames that waited: no frame overtakes another. A
-//!   failed probe leaves the session on polling.
+//!   failed probe (refused, wrongly answered, or not answered within
+//!   [`TransportConfig::probe_timeout`]) leaves the session on polling.
 //! - [`Transports::WebSocketOrPolling`] (the browser): a WebSocket first; when it
 //!   fails before the server's open packet (a proxy refusing `Upgrade`), the same
 //!   attempt goes on over long-polling at once. What that teaches is kept in a
@@ -160,7 +161,8 @@ pub enum Step {
     Send(Frame),
     /// Open the probe WebSocket for the session `sid`, send `request` (`2probe`)
     /// on it and hand its first frame (or why there is none) to
-    /// [`ClientTransport::probe_done`]. Keep the socket.
+    /// [`ClientTransport::probe_done`]. Keep the socket. (The machine bounds
+    /// the wait.)
     Probe { sid: String, request: Frame },
     /// Send this frame (`5`) on the probe's WebSocket and tell
     /// [`ClientTransport::upgrade_sent`]; once sent, that socket is the transport
@@ -300,7 +302,7 @@ impl ClientTransport {
                     get: true,
                     ..Polling::default()
                 });
-                Some(self.cache_buster())
+                Some(cache_buster(self.config.seed, &mut self.requests))
             }
         };
         self.steps.push_back(Step::Open {
@@ -489,27 +491,26 @@ impl ClientTransport {
         self.steps.pop_front()
     }
 
-    /// The session is closed: what is left to send of what it queued (its close
-    /// packet), without starting anything new — on a WebSocket the frames not yet
-    /// handed over ([`Step::Send`]), on long-polling one last POST carrying them
-    /// all (to send after the POST in flight, if any; then close the transport).
-    pub fn goodbye(&mut self) -> Vec<Step> {
-        let mut last = Vec::new();
-        while let Some(step) = self.steps.pop_front() {
-            if let (Step::Send(_), Link::WebSocket) = (&step, &self.link) {
-                last.push(step);
-            }
+    /// The session is closed, on long-polling: one last POST carrying what it
+    /// left (its close packet), all of it, to send after the POST in flight if
+    /// any (then close the transport); `None` when nothing is left or the
+    /// transport is not long-polling. Nothing new starts. (On a WebSocket its
+    /// frames are ordinary [`Step::Send`]s.)
+    pub fn goodbye(&mut self) -> Option<Step> {
+        let (Link::Polling(_), Some(open)) = (&self.link, &self.open) else {
+            return None;
+        };
+        if self.queue.is_empty() {
+            return None;
         }
-        if let (Link::Polling(_), Some(open)) = (&self.link, &self.open) {
-            if !self.queue.is_empty() {
-                let sid = open.sid.clone();
-                let payload = engineio::frames_to_payload(&self.queue);
-                self.queue.clear();
-                let t = self.cache_buster();
-                last.push(Step::Post { sid, t, payload });
-            }
-        }
-        last
+        let sid = open.sid.clone();
+        let payload = engineio::frames_to_payload(&self.queue);
+        self.queue.clear();
+        Some(Step::Post {
+            sid,
+            t: cache_buster(self.config.seed, &mut self.requests),
+            payload,
+        })
     }
 
     /// Long-polling with the open packet in: the upgrade's last step when the
@@ -540,10 +541,9 @@ impl ClientTransport {
         let sid = &open.sid;
         if !polling.post && !self.queue.is_empty() {
             polling.post = true;
-            self.requests += 1;
             self.steps.push_back(Step::Post {
                 sid: sid.clone(),
-                t: cache_buster(self.config.seed, self.requests),
+                t: cache_buster(self.config.seed, &mut self.requests),
                 payload: engineio::take_payload(&mut self.queue, Some(open.max_payload)),
             });
         }
@@ -554,10 +554,9 @@ impl ClientTransport {
             .is_some_and(|max| self.queue.len() >= max);
         if !polling.get && !backlogged {
             polling.get = true;
-            self.requests += 1;
             self.steps.push_back(Step::Get {
                 sid: sid.clone(),
-                t: cache_buster(self.config.seed, self.requests),
+                t: cache_buster(self.config.seed, &mut self.requests),
             });
         }
         if may_probe && !polling.probed {
@@ -597,11 +596,6 @@ impl ClientTransport {
         self.close();
         self.steps.push_back(Step::Lost(failure));
     }
-
-    fn cache_buster(&mut self) -> String {
-        self.requests += 1;
-        cache_buster(self.config.seed, self.requests)
-    }
 }
 
 /// A duration in whole seconds or else milliseconds, as `Debug` writes them
@@ -612,17 +606,19 @@ struct DisplayDuration(Duration);
 impl std::fmt::Display for DisplayDuration {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let millis = u64::try_from(self.0.as_millis()).unwrap_or(u64::MAX);
-        if millis % 1000 == 0 {
-            write!(f, "{}s", millis / 1000)
+        let (n, unit) = if millis % 1000 == 0 {
+            (millis / 1000, "s")
         } else {
-            write!(f, "{millis}ms")
-        }
+            (millis, "ms")
+        };
+        write!(f, "{n}{unit}")
     }
 }
 
 /// A fresh `t=`: the seed and a request counter, so that no cache along the way
 /// can answer with an old response.
-fn cache_buster(seed: u64, requests: u64) -> String {
+fn cache_buster(seed: u64, requests: &mut u64) -> String {
+    *requests += 1;
     format!("{seed:x}.{requests}")
 }
 
