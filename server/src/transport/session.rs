@@ -200,7 +200,7 @@ impl<F: Factory> Endpoint<F> {
             active: ws.map(Box::new),
             probe: None,
             pending_get: None,
-            polls: Polls::default(),
+            polls: None,
             turn_time: None,
         };
         self.tracker
@@ -220,8 +220,9 @@ struct SessionTask<F: Factory> {
     probe: Option<Box<WebSocket>>,
     /// A long-polling GET waiting for frames.
     pending_get: Option<oneshot::Sender<Result<String, PollError>>>,
-    /// What makes long-polling requests safe to send again.
-    polls: Polls,
+    /// What makes long-polling requests safe to send again: allocated by the
+    /// first polling request, so a WebSocket session holds one word for it.
+    polls: Option<Box<Polls>>,
     /// The time of this turn of the task's loop, once read: one clock read
     /// for a message and the replies its handlers queue. Forgotten when the
     /// task waits.
@@ -578,14 +579,22 @@ impl<F: Factory> SessionTask<F> {
             Input::Get { reply, .. } if upgraded => {
                 let _ = reply.send(Err(PollError::Upgraded));
             }
-            Input::Get { reply, t } if t.is_some() && self.polls.is_answered(t.as_deref()) => {
+            Input::Get { reply, t }
+                if self
+                    .polls
+                    .as_deref()
+                    .is_some_and(|p| p.is_answered(t.as_deref())) =>
+            {
                 // Sent again: its first answer never arrived. The same frames.
-                let payload = self.polls.answered.as_ref().map(|a| a.1.clone());
+                let answered = self.polls.as_deref().and_then(|p| p.answered.as_ref());
+                let payload = answered.map(|(_, payload)| payload.clone());
                 let _ = reply.send(Ok(payload.unwrap_or_else(|| NOOP.to_owned())));
                 debug!(sid = %self.sid, "a polling GET sent again gets its answer again");
             }
             Input::Get { reply, t }
-                if self.pending_get.is_some() && t.is_some() && t == self.polls.pending_t =>
+                if self.pending_get.is_some()
+                    && t.is_some()
+                    && self.polls.as_deref().is_some_and(|p| p.pending_t == t) =>
             {
                 // Sent again while the first is still pending here: that one's
                 // connection is gone; this one waits in its place.
@@ -601,19 +610,22 @@ impl<F: Factory> SessionTask<F> {
             }
             Input::Get { reply, t } => {
                 // A new GET: the client got the previous answer.
-                self.polls.answered = None;
-                self.polls.pending_t = t;
+                let polls = self.polls.get_or_insert_with(Box::default);
+                polls.answered = None;
+                polls.pending_t = t;
                 self.pending_get = Some(reply);
             }
             Input::Post { reply, .. } if upgraded => {
                 let _ = reply.send(Err(PollError::Upgraded));
             }
-            Input::Post { reply, t, .. } if t.is_some() && t == self.polls.posted_t => {
+            Input::Post { reply, t, .. }
+                if t.is_some() && self.polls.as_deref().is_some_and(|p| p.posted_t == t) =>
+            {
                 // Sent again after it was taken: its packets are not taken twice.
                 let _ = reply.send(Ok(()));
             }
             Input::Post { body, reply, t } => {
-                self.polls.posted_t = t;
+                self.polls.get_or_insert_with(Box::default).posted_t = t;
                 let result = match protocol::engineio::payload_to_frames(&body) {
                     Ok(frames) => frames
                         .into_iter()
@@ -686,7 +698,7 @@ impl<F: Factory> SessionTask<F> {
                         match input {
                             Input::Get { reply, t } => {
                                 self.pending_get = Some(reply);
-                                self.polls.pending_t = t;
+                                self.polls.get_or_insert_with(Box::default).pending_t = t;
                                 break;
                             }
                             Input::Post { reply, .. } => {
@@ -714,8 +726,10 @@ impl<F: Factory> SessionTask<F> {
         let Some(get) = self.pending_get.take() else {
             return;
         };
-        if let Some(t) = self.polls.pending_t.take() {
-            self.polls.answered = Some(Box::new((t, payload.clone())));
+        if let Some(polls) = self.polls.as_deref_mut() {
+            if let Some(t) = polls.pending_t.take() {
+                polls.answered = Some((t, payload.clone()));
+            }
         }
         let _ = get.send(Ok(payload));
     }
@@ -729,8 +743,8 @@ struct Polls {
     /// The pending GET's.
     pending_t: Option<String>,
     /// The last GET answered: its `t` and its answer, until the next GET shows
-    /// that the client got it. Boxed: one word while there is none.
-    answered: Option<Box<(String, String)>>,
+    /// that the client got it.
+    answered: Option<(String, String)>,
     /// The last POST taken.
     posted_t: Option<String>,
 }
