@@ -229,9 +229,18 @@ pub struct ClientTransport {
     link: Link,
     /// The current transport's Engine.IO session, once its open packet arrived.
     open: Option<Opened>,
-    /// Frames waiting for a POST or for the upgrade.
+    /// Frames waiting for a POST or for the upgrade, or (on a WebSocket) to be
+    /// handed over as [`Step::Send`]s.
     queue: VecDeque<Frame>,
-    steps: VecDeque<Step>,
+    /// Steps waiting for the shell, taken in this order by [`poll_step`](Self::poll_step)
+    /// before the sends and requests (flags rather than a queue of steps: at
+    /// most one of each can be pending, and it is smaller code in the browser
+    /// bundle).
+    close_pending: bool,
+    open_pending: Option<Step>,
+    lost: Option<Failure>,
+    probe_failure: Option<String>,
+    upgraded: bool,
     /// When the transport being opened must have brought the open packet.
     opening_deadline: Option<Time>,
     /// Why this attempt's WebSocket failed, while the attempt goes on over polling.
@@ -248,7 +257,11 @@ impl ClientTransport {
             link: Link::None,
             open: None,
             queue: VecDeque::new(),
-            steps: VecDeque::new(),
+            close_pending: false,
+            open_pending: None,
+            lost: None,
+            probe_failure: None,
+            upgraded: false,
             opening_deadline: None,
             fell_back: None,
             requests: 0,
@@ -305,7 +318,7 @@ impl ClientTransport {
                 Some(cache_buster(self.config.seed, &mut self.requests))
             }
         };
-        self.steps.push_back(Step::Open {
+        self.open_pending = Some(Step::Open {
             transport: kind,
             t,
             fallback,
@@ -316,8 +329,9 @@ impl ClientTransport {
     /// and sockets close, and the frames it did not send are dropped.
     pub fn close(&mut self) {
         if !matches!(self.link, Link::None) {
-            self.steps.push_back(Step::Close);
+            self.close_pending = true;
         }
+        self.open_pending = None;
         self.link = Link::None;
         self.open = None;
         self.queue.clear();
@@ -327,8 +341,7 @@ impl ClientTransport {
     /// A frame from the session, to send on the current transport.
     pub fn send(&mut self, frame: Frame) {
         match &self.link {
-            Link::WebSocket => self.steps.push_back(Step::Send(frame)),
-            Link::Polling(_) => self.queue.push_back(frame),
+            Link::WebSocket | Link::Polling(_) => self.queue.push_back(frame),
             // No transport: the session has already given the frame up.
             Link::None => {}
         }
@@ -433,10 +446,8 @@ impl ClientTransport {
             Ok(()) => {
                 self.link = Link::WebSocket;
                 self.memory.upgraded();
-                self.steps.push_back(Step::Upgraded);
-                while let Some(frame) = self.queue.pop_front() {
-                    self.steps.push_back(Step::Send(frame));
-                }
+                // The frames that waited follow, as sends.
+                self.upgraded = true;
             }
             Err(why) => self.probe_failed(why),
         }
@@ -485,10 +496,26 @@ impl ClientTransport {
 
     /// The next thing for the shell to do, at `now`.
     pub fn poll_step(&mut self, now: Time) -> Option<Step> {
-        if self.steps.is_empty() {
-            self.advance(now);
+        if std::mem::take(&mut self.close_pending) {
+            return Some(Step::Close);
         }
-        self.steps.pop_front()
+        if let Some(open) = self.open_pending.take() {
+            return Some(open);
+        }
+        if let Some(failure) = self.lost.take() {
+            return Some(Step::Lost(failure));
+        }
+        if let Some(why) = self.probe_failure.take() {
+            return Some(Step::ProbeFailed(why));
+        }
+        if std::mem::take(&mut self.upgraded) {
+            return Some(Step::Upgraded);
+        }
+        match self.link {
+            Link::WebSocket => self.queue.pop_front().map(Step::Send),
+            Link::Polling(_) => self.advance(now),
+            Link::None => None,
+        }
     }
 
     /// The session is closed, on long-polling: one last POST carrying what it
@@ -516,33 +543,28 @@ impl ClientTransport {
     /// Long-polling with the open packet in: the upgrade's last step when the
     /// pause found no request in flight, else a POST for what waits, a GET always
     /// waiting, and the probe when the server offers the upgrade.
-    fn advance(&mut self, now: Time) {
-        let Some(open) = &self.open else {
-            return;
-        };
+    fn advance(&mut self, now: Time) -> Option<Step> {
+        let open = self.open.as_ref()?;
         let may_probe = match self.config.transports {
             Transports::PollingThenUpgrade => true,
             Transports::WebSocketOrPolling => self.memory.may_probe(),
             Transports::WebSocketOnly | Transports::PollingOnly => false,
         } && open.upgradable;
         let Link::Polling(polling) = &mut self.link else {
-            return;
+            return None;
         };
         match polling.upgrade {
             Upgrade::Paused if !polling.get && !polling.post => {
                 polling.upgrade = Upgrade::Sending;
-                self.steps
-                    .push_back(Step::Upgrade(Packet::Upgrade.into_frame()));
-                return;
+                return Some(Step::Upgrade(Packet::Upgrade.into_frame()));
             }
-            Upgrade::Paused | Upgrade::Sending => return,
+            Upgrade::Paused | Upgrade::Sending => return None,
             Upgrade::None | Upgrade::Probing => {}
         }
-        let sid = &open.sid;
         if !polling.post && !self.queue.is_empty() {
             polling.post = true;
-            self.steps.push_back(Step::Post {
-                sid: sid.clone(),
+            return Some(Step::Post {
+                sid: open.sid.clone(),
                 t: cache_buster(self.config.seed, &mut self.requests),
                 payload: engineio::take_payload(&mut self.queue, Some(open.max_payload)),
             });
@@ -554,8 +576,8 @@ impl ClientTransport {
             .is_some_and(|max| self.queue.len() >= max);
         if !polling.get && !backlogged {
             polling.get = true;
-            self.steps.push_back(Step::Get {
-                sid: sid.clone(),
+            return Some(Step::Get {
+                sid: open.sid.clone(),
                 t: cache_buster(self.config.seed, &mut self.requests),
             });
         }
@@ -563,11 +585,12 @@ impl ClientTransport {
             polling.probed = true;
             polling.upgrade = Upgrade::Probing;
             polling.probe_deadline = Some(now + self.config.probe_timeout);
-            self.steps.push_back(Step::Probe {
-                sid: sid.clone(),
+            return Some(Step::Probe {
+                sid: open.sid.clone(),
                 request: Packet::Ping("probe".to_owned()).into_frame(),
             });
         }
+        None
     }
 
     fn probe_failed(&mut self, why: String) {
@@ -576,7 +599,7 @@ impl ClientTransport {
             polling.probe_deadline = None;
         }
         self.memory.probe_failed();
-        self.steps.push_back(Step::ProbeFailed(why));
+        self.probe_failure = Some(why);
     }
 
     /// A polling request failed: the transport is lost. After a failed WebSocket
@@ -594,7 +617,7 @@ impl ClientTransport {
 
     fn lose(&mut self, failure: Failure) {
         self.close();
-        self.steps.push_back(Step::Lost(failure));
+        self.lost = Some(failure);
     }
 }
 
