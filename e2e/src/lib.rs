@@ -3,7 +3,6 @@
 //! their harness, in layers:
 //!
 //! - `http`: a minimal HTTP/1.1 client (one request per connection), enough for chromedriver
-//! - `base64`: the decoder for WebDriver's base64 screenshots
 //! - `webdriver`: a W3C WebDriver client: the chromedriver process, sessions, elements, polling
 //! - `server`: the duplex server on an ephemeral port, on a tokio runtime of its own (the
 //!   `server` feature, on by default)
@@ -20,7 +19,6 @@
 //! no bundle, only Node.js and `npm ci` in `interop/`:
 //! `cargo test -p duplex-e2e --test chaos -- --nocapture`.
 
-pub mod base64;
 #[cfg(feature = "chaos")]
 pub mod chaos;
 pub mod http;

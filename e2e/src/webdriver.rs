@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
-use crate::{base64, http};
+use crate::http;
 
 /// The key under which W3C WebDriver returns an element reference.
 const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
@@ -414,7 +414,8 @@ impl Session {
         let encoded = reply
             .as_str()
             .with_context(|| format!("screenshot reply is not a string: {reply}"))?;
-        let png = base64::decode(encoded).context("screenshot is not valid base64")?;
+        let png =
+            protocol::base64::decode(encoded.trim()).context("screenshot is not valid base64")?;
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use duplex_e2e::webdriver::{Check, poll_until};
-use duplex_e2e::{ChromeDriver, Session, TestServer, base64, with_screenshot_on_failure};
+use duplex_e2e::{ChromeDriver, Session, TestServer, with_screenshot_on_failure};
 use serde_json::Value;
 
 /// Generous: a cold Chromium compiling the wasm bundle on a busy 2-core machine is slow.
@@ -42,7 +42,7 @@ fn page_connects_gets_the_news_and_the_echo() -> Result<()> {
         page.wait_for_text("#transport", |text| text.trim() == "websocket", TIMEOUT)?;
         page.wait_for_text("#hs-status", |text| text.contains("101"), TIMEOUT)?;
         let accept = page.wait_for_text("#hs-accept", |text| !text.trim().is_empty(), TIMEOUT)?;
-        let digest = base64::decode(accept.trim())
+        let digest = protocol::base64::decode(accept.trim())
             .with_context(|| format!("#hs-accept {accept:?} is not base64"))?;
         ensure!(
             digest.len() == 20,

@@ -512,10 +512,11 @@ fn has_token(headers: &HeaderMap, name: &header::HeaderName, token: &str) -> boo
 /// `Sec-WebSocket-Accept` for a `Sec-WebSocket-Key` (RFC 6455 §4.2.2): the base64 of
 /// the SHA-1 of the key followed by the protocol's GUID.
 pub fn websocket_accept(key: &str) -> String {
-    let mut sha = sha1_smol::Sha1::new();
+    use sha1::Digest;
+    let mut sha = sha1::Sha1::new();
     sha.update(key.trim().as_bytes());
     sha.update(WEBSOCKET_GUID.as_bytes());
-    protocol::base64::encode(&sha.digest().bytes())
+    protocol::base64::encode(&sha.finalize())
 }
 
 #[cfg(test)]
