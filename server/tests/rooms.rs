@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::{PATIENCE, RawClient};
 use duplex_server::Config;
 use duplex_server::socketio::RecoveryConfig;
-use duplex_server::socketio::{DisconnectReason, Handler, IncomingEvent, Io, Socket};
+use duplex_server::socketio::{DisconnectReason, Handler, IncomingEvent, Io, IoBuilder, Socket};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -87,15 +87,18 @@ impl Server {
     }
 
     async fn start_with(config: Config) -> Server {
+        Server::start_built(config, |builder| builder).await
+    }
+
+    /// Starts the test app with `config`, its `Io` built through `build`.
+    async fn start_built(config: Config, build: impl FnOnce(IoBuilder) -> IoBuilder) -> Server {
         let config = Config {
             dist: std::env::temp_dir().join("duplex-no-bundle"),
             ..config
         };
         let app = RoomsApp::default();
         let disconnects = app.disconnects.clone();
-        let io = Io::builder(config.session_config())
-            .namespace("/", app)
-            .build();
+        let io = build(Io::builder(config.session_config()).namespace("/", app)).build();
         let listener = duplex_server::bind("127.0.0.1:0".parse().expect("address"))
             .await
             .expect("bind");
@@ -768,44 +771,20 @@ impl duplex_server::socketio::Adapter for Counting {
 #[tokio::test]
 async fn a_namespace_keeps_its_rooms_and_sessions_in_its_adapter() {
     let calls: Arc<Mutex<Vec<&'static str>>> = Arc::default();
+    let recorded = calls.clone();
     let config = Config {
-        dist: std::env::temp_dir().join("duplex-no-bundle"),
         recovery: Some(RecoveryConfig::default()),
         ..Config::default()
     };
-    let app = RoomsApp::default();
-    let disconnects = app.disconnects.clone();
-    let recorded = calls.clone();
-    let io = Io::builder(config.session_config())
-        .namespace("/", app)
-        .adapter(move |_, recovery| {
+    let server = Server::start_built(config, |builder| {
+        builder.adapter(move |_, recovery| {
             Box::new(Counting {
                 inner: duplex_server::socketio::InMemoryAdapter::new(recovery),
                 calls: recorded.clone(),
             })
         })
-        .build();
-    let listener = duplex_server::bind("127.0.0.1:0".parse().expect("address"))
-        .await
-        .expect("bind");
-    let url = format!(
-        "ws://{}/socket.io/?EIO=4&transport=websocket",
-        listener.local_addr().expect("addr")
-    );
-    let shutdown = CancellationToken::new();
-    let task = tokio::spawn(duplex_server::serve(
-        listener,
-        config,
-        io.clone(),
-        shutdown.clone(),
-    ));
-    let server = Server {
-        url,
-        io,
-        shutdown,
-        task,
-        disconnects,
-    };
+    })
+    .await;
     let mut reader = server.client(None).await;
     let (reader_id, pid) = reader.sid_and_pid.clone();
     reader.call("join", json!(["news"])).await;
