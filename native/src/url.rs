@@ -2,6 +2,7 @@
 //! targets built from them (`/socket.io/?EIO=4&transport=polling&t=..&sid=..`).
 
 use protocol::engineio;
+use tokio_tungstenite::tungstenite::http::Uri;
 
 use crate::Error;
 
@@ -21,34 +22,36 @@ impl Endpoint {
     /// options.
     pub fn parse(base_url: &str, path: &str) -> Result<Endpoint, Error> {
         let invalid = |why: &str| Error::InvalidUrl(format!("{base_url:?}: {why}"));
-        let (scheme, rest) = base_url
-            .split_once("://")
-            .ok_or_else(|| invalid("expected http://host:port"))?;
-        match scheme.to_ascii_lowercase().as_str() {
-            "http" | "ws" => {}
-            "https" | "wss" => return Err(invalid("TLS is not supported")),
-            _ => return Err(invalid("the scheme must be http or ws")),
+        // `http::Uri` (the one tungstenite uses) reads the URL; the rules here
+        // are what this client accepts of it.
+        let uri: Uri = base_url.parse().map_err(|e| invalid(&format!("{e}")))?;
+        match uri.scheme_str().map(str::to_ascii_lowercase).as_deref() {
+            Some("http" | "ws") => {}
+            Some("https" | "wss") => return Err(invalid("TLS is not supported")),
+            Some(_) => return Err(invalid("the scheme must be http or ws")),
+            None => return Err(invalid("expected http://host:port")),
         }
-        let authority = rest.strip_suffix('/').unwrap_or(rest);
-        if authority.contains(['/', '?', '#', '@']) {
+        let authority = uri
+            .authority()
+            .ok_or_else(|| invalid("expected http://host:port"))?;
+        if authority.as_str().contains('@')
+            || !matches!(uri.path(), "" | "/")
+            || uri.query().is_some()
+        {
             return Err(invalid(
                 "only scheme, host and port are allowed (no path, query or user)",
             ));
         }
-        let (host, port) = match authority.rsplit_once(':') {
-            // `[::1]` alone: the colons are inside the brackets.
-            Some((_, p)) if authority.starts_with('[') && !authority.ends_with(']') => {
-                let host = &authority[..authority.len() - p.len() - 1];
-                (host, p.parse().map_err(|_| invalid("invalid port"))?)
-            }
-            Some((h, p)) if !authority.starts_with('[') => {
-                (h, p.parse().map_err(|_| invalid("invalid port"))?)
-            }
-            _ => (authority, 80),
-        };
+        let host = authority.host();
         if host.is_empty() {
             return Err(invalid("no host"));
         }
+        let port = match authority.port() {
+            Some(port) => port.as_u16(),
+            // Something after the host that is not a port number.
+            None if authority.as_str() != host => return Err(invalid("invalid port")),
+            None => 80,
+        };
         let mut path = path.trim_matches('/').to_owned();
         path = if path.is_empty() {
             "/".to_owned()
