@@ -9,20 +9,17 @@
 //! closely as the scheduler allows); it is printed, and a failure names it. Needs the
 //! bundle (`DUPLEX_DIST`), Chromium and chromedriver: run it with `cargo xtask test`.
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use duplex_e2e::chaos::seed_from_env;
 use duplex_e2e::webdriver::{Check, poll_until};
 use duplex_e2e::{
-    ChaosConfig, ChaosProxy, ChromeDriver, Session, server::dist_from_env,
+    ChaosConfig, ChaosProxy, ChromeDriver, Session, TestServer, server::dist_from_env,
     with_screenshot_on_failure,
 };
 use duplex_server::socketio::RecoveryConfig;
 use serde_json::{Value, json};
-use tokio::runtime::Runtime;
-use tokio_util::sync::CancellationToken;
 
 /// How long the network misbehaves while news is published.
 const CHAOS: Duration = Duration::from_secs(30);
@@ -48,8 +45,8 @@ fn the_page_behind_a_chaotic_network_shows_every_news_item_once_in_order() -> Re
         shutdown_timeout: Duration::from_secs(5),
         ..duplex_server::Config::default()
     };
-    let (addr, shutdown) = start_server(&rt, config)?;
-    let _stop = shutdown.clone().drop_guard();
+    let server = TestServer::start_with(config)?;
+    let addr = server.addr();
     let proxy = rt.block_on(ChaosProxy::start(
         addr,
         ChaosConfig {
@@ -132,7 +129,7 @@ fn the_page_behind_a_chaotic_network_shows_every_news_item_once_in_order() -> Re
     });
     page.delete()?;
     drop(proxy);
-    shutdown.cancel();
+    drop(server);
     result
 }
 
@@ -207,20 +204,6 @@ fn check(items: &[String]) -> Report {
         }
     }
     report
-}
-
-/// The server on an ephemeral port of `127.0.0.1`, on `rt`; cancel the token to stop it.
-fn start_server(
-    rt: &Runtime,
-    config: duplex_server::Config,
-) -> Result<(SocketAddr, CancellationToken)> {
-    let listener = rt
-        .block_on(duplex_server::bind(SocketAddr::from(([127, 0, 0, 1], 0))))
-        .context("cannot bind the server")?;
-    let addr = listener.local_addr()?;
-    let shutdown = CancellationToken::new();
-    rt.spawn(duplex_server::run(listener, config, shutdown.clone()));
-    Ok((addr, shutdown))
 }
 
 #[test]

@@ -144,19 +144,6 @@ async fn handle<F: Factory>(
             );
         }
         Body::Bytes(bytes) => Some(bytes),
-        // A POST whose body could not be read in full: the client's connection
-        // failed in the middle of it (its Content-Length was checked above).
-        Body::None if method == Method::POST => {
-            let sid = query::parse(&raw_query).ok().and_then(|q| q.sid);
-            if let Some(session) = sid.and_then(|sid| endpoint.lookup(&sid)) {
-                let _ = session.send(Input::PostFailed);
-            }
-            info!(?remote, "polling POST cut before its body was complete");
-            return cors(
-                status_json(StatusCode::BAD_REQUEST, 3, "request body incomplete"),
-                origin.as_ref(),
-            );
-        }
         Body::None => None,
     };
     if method == Method::OPTIONS {
@@ -198,9 +185,16 @@ async fn handle<F: Factory>(
         (TransportKind::Polling, Some(sid)) => match endpoint.lookup(&sid) {
             None => refuse(&HandshakeError::UnknownSid, &raw_query),
             Some(session) if method == Method::GET => poll_get(&session, query.t).await,
-            Some(session) if method == Method::POST => {
-                poll_post(&session, body.unwrap_or_default(), query.t).await
-            }
+            Some(session) if method == Method::POST => match body {
+                Some(body) => poll_post(&session, body, query.t).await,
+                // Its Content-Length was checked: the body could not be read in
+                // full because the client's connection failed in the middle.
+                None => {
+                    let _ = session.send(Input::PostFailed);
+                    info!(?remote, %sid, "polling POST cut before its body was complete");
+                    status_json(StatusCode::BAD_REQUEST, 3, "request body incomplete")
+                }
+            },
             Some(_) => refuse(&HandshakeError::BadMethod, &raw_query),
         },
     };
