@@ -3,16 +3,20 @@
 //!
 //! - [`query`]: validation of the Engine.IO query (`EIO`, `transport`, `sid`), with
 //!   the error codes and messages the reference server answers.
-//! - [`session`]: [`Endpoint`], the live sessions of one mount point, and the task
-//!   that drives each session over WebSocket, long-polling, and the upgrade between
-//!   them.
+//! - [`endpoint`]: [`Endpoint`], the live sessions of one mount point by sid.
+//! - `session`: the task that drives each session over WebSocket, long-polling,
+//!   and the upgrade between them; `inbox`: the bounded queue through which the
+//!   routes hand it polling requests and upgrades.
 //! - [`routes`]: the warp filters of an Engine.IO mount point (`/socket.io/`).
 //! - [`ws`]: the WebSocket upgrade and the connection after it, framed by
 //!   `protocol::websocket` over a read buffer shared by the connections of a thread.
 
+pub mod endpoint;
+mod inbox;
 pub mod query;
 pub mod routes;
-pub mod session;
+mod session;
 pub mod ws;
 
-pub use session::Endpoint;
+pub use endpoint::Endpoint;
+pub use inbox::PollError;

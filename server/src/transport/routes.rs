@@ -14,8 +14,9 @@ use warp::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use warp::reply::Response;
 use warp::{Filter, Reply};
 
+use super::endpoint::Endpoint;
+use super::inbox::{Inbox, Input, PollError};
 use super::query::{self, HandshakeError, TransportKind};
-use super::session::{Endpoint, Inbox, Input, PollError};
 use super::ws::{self, Upgrade, websocket_accept};
 use crate::config::OriginPolicy;
 use crate::engine::Factory;

@@ -1,4 +1,4 @@
-//! The task behind every Engine.IO session, and the registry of live sessions.
+//! The task behind every Engine.IO session.
 //!
 //! The task owns its [`Machine`] (the sans-I/O session and the application on top)
 //! and whatever transport the session has right now: a WebSocket, or a pending
@@ -14,8 +14,7 @@
 //! WebSocket a write that blocks (a client that stopped reading) is abandoned as
 //! soon as the application's queue overflows and pulls the kill switch.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::FutureExt;
@@ -23,16 +22,14 @@ use protocol::engineio::frames_to_payload;
 use protocol::session::{CloseReason, Probe, ProtocolError, Transport};
 use protocol::websocket::{FrameError, Message};
 use protocol::{Frame, Time};
-use thiserror::Error;
 use tokio::sync::oneshot;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
+use super::endpoint::Endpoint;
+use super::inbox::{Inbox, InboxReceiver, Input, PollError};
 use super::ws::{WebSocket, WsError};
-use crate::engine::{DisconnectReason, Factory, Handshake, LinkReceiver, Machine};
-use crate::queue::{BoundedQueue, Refused};
-use crate::stop::{Stop, Watch};
+use crate::engine::{DisconnectReason, Factory, LinkReceiver, Machine};
+use crate::stop::Watch;
 
 /// How long the final frames (the close packet) may take to go out.
 const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
@@ -55,161 +52,7 @@ const PROBE_GRACE: Duration = Duration::from_millis(5);
 /// A noop packet: what a long-polling GET gets when it must return with nothing.
 const NOOP: &str = "6";
 
-/// Most requests waiting in a session's [`Inbox`]. Each polling request waits for
-/// its reply, so a client has at most a GET, a POST and an upgrade in flight.
-const INBOX: usize = 8;
-
-/// Requests from the routes to a session's task.
-#[derive(Debug)]
-pub(crate) enum Input {
-    /// A long-polling GET, with its cache buster (`t`).
-    Get {
-        reply: oneshot::Sender<Result<String, PollError>>,
-        t: Option<String>,
-    },
-    Post {
-        body: String,
-        reply: oneshot::Sender<Result<(), PollError>>,
-        t: Option<String>,
-    },
-    Upgrade(Box<WebSocket>),
-    /// A POST's connection failed before its body was complete: the client
-    /// saw the request fail and gives this transport up.
-    PostFailed,
-}
-
-/// Why a polling request was refused (HTTP 400 with this message).
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum PollError {
-    #[error("session upgraded to websocket: polling is closed")]
-    Upgraded,
-    #[error("a GET is already pending for this session")]
-    DuplicateGet,
-    #[error("invalid payload: {0}")]
-    BadPayload(String),
-    #[error("session closed")]
-    Closed,
-    #[error("too many requests waiting for this session")]
-    Busy,
-}
-
-/// The routes' requests to one session's task: at most [`INBOX`] waiting; past
-/// that a request is refused (400). WebSocket sessions almost never get one, and
-/// the queue allocates only when one arrives ([`BoundedQueue`]).
-#[derive(Debug)]
-pub(crate) struct Inbox(BoundedQueue<Input>);
-
-impl Inbox {
-    fn new() -> Self {
-        Inbox(BoundedQueue::new(INBOX))
-    }
-
-    /// Queues `input` for the session's task. Refused (and dropped, which answers
-    /// it) if the session ended or [`INBOX`] requests are waiting already.
-    pub(crate) fn send(&self, input: Input) -> Result<(), PollError> {
-        self.0.push(input).map_err(|refused| match refused {
-            Refused::Closed => PollError::Closed,
-            Refused::Full => PollError::Busy,
-        })
-    }
-
-    /// The next request. Cancel-safe: a request stays queued until returned.
-    async fn recv(&self) -> Input {
-        self.0.pop().await
-    }
-}
-
-/// The task's end of an [`Inbox`]: when the task ends, however it ends, the
-/// inbox refuses new requests and the waiting ones are answered (dropped).
-struct InboxReceiver(Arc<Inbox>);
-
-impl Drop for InboxReceiver {
-    fn drop(&mut self) {
-        self.0.0.close();
-    }
-}
-
-/// The live sessions of one mount point and the factory that opens them.
-pub struct Endpoint<F: Factory> {
-    factory: Arc<F>,
-    sessions: Mutex<HashMap<String, Arc<Inbox>>>,
-    tracker: TaskTracker,
-    /// Fired once the server's shutdown token is cancelled: what the session
-    /// tasks watch (cheaply, see [`Stop`]).
-    shutdown: Stop,
-}
-
-impl<F: Factory> Endpoint<F> {
-    /// Must be called within a tokio runtime: a task relays `shutdown` to the
-    /// sessions.
-    pub fn new(factory: Arc<F>, tracker: TaskTracker, shutdown: CancellationToken) -> Arc<Self> {
-        let endpoint = Arc::new(Endpoint {
-            factory,
-            sessions: Mutex::new(HashMap::new()),
-            tracker,
-            shutdown: Stop::new(),
-        });
-        let relay = Arc::downgrade(&endpoint);
-        tokio::spawn(async move {
-            shutdown.cancelled().await;
-            if let Some(endpoint) = relay.upgrade() {
-                endpoint.shutdown.fire();
-            }
-        });
-        endpoint
-    }
-
-    pub fn factory(&self) -> &F {
-        &self.factory
-    }
-
-    fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Inbox>>> {
-        // A std Mutex: held only to insert, remove or clone a sender.
-        self.sessions
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// The task of session `sid`, if it is live.
-    pub(crate) fn lookup(&self, sid: &str) -> Option<Arc<Inbox>> {
-        self.sessions().get(sid).cloned()
-    }
-
-    /// How many sessions are live.
-    pub fn session_count(&self) -> usize {
-        self.sessions().len()
-    }
-
-    /// Opens a session over `transport` and starts its task. For WebSocket, `ws`
-    /// is the upgraded socket.
-    pub(crate) fn open(
-        self: &Arc<Self>,
-        transport: Transport,
-        ws: Option<WebSocket>,
-        handshake: Handshake,
-    ) -> Arc<Inbox> {
-        let sid = crate::sid::generate();
-        let (machine, commands) = self.factory.open(sid.clone(), transport, handshake);
-        let inbox = Arc::new(Inbox::new());
-        self.sessions().insert(sid.clone(), inbox.clone());
-        info!(%sid, ?transport, "session opened");
-        let task = SessionTask {
-            endpoint: self.clone(),
-            sid,
-            machine,
-            active: ws.map(Box::new),
-            probe: None,
-            pending_get: None,
-            polls: None,
-            turn_time: None,
-        };
-        self.tracker
-            .spawn(task.run(commands, InboxReceiver(inbox.clone())));
-        inbox
-    }
-}
-
-struct SessionTask<F: Factory> {
+pub(super) struct SessionTask<F: Factory> {
     endpoint: Arc<Endpoint<F>>,
     sid: String,
     machine: F::Machine,
@@ -230,10 +73,29 @@ struct SessionTask<F: Factory> {
 }
 
 impl<F: Factory> SessionTask<F> {
+    /// The task of a session just opened; `ws` is its WebSocket if it opened on one.
+    pub(super) fn new(
+        endpoint: Arc<Endpoint<F>>,
+        sid: String,
+        machine: F::Machine,
+        ws: Option<WebSocket>,
+    ) -> Self {
+        SessionTask {
+            endpoint,
+            sid,
+            machine,
+            active: ws.map(Box::new),
+            probe: None,
+            pending_get: None,
+            polls: None,
+            turn_time: None,
+        }
+    }
+
     /// The task: an `async` block rather than an `async fn`, because an async fn
     /// moves its arguments into locals and its state would hold the task twice.
     #[allow(clippy::manual_async_fn)] // on purpose: see above
-    fn run(
+    pub(super) fn run(
         mut self,
         commands: LinkReceiver<<F::Machine as Machine>::Command>,
         inputs: InboxReceiver,
@@ -804,37 +666,6 @@ fn close_code(reason: &DisconnectReason) -> (u16, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[tokio::test]
-    async fn the_inbox_is_bounded_and_refuses_once_the_task_ended() {
-        let inbox = Arc::new(Inbox::new());
-        let receiver = InboxReceiver(inbox.clone());
-        let mut replies = Vec::new();
-        for _ in 0..INBOX {
-            let (reply, response) = oneshot::channel();
-            assert!(inbox.send(Input::Get { reply, t: None }).is_ok());
-            replies.push(response);
-        }
-        let (reply, _) = oneshot::channel();
-        assert_eq!(
-            inbox.send(Input::Get { reply, t: None }).err(),
-            Some(PollError::Busy)
-        );
-        assert!(matches!(receiver.0.recv().await, Input::Get { .. }));
-        let (reply, _) = oneshot::channel();
-        assert!(inbox.send(Input::Get { reply, t: None }).is_ok());
-        drop(receiver);
-        // The waiting requests are answered (their reply channels dropped)...
-        for response in replies.into_iter().skip(1) {
-            assert!(response.await.is_err());
-        }
-        // ...and new ones refused.
-        let (reply, _) = oneshot::channel();
-        assert_eq!(
-            inbox.send(Input::Get { reply, t: None }).err(),
-            Some(PollError::Closed)
-        );
-    }
 
     #[test]
     fn close_codes_say_why() {
