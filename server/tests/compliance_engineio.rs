@@ -25,32 +25,7 @@ macro_rules! engine_cases {
     )*};
 }
 
-engine_cases!(
-    // handshake
-    polling_opens_a_session,
-    polling_refuses_an_invalid_eio,
-    polling_refuses_an_invalid_transport,
-    polling_refuses_an_invalid_method,
-    polling_refuses_an_unknown_sid,
-    polling_to_a_websocket_session_is_refused,
-    ws_opens_a_session,
-    ws_refuses_an_invalid_eio,
-    ws_refuses_an_invalid_transport,
-    // heartbeat
-    polling_ping_pong,
-    polling_ping_timeout,
-    ws_ping_pong,
-    ws_ping_timeout,
-    // close
-    polling_forceful_close,
-    ws_forceful_close,
-    // upgrade
-    upgrade_probe_noop_and_upgrade,
-    upgrade_then_polling_is_refused,
-    upgrade_then_second_ws_is_closed,
-    second_probe_while_probing_is_closed,
-    websocket_session_cannot_be_upgraded,
-);
+common::engine_cases::for_each_case!(engine_cases);
 
 // --- message, HTTP long-polling ---
 

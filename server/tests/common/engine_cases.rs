@@ -16,6 +16,42 @@ use super::eio::{
     ws_next, ws_send,
 };
 
+/// The one list of the shared cases: `for_each_case!(m)` calls `m!` with every
+/// case's name, and each suite's `m` makes a test of each against its server.
+#[allow(unused_macros)] // each test binary uses a different part
+macro_rules! for_each_case {
+    ($callback:ident) => {
+        $callback!(
+            // handshake
+            polling_opens_a_session,
+            polling_refuses_an_invalid_eio,
+            polling_refuses_an_invalid_transport,
+            polling_refuses_an_invalid_method,
+            polling_refuses_an_unknown_sid,
+            polling_to_a_websocket_session_is_refused,
+            ws_opens_a_session,
+            ws_refuses_an_invalid_eio,
+            ws_refuses_an_invalid_transport,
+            // heartbeat
+            polling_ping_pong,
+            polling_ping_timeout,
+            ws_ping_pong,
+            ws_ping_timeout,
+            // close
+            polling_forceful_close,
+            ws_forceful_close,
+            // upgrade
+            upgrade_probe_noop_and_upgrade,
+            upgrade_then_polling_is_refused,
+            upgrade_then_second_ws_is_closed,
+            second_probe_while_probing_is_closed,
+            websocket_session_cannot_be_upgraded,
+        );
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use for_each_case;
+
 /// The next packet on `ws` that is not a ping; pings are answered with a pong.
 pub async fn ws_recv(ws: &mut Ws) -> Packet {
     loop {
