@@ -30,6 +30,7 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tracing::{debug, trace, warn};
 
+use crate::http::HttpClient;
 use crate::transport::{self, Pending, ProbeResult, Ws};
 use crate::url::Endpoint;
 use crate::{Ack, Command, Error, Incoming, Options, Shared, Status, Transport, Transports};
@@ -69,6 +70,8 @@ enum Wake {
 
 pub(crate) struct Driver {
     endpoint: Endpoint,
+    /// Long-polling's connections, kept alive between requests.
+    http: HttpClient,
     namespace: String,
     session: ClientSession,
     /// Which transport, and what to ask of the network next.
@@ -132,6 +135,7 @@ impl Driver {
         );
         Driver {
             endpoint,
+            http: HttpClient::default(),
             namespace: config.namespace.clone(),
             session: ClientSession::new(config),
             transport,
@@ -223,15 +227,24 @@ impl Driver {
                                     .map_err(|e| e.to_string())
                             }));
                         }
-                        Some(t) => self.io.get = Some(transport::poll(&self.endpoint, None, &t)),
+                        Some(t) => {
+                            self.io.get =
+                                Some(transport::poll(&self.http, &self.endpoint, None, &t))
+                        }
                     }
                 }
                 Step::Get { sid, t } => {
-                    self.io.get = Some(transport::poll(&self.endpoint, Some(&sid), &t));
+                    self.io.get = Some(transport::poll(&self.http, &self.endpoint, Some(&sid), &t));
                 }
                 Step::Post { sid, t, payload } => {
                     trace!(%payload, "long-polling POST");
-                    self.io.post = Some(transport::post(&self.endpoint, &sid, &t, payload));
+                    self.io.post = Some(transport::post(
+                        &self.http,
+                        &self.endpoint,
+                        &sid,
+                        &t,
+                        payload,
+                    ));
                 }
                 Step::Send(frame) => {
                     trace!(?frame, "websocket send");
@@ -573,7 +586,7 @@ impl Driver {
         }
         let last = self.transport.goodbye();
         let mut io = std::mem::take(&mut self.io);
-        let endpoint = self.endpoint.clone();
+        let (endpoint, http) = (self.endpoint.clone(), self.http.clone());
         let work = async move {
             if let Some(ws) = &mut io.ws {
                 for frame in frames {
@@ -587,7 +600,7 @@ impl Driver {
                     let _ = post.await;
                 }
                 if let Some(Step::Post { sid, t, payload }) = last {
-                    let _ = transport::post(&endpoint, &sid, &t, payload).await;
+                    let _ = transport::post(&http, &endpoint, &sid, &t, payload).await;
                 }
             }
             Ok::<(), tungstenite::Error>(())

@@ -11,7 +11,7 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::http::{self, HttpError, Method};
+use crate::http::HttpClient;
 use crate::url::Endpoint;
 
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -48,46 +48,35 @@ pub fn to_frame(message: Message) -> Option<Frame> {
 }
 
 /// A long-polling GET: the body of the server's answer (packets joined by `\x1e`).
-pub fn poll(endpoint: &Endpoint, sid: Option<&str>, t: &str) -> Pending<Result<String, String>> {
-    let host = endpoint.host.clone();
-    let port = endpoint.port;
-    let target = endpoint.polling_target(sid, t);
+pub fn poll(
+    http: &HttpClient,
+    endpoint: &Endpoint,
+    sid: Option<&str>,
+    t: &str,
+) -> Pending<Result<String, String>> {
+    let (http, url) = (http.clone(), endpoint.polling_url(sid, t));
     Box::pin(async move {
-        let response = http::request(&host, port, Method::Get, &target, None).await;
-        text_body(response).map_err(|e| format!("long-polling GET failed: {e}"))
+        http.get(&url)
+            .await
+            .map_err(|e| format!("long-polling GET failed: {e}"))
     })
 }
 
 /// A long-polling POST of `payload`.
 pub fn post(
+    http: &HttpClient,
     endpoint: &Endpoint,
     sid: &str,
     t: &str,
     payload: String,
 ) -> Pending<Result<(), String>> {
-    let host = endpoint.host.clone();
-    let port = endpoint.port;
-    let target = endpoint.polling_target(Some(sid), t);
+    let (http, url) = (http.clone(), endpoint.polling_url(Some(sid), t));
     Box::pin(async move {
-        let response =
-            http::request(&host, port, Method::Post, &target, Some(payload.as_bytes())).await;
-        text_body(response)
+        http.post(&url, payload)
+            .await
             .map(drop)
             .map_err(|e| format!("long-polling POST failed: {e}"))
     })
-}
-
-fn text_body(response: Result<http::Response, HttpError>) -> Result<String, HttpError> {
-    let response = response?;
-    let body = String::from_utf8_lossy(&response.body).into_owned();
-    if response.status == 200 {
-        Ok(body)
-    } else {
-        Err(HttpError::Status {
-            status: response.status,
-            body,
-        })
-    }
 }
 
 /// Upgrade, first half: opens a WebSocket for the session at `url`, sends `request`

@@ -65,10 +65,16 @@ impl Endpoint {
         })
     }
 
-    /// The target of a long-polling request: `t` busts caches, `sid` is absent for
+    /// The URL of a long-polling request: `t` busts caches, `sid` is absent for
     /// the handshake.
-    pub fn polling_target(&self, sid: Option<&str>, t: &str) -> String {
-        format!("{}?{}", self.path, engineio::polling_query(sid, t))
+    pub fn polling_url(&self, sid: Option<&str>, t: &str) -> String {
+        format!(
+            "http://{}:{}{}?{}",
+            self.host,
+            self.port,
+            self.path,
+            engineio::polling_query(sid, t)
+        )
     }
 
     /// The URL of a WebSocket: a new session without `sid`, an upgrade with it.
@@ -123,12 +129,12 @@ mod tests {
         let e = Endpoint::parse("http://127.0.0.1:3000", "socket.io").expect("valid");
         assert_eq!(e.path, "/socket.io/");
         assert_eq!(
-            e.polling_target(None, "P1a"),
-            "/socket.io/?EIO=4&transport=polling&t=P1a"
+            e.polling_url(None, "P1a"),
+            "http://127.0.0.1:3000/socket.io/?EIO=4&transport=polling&t=P1a"
         );
         assert_eq!(
-            e.polling_target(Some("ab+c/d="), "2"),
-            "/socket.io/?EIO=4&transport=polling&t=2&sid=ab%2Bc%2Fd%3D"
+            e.polling_url(Some("ab+c/d="), "2"),
+            "http://127.0.0.1:3000/socket.io/?EIO=4&transport=polling&t=2&sid=ab%2Bc%2Fd%3D"
         );
         assert_eq!(
             e.websocket_url(Some("x_y-z")),
