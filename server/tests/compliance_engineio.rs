@@ -276,27 +276,6 @@ async fn polling_post_over_max_payload_is_refused_with_413() {
     server.stop().await;
 }
 
-// --- the test client's own framing (so the cases above can be trusted) ---
-
-#[test]
-fn http_client_reads_content_length_chunked_and_unframed_bodies() {
-    use common::http::parse;
-    let r = parse(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-A: b\r\n\r\nok").expect("parses");
-    assert_eq!(
-        (r.status, r.header("x-a"), r.text().as_str()),
-        (200, Some("b"), "ok")
-    );
-    let r = parse(
-        b"HTTP/1.1 400 Bad Request\r\ntransfer-encoding: chunked\r\n\r\n\
-          4;ext=1\r\n{\"co\r\n9\r\nde\":1}xyz\r\n0\r\nTrailer: x\r\n\r\n",
-    )
-    .expect("parses");
-    assert_eq!((r.status, r.text().as_str()), (400, "{\"code\":1}xyz"));
-    let r = parse(b"HTTP/1.0 200 OK\r\n\r\nall of it").expect("parses");
-    assert_eq!(r.text(), "all of it");
-    assert!(parse(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nok").is_err());
-}
-
 #[test]
 fn payload_framing_and_base64() {
     use common::eio::{base64_decode, base64_encode, parse_payload, to_payload};
