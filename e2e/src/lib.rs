@@ -2,8 +2,8 @@
 //! headless Chromium through chromedriver. The tests are in `tests/`; this library is
 //! their harness, in layers:
 //!
-//! - `http`: a minimal HTTP/1.1 client (one request per connection), enough for chromedriver
-//! - `webdriver`: a W3C WebDriver client: the chromedriver process, sessions, elements, polling
+//! - `webdriver`: chromedriver and headless Chromium through fantoccini, behind a small
+//!   blocking API: the chromedriver process, sessions, elements, polling
 //! - `server`: the duplex server on an ephemeral port, on a tokio runtime of its own (the
 //!   `server` feature, on by default)
 //! - `proxy`: a loopback proxy that can cut the page off, or refuse WebSocket upgrades
@@ -21,7 +21,6 @@
 
 #[cfg(feature = "chaos")]
 pub mod chaos;
-pub mod http;
 #[cfg(feature = "server")]
 pub mod proxy;
 #[cfg(feature = "server")]

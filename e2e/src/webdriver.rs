@@ -1,29 +1,44 @@
-//! A small, blocking W3C WebDriver client for chromedriver and headless Chromium.
+//! The browser tests' WebDriver layer: chromedriver and headless Chromium, driven with
+//! fantoccini (a maintained W3C WebDriver client) behind the small blocking API the tests
+//! are written in.
 //!
-//! - `ChromeDriver`: the chromedriver process on a free port; stopped on drop
+//! - `ChromeDriver`: the chromedriver process on a free port, and the tokio runtime
+//!   fantoccini runs on; stopped on drop
 //! - `Session`: one browser (its own fresh profile directory); navigation, scripts,
 //!   screenshots, waiting; deleted on drop
 //! - `Element`: a found element; text, attributes, clicks, typing
 //! - `poll_until`: the 50 ms polling loop every wait is built on
 //!
-//! Commands are JSON over plain HTTP (`crate::http`). Failures are `anyhow` errors naming
-//! the command; WebDriver's own errors (`no such element`, ...) are a `WebDriverError`
-//! inside, so callers can tell "not there yet" from a real failure.
+//! Blocking, not async: the tests are plain `#[test]` functions that also drive servers
+//! and native clients on tokio runtimes of their own (`rt.block_on(..)`), and a page read
+//! step by step reads like what a user does. Each call runs fantoccini's future to its end
+//! on the driver's runtime (`Runtime::block_on`), bounded by `COMMAND_TIMEOUT`; the
+//! runtime's one worker runs fantoccini's connection task meanwhile. So a `Session` must
+//! not be used from inside an async context (a `spawn_blocking` thread is fine).
+//!
+//! Failures are `anyhow` errors naming the command; fantoccini's `CmdError` is inside, so
+//! callers can tell WebDriver's `no such element` ("not there yet") from a real failure.
 
-use std::fmt;
+use std::fmt::Display;
+use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
+use fantoccini::error::CmdError;
+use fantoccini::wd::WebDriverCompatibleCommand;
+use fantoccini::{ClientBuilder, Locator};
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client as HttpClient;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
-
-use crate::http;
-
-/// The key under which W3C WebDriver returns an element reference.
-const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
+use tokio::runtime::Runtime;
 
 /// How often every wait polls.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
@@ -33,31 +48,6 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(90);
 
 const DEFAULT_CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const DEFAULT_CHROMIUM: &str = "/usr/bin/chromium";
-
-/// An error reported by the WebDriver server itself (the `value.error` of a non-200 reply).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WebDriverError {
-    pub status: u16,
-    /// The W3C error code, e.g. `no such element`, `stale element reference`.
-    pub error: String,
-    pub message: String,
-}
-
-impl fmt::Display for WebDriverError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} (HTTP {}): {}", self.error, self.status, self.message)
-    }
-}
-
-impl std::error::Error for WebDriverError {}
-
-/// Whether `error` is WebDriver's `code` (e.g. `no such element`) somewhere in its chain.
-pub fn is_webdriver_error(error: &anyhow::Error, code: &str) -> bool {
-    error
-        .chain()
-        .filter_map(|cause| cause.downcast_ref::<WebDriverError>())
-        .any(|webdriver| webdriver.error == code)
-}
 
 /// What one look at the page found: the awaited value, or a description of what is
 /// there instead (it goes into the timeout message).
@@ -88,59 +78,79 @@ pub fn poll_until<T>(
     }
 }
 
-/// Sends one WebDriver command and returns the reply's `value`.
-fn call(addr: SocketAddr, method: &str, path: &str, body: Option<&Value>) -> Result<Value> {
-    call_with_timeout(addr, method, path, body, COMMAND_TIMEOUT)
+/// Whether `error`'s chain holds a WebDriver error that `is` recognises (e.g.
+/// `CmdError::is_no_such_element`: the page has no such element yet).
+pub fn is_webdriver_error(error: &anyhow::Error, is: fn(&CmdError) -> bool) -> bool {
+    error
+        .chain()
+        .filter_map(|cause| cause.downcast_ref::<CmdError>())
+        .any(is)
 }
 
-fn call_with_timeout(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    body: Option<&Value>,
+/// Runs one fantoccini command on `runtime` until it answers or `timeout` passes.
+fn run<T, E>(
+    runtime: &Runtime,
+    what: impl Display,
     timeout: Duration,
-) -> Result<Value> {
-    let command = || format!("webdriver {method} {path}");
-    let body = body.map(Value::to_string);
-    let response = http::request(
-        addr,
-        method,
-        path,
-        body.as_deref().map(str::as_bytes),
-        timeout,
-    )
-    .with_context(command)?;
-    let mut reply: Value = if response.body.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&response.body).with_context(|| {
-            format!(
-                "{}: reply is not JSON: {}",
-                command(),
-                String::from_utf8_lossy(&response.body)
-            )
-        })?
-    };
-    let value = reply
+    command: impl Future<Output = Result<T, E>>,
+) -> Result<T>
+where
+    E: Into<anyhow::Error>,
+{
+    // The timer is made inside `block_on`: it needs the runtime's context.
+    match runtime.block_on(async { tokio::time::timeout(timeout, command).await }) {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(error)) => Err(error.into().context(format!("webdriver: {what}"))),
+        Err(_elapsed) => bail!("webdriver: {what}: no answer within {timeout:?}"),
+    }
+}
+
+/// One GET to chromedriver outside any session (`/status`, `/shutdown`), with the hyper
+/// client fantoccini is built on; returns the reply's `value`.
+async fn get(addr: SocketAddr, path: &str) -> Result<Value> {
+    let client = HttpClient::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    let uri: hyper::Uri = format!("http://{addr}{path}").parse()?;
+    let response = client.get(uri).await?;
+    let status = response.status();
+    let body = response.into_body().collect().await?.to_bytes();
+    ensure!(
+        status.is_success(),
+        "HTTP {status}: {}",
+        String::from_utf8_lossy(&body)
+    );
+    let mut reply: Value = serde_json::from_slice(&body)
+        .with_context(|| format!("reply is not JSON: {}", String::from_utf8_lossy(&body)))?;
+    Ok(reply
         .get_mut("value")
         .map(Value::take)
-        .unwrap_or(Value::Null);
-    if response.status != 200 {
-        let text = |key: &str| {
-            value
-                .get(key)
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned()
-        };
-        let error = WebDriverError {
-            status: response.status,
-            error: text("error"),
-            message: text("message"),
-        };
-        return Err(anyhow::Error::new(error).context(command()));
+        .unwrap_or(Value::Null))
+}
+
+/// A chromedriver command of a session that fantoccini does not know (`goog/cdp/execute`,
+/// `chromium/network_conditions`): a POST of `body` to `/session/{id}/{path}`.
+#[derive(Debug)]
+struct VendorCommand {
+    path: String,
+    body: Value,
+}
+
+impl WebDriverCompatibleCommand for VendorCommand {
+    fn endpoint(
+        &self,
+        base: &url::Url,
+        session: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        // Sent only through a `Session`, which exists once its id is known.
+        base.join(&format!(
+            "session/{}/{}",
+            session.unwrap_or_default(),
+            self.path
+        ))
     }
-    Ok(value)
+
+    fn method_and_body(&self, _url: &url::Url) -> (http::Method, Option<String>) {
+        (http::Method::POST, Some(self.body.to_string()))
+    }
 }
 
 /// A free TCP port on 127.0.0.1: bind port 0, read the port, let it go.
@@ -186,11 +196,14 @@ impl Drop for TempDir {
     }
 }
 
-/// A chromedriver process listening on a free port of 127.0.0.1.
+/// A chromedriver process listening on a free port of 127.0.0.1, and the runtime its
+/// sessions' commands run on.
 pub struct ChromeDriver {
     child: Child,
     addr: SocketAddr,
     log: PathBuf,
+    /// Shared with the sessions, which outlive nothing but may be dropped in any order.
+    runtime: Arc<Runtime>,
     /// Holds the log; kept after sessions end so a failure can point at it.
     _dir: TempDir,
 }
@@ -206,6 +219,13 @@ impl ChromeDriver {
 
     /// Starts the chromedriver at `binary` and waits until `/status` says it is ready.
     pub fn start_at(binary: &Path) -> Result<Self> {
+        // One worker: it only carries fantoccini's HTTP to chromedriver on loopback.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("webdriver")
+            .enable_all()
+            .build()
+            .context("cannot build the WebDriver client's tokio runtime")?;
         let port = free_port()?;
         let dir = TempDir::new("chromedriver")?;
         let log = dir.path().join("chromedriver.log");
@@ -226,6 +246,7 @@ impl ChromeDriver {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             log,
+            runtime: Arc::new(runtime),
             _dir: dir,
         };
         driver.wait_ready(Duration::from_secs(30))?;
@@ -235,6 +256,7 @@ impl ChromeDriver {
     fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
         let addr = self.addr;
         let log = self.log.clone();
+        let runtime = Arc::clone(&self.runtime);
         let child = &mut self.child;
         poll_until(timeout, "chromedriver to be ready", || {
             if let Some(status) = child.try_wait()? {
@@ -243,14 +265,19 @@ impl ChromeDriver {
                     log.display()
                 );
             }
-            let state =
-                match call_with_timeout(addr, "GET", "/status", None, Duration::from_secs(2)) {
-                    Ok(value) if value.get("ready") == Some(&Value::Bool(true)) => {
-                        return Ok(Check::Done(()));
-                    }
-                    Ok(value) => format!("/status says {value}"),
-                    Err(error) => format!("{error:#}"),
-                };
+            let status = run(
+                &runtime,
+                "GET /status",
+                Duration::from_secs(2),
+                get(addr, "/status"),
+            );
+            let state = match status {
+                Ok(value) if value.get("ready") == Some(&Value::Bool(true)) => {
+                    return Ok(Check::Done(()));
+                }
+                Ok(value) => format!("/status says {value}"),
+                Err(error) => format!("{error:#}"),
+            };
             Ok(Check::Waiting(state))
         })
     }
@@ -274,43 +301,42 @@ impl ChromeDriver {
     /// Starts the headless Chromium at `chromium` with a fresh profile directory.
     pub fn new_session_with(&self, chromium: &str) -> Result<Session> {
         let profile = TempDir::new("profile")?;
-        let capabilities = json!({
-            "capabilities": {
-                "alwaysMatch": {
-                    "goog:chromeOptions": {
-                        "binary": chromium,
-                        "args": [
-                            "--headless",
-                            "--no-sandbox",
-                            "--disable-gpu",
-                            "--disable-quic",
-                            "--no-first-run",
-                            "--disable-background-networking",
-                            "--disable-component-update",
-                            "--disable-sync",
-                            "--disable-dev-shm-usage",
-                            "--window-size=1280,1400",
-                            format!("--user-data-dir={}", profile.path().display()),
-                        ]
-                    }
-                }
-            }
-        });
-        let reply =
-            call(self.addr, "POST", "/session", Some(&capabilities)).with_context(|| {
-                format!(
-                    "cannot start a Chromium session ({chromium}); chromedriver's log: {}",
-                    self.log.display()
-                )
-            })?;
-        let id = reply
-            .get("sessionId")
-            .and_then(Value::as_str)
-            .with_context(|| format!("new session reply has no sessionId: {reply}"))?
-            .to_owned();
+        let mut capabilities = fantoccini::wd::Capabilities::new();
+        capabilities.insert(
+            "goog:chromeOptions".to_owned(),
+            json!({
+                "binary": chromium,
+                "args": [
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-quic",
+                    "--no-first-run",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                    "--disable-dev-shm-usage",
+                    "--window-size=1280,1400",
+                    format!("--user-data-dir={}", profile.path().display()),
+                ]
+            }),
+        );
+        let url = format!("http://{}", self.addr);
+        let client = run(&self.runtime, "new session", COMMAND_TIMEOUT, async {
+            ClientBuilder::new(HttpConnector::new())
+                .capabilities(capabilities)
+                .connect(&url)
+                .await
+        })
+        .with_context(|| {
+            format!(
+                "cannot start a Chromium session ({chromium}); chromedriver's log: {}",
+                self.log.display()
+            )
+        })?;
         Ok(Session {
-            addr: self.addr,
-            id,
+            client,
+            runtime: Arc::clone(&self.runtime),
             deleted: false,
             _profile: profile,
         })
@@ -320,7 +346,13 @@ impl ChromeDriver {
 impl Drop for ChromeDriver {
     fn drop(&mut self) {
         // `/shutdown` lets chromedriver quit its browsers; kill it if it does not go.
-        let _ = call_with_timeout(self.addr, "GET", "/shutdown", None, Duration::from_secs(5));
+        let addr = self.addr;
+        let _ = run(
+            &self.runtime,
+            "GET /shutdown",
+            Duration::from_secs(5),
+            get(addr, "/shutdown"),
+        );
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
@@ -335,87 +367,80 @@ impl Drop for ChromeDriver {
 
 /// One browser session; deleted (the browser closed) on drop.
 pub struct Session {
-    addr: SocketAddr,
-    id: String,
+    client: fantoccini::Client,
+    runtime: Arc<Runtime>,
     deleted: bool,
     /// Removed after the browser is gone (fields drop after `Drop::drop` ran).
     _profile: TempDir,
 }
 
 impl Session {
-    pub fn id(&self) -> &str {
-        &self.id
-    }
-
-    fn command(&self, method: &str, suffix: &str, body: Option<&Value>) -> Result<Value> {
-        call(
-            self.addr,
-            method,
-            &format!("/session/{}{suffix}", self.id),
-            body,
-        )
+    /// Runs one command of this session.
+    fn run<T>(
+        &self,
+        what: impl Display,
+        command: impl Future<Output = Result<T, CmdError>>,
+    ) -> Result<T> {
+        run(&self.runtime, what, COMMAND_TIMEOUT, command)
     }
 
     /// Navigates and waits for the page's load event.
     pub fn goto(&self, url: &str) -> Result<()> {
-        self.command("POST", "/url", Some(&json!({ "url": url })))
-            .with_context(|| format!("cannot open {url}"))?;
-        Ok(())
+        self.run(format_args!("open {url}"), self.client.goto(url))
     }
 
     /// The first element matching a CSS selector (`no such element` error if none).
     pub fn find(&self, selector: &str) -> Result<Element<'_>> {
-        let reply = self.command(
-            "POST",
-            "/element",
-            Some(&json!({ "using": "css selector", "value": selector })),
+        let element = self.run(
+            format_args!("find `{selector}`"),
+            self.client.find(Locator::Css(selector)),
         )?;
-        Element::from_reply(self, &reply)
+        Ok(Element {
+            session: self,
+            element,
+        })
     }
 
     /// Every element matching a CSS selector, in document order.
     pub fn find_all(&self, selector: &str) -> Result<Vec<Element<'_>>> {
-        let reply = self.command(
-            "POST",
-            "/elements",
-            Some(&json!({ "using": "css selector", "value": selector })),
+        let elements = self.run(
+            format_args!("find all `{selector}`"),
+            self.client.find_all(Locator::Css(selector)),
         )?;
-        reply
-            .as_array()
-            .with_context(|| format!("find elements reply is not an array: {reply}"))?
-            .iter()
-            .map(|item| Element::from_reply(self, item))
-            .collect()
+        Ok(elements
+            .into_iter()
+            .map(|element| Element {
+                session: self,
+                element,
+            })
+            .collect())
     }
 
     /// Runs `script` (a function body; `arguments[i]` are `args`) and returns its result.
     pub fn execute(&self, script: &str, args: Vec<Value>) -> Result<Value> {
-        self.command(
-            "POST",
-            "/execute/sync",
-            Some(&json!({ "script": script, "args": args })),
-        )
+        self.run("execute script", self.client.execute(script, args))
+    }
+
+    /// Sends one of chromedriver's own commands of this session (`POST
+    /// /session/{id}/{path}`, e.g. `chromium/network_conditions`), returns its `value`.
+    pub fn vendor_command(&self, path: &str, body: Value) -> Result<Value> {
+        let command = VendorCommand {
+            path: path.to_owned(),
+            body,
+        };
+        self.run(format_args!("POST {path}"), self.client.issue_cmd(command))
     }
 
     /// Sends a Chrome DevTools Protocol command through chromedriver's `goog/cdp/execute`
     /// (e.g. `Page.addScriptToEvaluateOnNewDocument`) and returns its result.
     pub fn execute_cdp(&self, cmd: &str, params: Value) -> Result<Value> {
-        self.command(
-            "POST",
-            "/goog/cdp/execute",
-            Some(&json!({ "cmd": cmd, "params": params })),
-        )
-        .with_context(|| format!("CDP command {cmd}"))
+        self.vendor_command("goog/cdp/execute", json!({ "cmd": cmd, "params": params }))
+            .with_context(|| format!("CDP command {cmd}"))
     }
 
     /// Writes a PNG of the viewport to `path`, creating its directory.
     pub fn screenshot(&self, path: &Path) -> Result<()> {
-        let reply = self.command("GET", "/screenshot", None)?;
-        let encoded = reply
-            .as_str()
-            .with_context(|| format!("screenshot reply is not a string: {reply}"))?;
-        let png =
-            protocol::base64::decode(encoded.trim()).context("screenshot is not valid base64")?;
+        let png = self.run("screenshot", self.client.screenshot())?;
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
@@ -435,10 +460,10 @@ impl Session {
         poll_until(timeout, &format!("the text of `{selector}`"), || {
             let text = match self.find(selector).and_then(|element| element.text()) {
                 Ok(text) => text,
-                Err(error) if is_webdriver_error(&error, "no such element") => {
+                Err(error) if is_webdriver_error(&error, CmdError::is_no_such_element) => {
                     return Ok(Check::Waiting(format!("no element matches `{selector}`")));
                 }
-                Err(error) if is_webdriver_error(&error, "stale element reference") => {
+                Err(error) if is_webdriver_error(&error, CmdError::is_stale_element_reference) => {
                     return Ok(Check::Waiting("the element was just re-rendered".into()));
                 }
                 Err(error) => return Err(error),
@@ -454,19 +479,19 @@ impl Session {
     /// Ends the session (closes the browser), reporting failure; drop does it quietly.
     pub fn delete(mut self) -> Result<()> {
         self.deleted = true;
-        self.command("DELETE", "", None).map(drop)
+        self.run("delete session", self.client.clone().close())
     }
 }
 
 impl Drop for Session {
     fn drop(&mut self) {
         if !self.deleted {
-            let _ = call_with_timeout(
-                self.addr,
-                "DELETE",
-                &format!("/session/{}", self.id),
-                None,
+            let close = self.client.clone().close();
+            let _ = run(
+                &self.runtime,
+                "delete session",
                 Duration::from_secs(15),
+                close,
             );
         }
     }
@@ -475,57 +500,40 @@ impl Drop for Session {
 /// An element found in a session's current page.
 pub struct Element<'s> {
     session: &'s Session,
-    id: String,
+    element: fantoccini::elements::Element,
 }
 
-impl<'s> Element<'s> {
-    fn from_reply(session: &'s Session, reply: &Value) -> Result<Self> {
-        let id = reply
-            .get(ELEMENT_KEY)
-            .and_then(Value::as_str)
-            .with_context(|| format!("reply is not an element reference: {reply}"))?
-            .to_owned();
-        Ok(Self { session, id })
-    }
-
-    fn command(&self, method: &str, suffix: &str, body: Option<&Value>) -> Result<Value> {
-        self.session
-            .command(method, &format!("/element/{}{suffix}", self.id), body)
-    }
-
+impl Element<'_> {
     /// The rendered text (WebDriver's "Get Element Text", like `innerText`).
     pub fn text(&self) -> Result<String> {
-        let reply = self.command("GET", "/text", None)?;
-        reply
-            .as_str()
-            .map(str::to_owned)
-            .with_context(|| format!("element text reply is not a string: {reply}"))
+        self.session.run("element text", self.element.text())
     }
 
     /// An HTML attribute, `None` when absent.
     pub fn attribute(&self, name: &str) -> Result<Option<String>> {
-        let reply = self.command("GET", &format!("/attribute/{name}"), None)?;
-        Ok(reply.as_str().map(str::to_owned))
+        self.session
+            .run(format_args!("attribute {name}"), self.element.attr(name))
     }
 
-    /// A DOM property (e.g. `checked`, `value`) as JSON.
-    pub fn property(&self, name: &str) -> Result<Value> {
-        self.command("GET", &format!("/property/{name}"), None)
+    /// A DOM property (e.g. `value`), `None` when absent; a boolean one (e.g. `checked`)
+    /// is `"true"` or `"false"`.
+    pub fn property(&self, name: &str) -> Result<Option<String>> {
+        self.session
+            .run(format_args!("property {name}"), self.element.prop(name))
     }
 
     pub fn click(&self) -> Result<()> {
-        self.command("POST", "/click", Some(&json!({}))).map(drop)
+        self.session.run("click", self.element.click())
     }
 
     /// Empties an input or textarea.
     pub fn clear(&self) -> Result<()> {
-        self.command("POST", "/clear", Some(&json!({}))).map(drop)
+        self.session.run("clear", self.element.clear())
     }
 
     /// Types `text` into the element, as key presses (input events included).
     pub fn send_keys(&self, text: &str) -> Result<()> {
-        self.command("POST", "/value", Some(&json!({ "text": text })))
-            .map(drop)
+        self.session.run("send keys", self.element.send_keys(text))
     }
 }
 
@@ -565,80 +573,36 @@ mod tests {
         assert_eq!(value, 3);
     }
 
-    /// A one-shot HTTP server: returns the request it read and answers `reply`.
-    fn serve_once(reply: &'static str) -> (SocketAddr, std::thread::JoinHandle<String>) {
-        use std::io::{Read, Write};
-        let listener = TcpListener::bind(("127.0.0.1", 0)).expect("bind a test port");
-        let addr = listener.local_addr().expect("bound address");
-        let server = std::thread::spawn(move || {
-            let (mut stream, _) = listener.accept().expect("one connection");
-            let mut request = Vec::new();
-            let mut buffer = [0u8; 1024];
-            // The test requests are small: read until the announced body is complete.
-            loop {
-                let n = stream.read(&mut buffer).expect("read request");
-                request.extend_from_slice(&buffer[..n]);
-                let text = String::from_utf8_lossy(&request).into_owned();
-                if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                    let length = head
-                        .lines()
-                        .find_map(|line| line.strip_prefix("Content-Length: "))
-                        .map_or(0, |n| n.parse::<usize>().expect("numeric length"));
-                    if body.len() >= length || n == 0 {
-                        break;
-                    }
-                }
-            }
-            stream.write_all(reply.as_bytes()).expect("write reply");
-            String::from_utf8_lossy(&request).into_owned()
-        });
-        (addr, server)
-    }
-
     #[test]
-    fn call_sends_json_and_returns_the_value() {
-        let (addr, server) = serve_once(
-            "HTTP/1.1 200 OK\r\nContent-Length: 25\r\n\r\n{\"value\":{\"sessionId\":7}}",
+    fn vendor_commands_post_under_the_session() {
+        let command = VendorCommand {
+            path: "chromium/network_conditions".into(),
+            body: json!({ "a": 1 }),
+        };
+        let base = url::Url::parse("http://127.0.0.1:9515").expect("a valid URL");
+        let url = command.endpoint(&base, Some("abc")).expect("joins");
+        assert_eq!(
+            url.as_str(),
+            "http://127.0.0.1:9515/session/abc/chromium/network_conditions"
         );
-        let value = call(addr, "POST", "/session", Some(&json!({ "a": 1 }))).expect("200 reply");
-        assert_eq!(value, json!({ "sessionId": 7 }));
-        let request = server.join().expect("server thread");
-        assert!(
-            request.starts_with("POST /session HTTP/1.1\r\n"),
-            "{request}"
-        );
-        assert!(request.contains("Connection: close\r\n"), "{request}");
-        assert!(request.contains("Content-Length: 7\r\n"), "{request}");
-        assert!(request.ends_with("\r\n\r\n{\"a\":1}"), "{request}");
-    }
-
-    #[test]
-    fn call_turns_error_replies_into_webdriver_errors() {
-        let (addr, server) = serve_once(
-            "HTTP/1.1 404 Not Found\r\nContent-Length: 70\r\n\r\n\
-             {\"value\":{\"error\":\"no such element\",\"message\":\"gone\",\"stacktrace\":\"\"}}",
-        );
-        let error = call(addr, "GET", "/session/s/element/e/text", None).expect_err("404 reply");
-        server.join().expect("server thread");
-        assert!(is_webdriver_error(&error, "no such element"), "{error:#}");
-        let message = format!("{error:#}");
-        assert!(
-            message.contains("GET /session/s/element/e/text"),
-            "{message}"
-        );
-        assert!(message.contains("gone"), "{message}");
+        let (method, body) = command.method_and_body(&url);
+        assert_eq!(method, http::Method::POST);
+        assert_eq!(body.as_deref(), Some(r#"{"a":1}"#));
     }
 
     #[test]
     fn webdriver_errors_are_found_in_the_chain() {
-        let error = anyhow::Error::new(WebDriverError {
-            status: 404,
-            error: "no such element".into(),
-            message: "Unable to locate element".into(),
-        })
-        .context("webdriver POST /session/x/element");
-        assert!(is_webdriver_error(&error, "no such element"));
-        assert!(!is_webdriver_error(&error, "stale element reference"));
-        assert!(format!("{error:#}").contains("no such element (HTTP 404)"));
+        let error = anyhow::Error::new(CmdError::Standard(fantoccini::error::WebDriver::new(
+            fantoccini::error::ErrorStatus::NoSuchElement,
+            "Unable to locate element",
+        )))
+        .context("webdriver: find `#status`");
+        assert!(is_webdriver_error(&error, CmdError::is_no_such_element));
+        assert!(!is_webdriver_error(
+            &error,
+            CmdError::is_stale_element_reference
+        ));
+        let message = format!("{error:#}");
+        assert!(message.contains("Unable to locate element"), "{message}");
     }
 }

@@ -28,7 +28,7 @@ use duplex_e2e::{
     with_screenshot_on_failure,
 };
 use duplex_server::socketio::RecoveryConfig;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::runtime::Runtime;
 
 /// Generous: a cold Chromium compiling the wasm bundle on a busy 2-core machine is slow,
@@ -189,7 +189,7 @@ fn wait_text(page: &Session, selector: &str, text: &str) -> Result<()> {
 /// Emits `event` with `payload` from the custom event form, asking for an ack.
 fn send_event(page: &Session, event: &str, payload: &str) -> Result<()> {
     let ack = page.find("#event-ack")?;
-    if ack.property("checked")? != Value::Bool(true) {
+    if ack.property("checked")?.as_deref() != Some("true") {
         ack.click()?;
     }
     for (selector, text) in [("#event-name", event), ("#event-payload", payload)] {

@@ -203,7 +203,7 @@ fn an_emit_while_cut_off_waits_for_the_connection_and_its_ack_times_out() -> Res
 
         // Sent while away: accepted (buffered), not refused.
         let ack = page.find("#event-ack")?;
-        if ack.property("checked")? != Value::Bool(true) {
+        if ack.property("checked")?.as_deref() != Some("true") {
             ack.click()?;
         }
         type_into(&page, "#event-name", "while-away")?;
@@ -286,7 +286,7 @@ fn offline_is_shown_and_online_reconnects_at_once() -> Result<()> {
         wait_status(&page, "connected")?;
 
         // Chromium's offline emulation fires `offline` but keeps open sockets open.
-        network(&driver, &page, false)?;
+        network(&page, false)?;
         wait_status(&page, "offline")?;
         page.wait_for_text("#status-detail", |t| t.contains("still up"), TIMEOUT)?;
 
@@ -306,7 +306,7 @@ fn offline_is_shown_and_online_reconnects_at_once() -> Result<()> {
 
         // Back online: the page tries at once instead of waiting out the backoff.
         let online = Instant::now();
-        network(&driver, &page, true)?;
+        network(&page, true)?;
         wait_status(&page, "connected")?;
         let took = online.elapsed();
         println!("connected {took:?} after going online (the backoff had {wait} s left)");
@@ -328,7 +328,7 @@ fn next_try_secs(detail: &str) -> Option<f64> {
 }
 
 /// Chromium's network emulation: offline, or back to normal.
-fn network(driver: &ChromeDriver, page: &Session, online: bool) -> Result<()> {
+fn network(page: &Session, online: bool) -> Result<()> {
     let body = json!({
         "network_conditions": {
             "offline": !online,
@@ -337,18 +337,8 @@ fn network(driver: &ChromeDriver, page: &Session, online: bool) -> Result<()> {
             "upload_throughput": -1
         }
     });
-    let reply = duplex_e2e::http::request(
-        driver.addr(),
-        "POST",
-        &format!("/session/{}/chromium/network_conditions", page.id()),
-        Some(body.to_string().as_bytes()),
-        Duration::from_secs(30),
-    )?;
-    ensure!(
-        reply.status == 200,
-        "chromedriver refused the network conditions: {}",
-        String::from_utf8_lossy(&reply.body)
-    );
+    page.vendor_command("chromium/network_conditions", body)
+        .context("chromedriver refused the network conditions")?;
     Ok(())
 }
 

@@ -13,9 +13,10 @@
 //! through chromedriver's CDP endpoint) installs a `MutationObserver` on the
 //! document, so the figure does not depend on WebDriver's round trips.
 //!
-//! The WebDriver client is the browser tests' (`duplex_e2e::webdriver`); it blocks,
-//! so the browser part runs on a blocking thread. Every process started here (the
-//! server, chromedriver, Chromium) is stopped when its owner drops, on error too.
+//! The WebDriver layer is the browser tests' (`duplex_e2e::webdriver`: fantoccini behind
+//! a blocking API, on a runtime of its own); it blocks, so the browser part runs on a
+//! blocking thread. Every process started here (the server, chromedriver, Chromium) is
+//! stopped when its owner drops, on error too.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
