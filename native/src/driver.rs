@@ -32,7 +32,7 @@ use tracing::{debug, trace, warn};
 
 use crate::http::HttpClient;
 use crate::transport::{self, Pending, ProbeResult, Ws};
-use crate::url::Endpoint;
+use crate::url::ServerUrl;
 use crate::{Ack, Command, Error, Incoming, Options, Shared, Status, Transport, Transports};
 
 /// How long an upgrade probe may take before polling carries on without it.
@@ -69,7 +69,7 @@ enum Wake {
 }
 
 pub(crate) struct Driver {
-    endpoint: Endpoint,
+    endpoint: ServerUrl,
     /// Long-polling's connections, kept alive between requests.
     http: HttpClient,
     namespace: String,
@@ -98,7 +98,7 @@ pub(crate) struct Driver {
 
 impl Driver {
     pub(crate) fn new(
-        endpoint: Endpoint,
+        endpoint: ServerUrl,
         options: Options,
         commands: mpsc::Receiver<Command>,
         events: mpsc::Sender<Incoming>,

@@ -307,7 +307,7 @@ const COMMAND_QUEUE: usize = 64;
 /// cannot be opened is retried until [`Options::connect_timeout`]
 /// ([`Error::ConnectTimeout`]).
 pub async fn connect(base_url: &str, options: Options) -> Result<Client, Error> {
-    let endpoint = url::Endpoint::parse(base_url, &options.path)?;
+    let endpoint = url::ServerUrl::parse(base_url, &options.path)?;
     let (commands_tx, commands_rx) = mpsc::channel(COMMAND_QUEUE);
     let (events_tx, events_rx) = mpsc::channel(options.event_buffer.max(1));
     let initial = match options.transports {

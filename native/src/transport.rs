@@ -12,7 +12,7 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::http::HttpClient;
-use crate::url::Endpoint;
+use crate::url::ServerUrl;
 
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -50,7 +50,7 @@ pub fn to_frame(message: Message) -> Option<Frame> {
 /// A long-polling GET: the body of the server's answer (packets joined by `\x1e`).
 pub fn poll(
     http: &HttpClient,
-    endpoint: &Endpoint,
+    endpoint: &ServerUrl,
     sid: Option<&str>,
     t: &str,
 ) -> Pending<Result<String, String>> {
@@ -65,7 +65,7 @@ pub fn poll(
 /// A long-polling POST of `payload`.
 pub fn post(
     http: &HttpClient,
-    endpoint: &Endpoint,
+    endpoint: &ServerUrl,
     sid: &str,
     t: &str,
     payload: String,

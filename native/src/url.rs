@@ -8,7 +8,7 @@ use crate::Error;
 
 /// A server's address and its Engine.IO path.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Endpoint {
+pub struct ServerUrl {
     /// As written in the URL: `127.0.0.1`, `localhost`, `[::1]`.
     pub host: String,
     pub port: u16,
@@ -16,11 +16,11 @@ pub struct Endpoint {
     pub path: String,
 }
 
-impl Endpoint {
+impl ServerUrl {
     /// Reads `http://host[:port][/]` (or `ws://`); TLS schemes are refused, and so
     /// is a path: the Engine.IO path comes from `path`, the namespace from the
     /// options.
-    pub fn parse(base_url: &str, path: &str) -> Result<Endpoint, Error> {
+    pub fn parse(base_url: &str, path: &str) -> Result<ServerUrl, Error> {
         let invalid = |why: &str| Error::InvalidUrl(format!("{base_url:?}: {why}"));
         // `http::Uri` (the one tungstenite uses) reads the URL; the rules here
         // are what this client accepts of it.
@@ -58,7 +58,7 @@ impl Endpoint {
         } else {
             format!("/{path}/")
         };
-        Ok(Endpoint {
+        Ok(ServerUrl {
             host: host.to_owned(),
             port,
             path,
@@ -93,8 +93,8 @@ impl Endpoint {
 mod tests {
     use super::*;
 
-    fn parse(url: &str) -> Result<Endpoint, Error> {
-        Endpoint::parse(url, "/socket.io/")
+    fn parse(url: &str) -> Result<ServerUrl, Error> {
+        ServerUrl::parse(url, "/socket.io/")
     }
 
     #[test]
@@ -126,7 +126,7 @@ mod tests {
 
     #[test]
     fn targets() {
-        let e = Endpoint::parse("http://127.0.0.1:3000", "socket.io").expect("valid");
+        let e = ServerUrl::parse("http://127.0.0.1:3000", "socket.io").expect("valid");
         assert_eq!(e.path, "/socket.io/");
         assert_eq!(
             e.polling_url(None, "P1a"),
@@ -140,6 +140,6 @@ mod tests {
             e.websocket_url(Some("x_y-z")),
             "ws://127.0.0.1:3000/socket.io/?EIO=4&transport=websocket&sid=x_y-z"
         );
-        assert_eq!(Endpoint::parse("http://h", "/").expect("valid").path, "/");
+        assert_eq!(ServerUrl::parse("http://h", "/").expect("valid").path, "/");
     }
 }

@@ -83,7 +83,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let addr = listener.local_addr()?;
     let tracker = TaskTracker::new();
-    let endpoint = transport::Endpoint::new(io, tracker.clone(), shutdown.clone());
+    let endpoint = transport::SessionRegistry::new(io, tracker.clone(), shutdown.clone());
     let watched = endpoint.clone();
     tokio::spawn(memory::trim_after_drops(
         move || watched.session_count(),
@@ -111,7 +111,8 @@ pub async fn serve_engine<H: engine::EngineHandler>(
 ) -> std::io::Result<()> {
     let addr = listener.local_addr()?;
     let tracker = TaskTracker::new();
-    let endpoint = transport::Endpoint::new(Arc::new(app), tracker.clone(), shutdown.clone());
+    let endpoint =
+        transport::SessionRegistry::new(Arc::new(app), tracker.clone(), shutdown.clone());
     let routes = transport::routes::mount(path, endpoint, transport::routes::Admission::default());
     tracing::info!(%addr, path, "engine.io listening");
     let routes = warp::Filter::recover(routes, routes::not_found);

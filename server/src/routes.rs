@@ -11,12 +11,12 @@ use warp::{Filter, Reply};
 
 use crate::config::Config;
 use crate::socketio::Io;
-use crate::transport::{self, Endpoint};
+use crate::transport::{self, SessionRegistry};
 
 /// Every route of the server.
 pub(crate) fn routes(
     config: Arc<Config>,
-    socket_io: Arc<Endpoint<Io>>,
+    socket_io: Arc<SessionRegistry<Io>>,
 ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
     let admission = transport::routes::Admission {
         origins: config.origins.clone(),

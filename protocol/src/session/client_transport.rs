@@ -181,7 +181,7 @@ pub enum Step {
 
 /// Where the session's frames go.
 #[derive(Debug)]
-enum Link {
+enum Active {
     /// Nothing: between transports, or never opened.
     None,
     WebSocket,
@@ -197,11 +197,11 @@ struct Polling {
     probed: bool,
     /// When the probe in flight must have been answered.
     probe_deadline: Option<Time>,
-    upgrade: Upgrade,
+    upgrade: ProbeStage,
 }
 
 #[derive(Debug, Default, PartialEq, Eq)]
-enum Upgrade {
+enum ProbeStage {
     #[default]
     None,
     /// The probe WebSocket is waiting for its answer.
@@ -226,7 +226,7 @@ struct Opened {
 pub struct ClientTransport {
     config: TransportConfig,
     memory: PathMemory,
-    link: Link,
+    active: Active,
     /// The current transport's Engine.IO session, once its open packet arrived.
     open: Option<Opened>,
     /// Frames waiting for a POST or for the upgrade, or (on a WebSocket) to be
@@ -254,7 +254,7 @@ impl ClientTransport {
         ClientTransport {
             config,
             memory,
-            link: Link::None,
+            active: Active::None,
             open: None,
             queue: VecDeque::new(),
             close_pending: false,
@@ -275,10 +275,10 @@ impl ClientTransport {
 
     /// What carries the frames now, if anything.
     pub fn transport(&self) -> Option<Transport> {
-        match self.link {
-            Link::None => None,
-            Link::WebSocket => Some(Transport::WebSocket),
-            Link::Polling(_) => Some(Transport::Polling),
+        match self.active {
+            Active::None => None,
+            Active::WebSocket => Some(Transport::WebSocket),
+            Active::Polling(_) => Some(Transport::Polling),
         }
     }
 
@@ -307,11 +307,11 @@ impl ClientTransport {
         self.fell_back.clone_from(&fallback);
         let t = match kind {
             Transport::WebSocket => {
-                self.link = Link::WebSocket;
+                self.active = Active::WebSocket;
                 None
             }
             Transport::Polling => {
-                self.link = Link::Polling(Polling {
+                self.active = Active::Polling(Polling {
                     get: true,
                     ..Polling::default()
                 });
@@ -328,11 +328,11 @@ impl ClientTransport {
     /// The transport is gone (the session lost it) or given up on: its requests
     /// and sockets close, and the frames it did not send are dropped.
     pub fn close(&mut self) {
-        if !matches!(self.link, Link::None) {
+        if !matches!(self.active, Active::None) {
             self.close_pending = true;
         }
         self.open_pending = None;
-        self.link = Link::None;
+        self.active = Active::None;
         self.open = None;
         self.queue.clear();
         self.opening_deadline = None;
@@ -340,17 +340,17 @@ impl ClientTransport {
 
     /// A frame from the session, to send on the current transport.
     pub fn send(&mut self, frame: Frame) {
-        match &self.link {
-            Link::WebSocket | Link::Polling(_) => self.queue.push_back(frame),
+        match &self.active {
+            Active::WebSocket | Active::Polling(_) => self.queue.push_back(frame),
             // No transport: the session has already given the frame up.
-            Link::None => {}
+            Active::None => {}
         }
     }
 
     /// The session received the server's open packet on the transport being
     /// opened: the session's requests (and the upgrade probe) can start.
     pub fn opened(&mut self, open: &OpenPacket) {
-        if self.open.is_some() || matches!(self.link, Link::None) {
+        if self.open.is_some() || matches!(self.active, Active::None) {
             return;
         }
         self.open = Some(Opened {
@@ -359,7 +359,7 @@ impl ClientTransport {
             upgradable: open.upgrades.iter().any(|u| u == "websocket"),
         });
         self.opening_deadline = None;
-        if matches!(self.link, Link::Polling(_)) {
+        if matches!(self.active, Active::Polling(_)) {
             self.memory.polling_opened(self.fell_back.is_some());
         }
         self.fell_back = None;
@@ -368,7 +368,7 @@ impl ClientTransport {
     /// A GET (the handshake's or the session's) completed: the frames its body
     /// carried, for the session, in order.
     pub fn get_done(&mut self, result: Result<&str, String>) -> Vec<Frame> {
-        let Link::Polling(polling) = &mut self.link else {
+        let Active::Polling(polling) = &mut self.active else {
             return Vec::new();
         };
         polling.get = false;
@@ -388,7 +388,7 @@ impl ClientTransport {
 
     /// A POST completed.
     pub fn post_done(&mut self, result: Result<(), String>) {
-        if let Link::Polling(polling) = &mut self.link {
+        if let Active::Polling(polling) = &mut self.active {
             polling.post = false;
         }
         if let Err(why) = result {
@@ -400,7 +400,7 @@ impl ClientTransport {
     /// Before the open packet, with [`Transports::WebSocketOrPolling`], the
     /// attempt goes on over long-polling; otherwise the transport is lost.
     pub fn websocket_failed(&mut self, why: String, now: Time) {
-        if !matches!(self.link, Link::WebSocket) {
+        if !matches!(self.active, Active::WebSocket) {
             return;
         }
         if self.open.is_none() && self.config.transports == Transports::WebSocketOrPolling {
@@ -412,10 +412,10 @@ impl ClientTransport {
 
     /// The probe WebSocket's first frame from the server, or why there is none.
     pub fn probe_done(&mut self, answer: Result<Frame, String>) {
-        let Link::Polling(polling) = &mut self.link else {
+        let Active::Polling(polling) = &mut self.active else {
             return;
         };
-        if polling.upgrade != Upgrade::Probing {
+        if polling.upgrade != ProbeStage::Probing {
             return;
         }
         let answered = answer.and_then(|frame| {
@@ -428,7 +428,7 @@ impl ClientTransport {
         });
         polling.probe_deadline = None;
         match answered {
-            Ok(()) => polling.upgrade = Upgrade::Paused,
+            Ok(()) => polling.upgrade = ProbeStage::Paused,
             Err(why) => self.probe_failed(why),
         }
     }
@@ -436,15 +436,15 @@ impl ClientTransport {
     /// The `5` of [`Step::Upgrade`] was sent on the probe's WebSocket, or could
     /// not be (then the server never saw it: polling goes on).
     pub fn upgrade_sent(&mut self, result: Result<(), String>) {
-        let Link::Polling(polling) = &mut self.link else {
+        let Active::Polling(polling) = &mut self.active else {
             return;
         };
-        if polling.upgrade != Upgrade::Sending {
+        if polling.upgrade != ProbeStage::Sending {
             return;
         }
         match result {
             Ok(()) => {
-                self.link = Link::WebSocket;
+                self.active = Active::WebSocket;
                 self.memory.upgraded();
                 // The frames that waited follow, as sends.
                 self.upgraded = true;
@@ -455,9 +455,9 @@ impl ClientTransport {
 
     /// When [`handle_timeout`](Self::handle_timeout) should be called.
     pub fn poll_timeout(&self) -> Option<Time> {
-        let probe = match &self.link {
-            Link::Polling(polling) => polling.probe_deadline,
-            Link::None | Link::WebSocket => None,
+        let probe = match &self.active {
+            Active::Polling(polling) => polling.probe_deadline,
+            Active::None | Active::WebSocket => None,
         };
         match (self.opening_deadline, probe) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -469,7 +469,7 @@ impl ClientTransport {
     /// within the open timeout has failed; a probe not answered within the probe
     /// timeout has failed (polling goes on).
     pub fn handle_timeout(&mut self, now: Time) {
-        if let Link::Polling(polling) = &mut self.link {
+        if let Active::Polling(polling) = &mut self.active {
             if polling.probe_deadline.is_some_and(|at| now >= at) {
                 polling.probe_deadline = None;
                 let why = format!(
@@ -487,7 +487,7 @@ impl ClientTransport {
             "no handshake within {}",
             DisplayDuration(self.config.open_timeout)
         );
-        if matches!(self.link, Link::WebSocket) {
+        if matches!(self.active, Active::WebSocket) {
             self.websocket_failed(why, now);
         } else {
             self.polling_failed(why);
@@ -511,10 +511,10 @@ impl ClientTransport {
         if std::mem::take(&mut self.upgraded) {
             return Some(Step::Upgraded);
         }
-        match self.link {
-            Link::WebSocket => self.queue.pop_front().map(Step::Send),
-            Link::Polling(_) => self.advance(now),
-            Link::None => None,
+        match self.active {
+            Active::WebSocket => self.queue.pop_front().map(Step::Send),
+            Active::Polling(_) => self.advance(now),
+            Active::None => None,
         }
     }
 
@@ -524,7 +524,7 @@ impl ClientTransport {
     /// transport is not long-polling. Nothing new starts. (On a WebSocket its
     /// frames are ordinary [`Step::Send`]s.)
     pub fn goodbye(&mut self) -> Option<Step> {
-        let (Link::Polling(_), Some(open)) = (&self.link, &self.open) else {
+        let (Active::Polling(_), Some(open)) = (&self.active, &self.open) else {
             return None;
         };
         if self.queue.is_empty() {
@@ -550,16 +550,16 @@ impl ClientTransport {
             Transports::WebSocketOrPolling => self.memory.may_probe(),
             Transports::WebSocketOnly | Transports::PollingOnly => false,
         } && open.upgradable;
-        let Link::Polling(polling) = &mut self.link else {
+        let Active::Polling(polling) = &mut self.active else {
             return None;
         };
         match polling.upgrade {
-            Upgrade::Paused if !polling.get && !polling.post => {
-                polling.upgrade = Upgrade::Sending;
+            ProbeStage::Paused if !polling.get && !polling.post => {
+                polling.upgrade = ProbeStage::Sending;
                 return Some(Step::Upgrade(Packet::Upgrade.into_frame()));
             }
-            Upgrade::Paused | Upgrade::Sending => return None,
-            Upgrade::None | Upgrade::Probing => {}
+            ProbeStage::Paused | ProbeStage::Sending => return None,
+            ProbeStage::None | ProbeStage::Probing => {}
         }
         if !polling.post && !self.queue.is_empty() {
             polling.post = true;
@@ -583,7 +583,7 @@ impl ClientTransport {
         }
         if may_probe && !polling.probed {
             polling.probed = true;
-            polling.upgrade = Upgrade::Probing;
+            polling.upgrade = ProbeStage::Probing;
             polling.probe_deadline = Some(now + self.config.probe_timeout);
             return Some(Step::Probe {
                 sid: open.sid.clone(),
@@ -594,8 +594,8 @@ impl ClientTransport {
     }
 
     fn probe_failed(&mut self, why: String) {
-        if let Link::Polling(polling) = &mut self.link {
-            polling.upgrade = Upgrade::None;
+        if let Active::Polling(polling) = &mut self.active {
+            polling.upgrade = ProbeStage::None;
             polling.probe_deadline = None;
         }
         self.memory.probe_failed();
@@ -605,7 +605,7 @@ impl ClientTransport {
     /// A polling request failed: the transport is lost. After a failed WebSocket
     /// the reason names both failures.
     fn polling_failed(&mut self, why: String) {
-        if !matches!(self.link, Link::Polling(_)) {
+        if !matches!(self.active, Active::Polling(_)) {
             return;
         }
         let why = match self.fell_back.take() {

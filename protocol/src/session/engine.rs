@@ -65,7 +65,7 @@ pub enum Probe {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Upgrade {
+enum UpgradeState {
     /// On polling, no probe yet.
     Available,
     /// A WebSocket answered the probe; waiting for `5`.
@@ -79,7 +79,7 @@ enum Upgrade {
 pub struct EngineSession {
     sid: String,
     config: EngineConfig,
-    upgrade: Upgrade,
+    upgrade: UpgradeState,
     next_ping: Option<Time>,
     pong_deadline: Option<Time>,
     outbox: VecDeque<Frame>,
@@ -91,8 +91,8 @@ impl EngineSession {
     /// Opens a session over `transport`; the open packet is the first frame to send.
     pub fn new(sid: String, config: EngineConfig, transport: Transport, now: Time) -> Self {
         let (upgrades, upgrade) = match transport {
-            Transport::Polling => (vec!["websocket".to_owned()], Upgrade::Available),
-            Transport::WebSocket => (Vec::new(), Upgrade::Done),
+            Transport::Polling => (vec!["websocket".to_owned()], UpgradeState::Available),
+            Transport::WebSocket => (Vec::new(), UpgradeState::Done),
         };
         let open = OpenPacket {
             sid: sid.clone(),
@@ -125,7 +125,7 @@ impl EngineSession {
 
     /// The transport frames currently go out on.
     pub fn transport(&self) -> Transport {
-        if self.upgrade == Upgrade::Done {
+        if self.upgrade == UpgradeState::Done {
             Transport::WebSocket
         } else {
             Transport::Polling
@@ -134,12 +134,12 @@ impl EngineSession {
 
     /// Whether a WebSocket has answered the probe and the upgrade awaits `5`.
     pub fn is_probing(&self) -> bool {
-        self.upgrade == Upgrade::Probing
+        self.upgrade == UpgradeState::Probing
     }
 
     /// Whether a WebSocket may start probing now (polling, no probe under way).
     pub fn can_upgrade(&self) -> bool {
-        self.closed.is_none() && self.upgrade == Upgrade::Available
+        self.closed.is_none() && self.upgrade == UpgradeState::Available
     }
 
     pub fn is_closed(&self) -> bool {
@@ -202,15 +202,15 @@ impl EngineSession {
             return Err(ProtocolError::Unexpected("probe on a closed session"));
         }
         match (self.upgrade, engineio::Packet::decode(frame)?) {
-            (Upgrade::Available, engineio::Packet::Ping(data)) if data == "probe" => {
-                self.upgrade = Upgrade::Probing;
+            (UpgradeState::Available, engineio::Packet::Ping(data)) if data == "probe" => {
+                self.upgrade = UpgradeState::Probing;
                 Ok(Probe::Reply(engineio::Packet::Pong(data).into_frame()))
             }
-            (Upgrade::Probing, engineio::Packet::Upgrade) => {
-                self.upgrade = Upgrade::Done;
+            (UpgradeState::Probing, engineio::Packet::Upgrade) => {
+                self.upgrade = UpgradeState::Done;
                 Ok(Probe::Upgraded)
             }
-            (Upgrade::Done, _) => Err(ProtocolError::Unexpected("session already upgraded")),
+            (UpgradeState::Done, _) => Err(ProtocolError::Unexpected("session already upgraded")),
             _ => Err(ProtocolError::Unexpected("invalid upgrade probe")),
         }
     }
@@ -218,8 +218,8 @@ impl EngineSession {
     /// The probing WebSocket went away before `5`: polling goes on, and a later
     /// probe may try again.
     pub fn probe_failed(&mut self) {
-        if self.upgrade == Upgrade::Probing {
-            self.upgrade = Upgrade::Available;
+        if self.upgrade == UpgradeState::Probing {
+            self.upgrade = UpgradeState::Available;
         }
     }
 

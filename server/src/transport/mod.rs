@@ -3,7 +3,7 @@
 //!
 //! - [`query`]: validation of the Engine.IO query (`EIO`, `transport`, `sid`), with
 //!   the error codes and messages the reference server answers.
-//! - [`endpoint`]: [`Endpoint`], the live sessions of one mount point by sid.
+//! - [`registry`]: [`SessionRegistry`], the live sessions of one mount point by sid.
 //! - `session`: the task that drives each session over WebSocket, long-polling,
 //!   and the upgrade between them; `inbox`: the bounded queue through which the
 //!   routes hand it polling requests and upgrades.
@@ -11,12 +11,12 @@
 //! - [`ws`]: the WebSocket upgrade and the connection after it, framed by
 //!   `protocol::websocket` over a read buffer shared by the connections of a thread.
 
-pub mod endpoint;
 mod inbox;
 pub mod query;
+pub mod registry;
 pub mod routes;
 mod session;
 pub mod ws;
 
-pub use endpoint::Endpoint;
 pub use inbox::PollError;
+pub use registry::SessionRegistry;

@@ -14,9 +14,9 @@ use warp::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use warp::reply::Response;
 use warp::{Filter, Reply};
 
-use super::endpoint::Endpoint;
 use super::inbox::{Inbox, Input, PollError};
 use super::query::{self, HandshakeError, TransportKind};
+use super::registry::SessionRegistry;
 use super::ws::{self, Upgrade, websocket_accept};
 use crate::config::OriginPolicy;
 use crate::engine::Factory;
@@ -57,7 +57,7 @@ enum Body {
 /// Every route under `/<path>/`.
 pub fn mount<F: Factory>(
     path: &'static str,
-    endpoint: Arc<Endpoint<F>>,
+    endpoint: Arc<SessionRegistry<F>>,
     admission: Admission,
 ) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
     let raw_query = warp::query::raw().or(warp::any().map(String::new)).unify();
@@ -99,7 +99,7 @@ async fn handle<F: Factory>(
     remote: Option<SocketAddr>,
     on_upgrade: Option<hyper::upgrade::OnUpgrade>,
     body: Body,
-    endpoint: Arc<Endpoint<F>>,
+    endpoint: Arc<SessionRegistry<F>>,
     admission: Arc<Admission>,
 ) -> Response {
     let origin = headers.get(header::ORIGIN).cloned();

@@ -25,8 +25,8 @@ use protocol::{Frame, Time};
 use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 
-use super::endpoint::Endpoint;
 use super::inbox::{Inbox, InboxReceiver, Input, PollError};
+use super::registry::SessionRegistry;
 use super::ws::{WebSocket, WsError};
 use crate::engine::{DisconnectReason, Factory, LinkReceiver, Machine};
 use crate::stop::Watch;
@@ -53,7 +53,7 @@ const PROBE_GRACE: Duration = Duration::from_millis(5);
 const NOOP: &str = "6";
 
 pub(super) struct SessionTask<F: Factory> {
-    endpoint: Arc<Endpoint<F>>,
+    endpoint: Arc<SessionRegistry<F>>,
     sid: String,
     machine: F::Machine,
     /// The WebSocket the session runs on, once it does. One task reads and
@@ -75,7 +75,7 @@ pub(super) struct SessionTask<F: Factory> {
 impl<F: Factory> SessionTask<F> {
     /// The task of a session just opened; `ws` is its WebSocket if it opened on one.
     pub(super) fn new(
-        endpoint: Arc<Endpoint<F>>,
+        endpoint: Arc<SessionRegistry<F>>,
         sid: String,
         machine: F::Machine,
         ws: Option<WebSocket>,

@@ -1,4 +1,4 @@
-//! [`Endpoint`]: the live Engine.IO sessions of one mount point, by sid, and
+//! [`SessionRegistry`]: the live Engine.IO sessions of one mount point, by sid, and
 //! the factory that opens them. Opening a session spawns its task
 //! ([`SessionTask`]); the routes reach a live one through its [`Inbox`].
 
@@ -17,7 +17,7 @@ use crate::engine::{Factory, Handshake};
 use crate::stop::Stop;
 
 /// The live sessions of one mount point and the factory that opens them.
-pub struct Endpoint<F: Factory> {
+pub struct SessionRegistry<F: Factory> {
     pub(super) factory: Arc<F>,
     sessions: Mutex<HashMap<String, Arc<Inbox>>>,
     tracker: TaskTracker,
@@ -26,11 +26,11 @@ pub struct Endpoint<F: Factory> {
     pub(super) shutdown: Stop,
 }
 
-impl<F: Factory> Endpoint<F> {
+impl<F: Factory> SessionRegistry<F> {
     /// Must be called within a tokio runtime: a task relays `shutdown` to the
     /// sessions.
     pub fn new(factory: Arc<F>, tracker: TaskTracker, shutdown: CancellationToken) -> Arc<Self> {
-        let endpoint = Arc::new(Endpoint {
+        let endpoint = Arc::new(SessionRegistry {
             factory,
             sessions: Mutex::new(HashMap::new()),
             tracker,
