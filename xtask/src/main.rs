@@ -3,10 +3,13 @@
 //! `cargo xtask <command>` is an alias (in `.cargo/config.toml`) for running this binary.
 //!
 //! - `main.rs`: the command line and the commands (`setup`, `build`, `run`, `dev`, `test`)
+//! - `autobahn.rs`: the Autobahn|Testsuite (RFC 6455 conformance) against the server's
+//!   own WebSocket code, its Python 2.7 virtualenv and its report
 //! - `setup.rs`: installs the tools the commands need, each only when missing
 //! - `lockfile.rs`: reads package versions out of `Cargo.lock`
 //! - `exec.rs`: runs child processes with the tool `PATH` and names their failures
 
+mod autobahn;
 mod exec;
 mod lockfile;
 mod setup;
@@ -33,6 +36,11 @@ commands:
   dev [-- SERVER_ARGS]    the debug server in the background and `trunk serve` in front
                           (trunk proxies /socket.io/ to the server); Ctrl-C stops both
   test                    fmt, clippy, unit and integration tests, the bundle, browser tests
+  autobahn [--peer duplex|tungstenite] [--cases 6.*,7.1.6]
+                          the Autobahn|Testsuite fuzzingclient (RFC 6455 conformance, all
+                          cases by default) against a WebSocket echo on the server's own
+                          framing, or on tokio-tungstenite; counts per group, the cases not
+                          OK, fails if any FAILED (installs the suite: Python 2.7, pyenv's)
   fuzz [SECONDS]          each cargo-fuzz target for SECONDS (default 60); installs cargo-fuzz
   soak [-- SOAK_ARGS]     N connections with heartbeats against the release server, RSS
                           at start, peak and after (default 10,000 connections)
@@ -52,6 +60,7 @@ enum Task {
     Dev(Vec<OsString>),
     Test,
     Fuzz(u64),
+    Autobahn(autobahn::Options),
     Soak(Vec<OsString>),
     Bench(Vec<OsString>),
     Help,
@@ -112,6 +121,7 @@ fn parse_args(mut args: Vec<OsString>) -> Result<Task> {
                 .with_context(|| format!("`fuzz` takes a number of seconds, got {seconds:?}")),
             [_, extra, ..] => bail!("`fuzz` takes one argument, got {extra:?} too"),
         },
+        "autobahn" => autobahn_args(&args).map(Task::Autobahn),
         "soak" => Ok(Task::Soak(forwarded(args))),
         "bench" => Ok(Task::Bench(forwarded(args))),
         "help" | "-h" | "--help" => Ok(Task::Help),
@@ -145,9 +155,51 @@ fn run(task: Task) -> Result<()> {
         }
         Task::Test => test(&env),
         Task::Fuzz(seconds) => fuzz(&env, seconds),
+        Task::Autobahn(options) => autobahn::autobahn(&env, &options),
         Task::Soak(args) => loadgen(&env, "soak", args),
         Task::Bench(args) => bench(&env, args),
     }
+}
+
+/// `autobahn [--peer NAME] [--cases LIST]`, also as `--peer=NAME` and `--cases=LIST`.
+fn autobahn_args(args: &[OsString]) -> Result<autobahn::Options> {
+    let mut options = autobahn::Options::default();
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        let arg = arg
+            .to_str()
+            .with_context(|| format!("unknown argument {arg:?}"))?;
+        let (flag, inline) = match arg.split_once('=') {
+            Some((flag, value)) => (flag, Some(value.to_owned())),
+            None => (arg, None),
+        };
+        let mut value = || {
+            inline
+                .clone()
+                .or_else(|| args.next().and_then(|v| v.to_str()).map(str::to_owned))
+                .with_context(|| format!("`{flag}` needs a value"))
+        };
+        match flag {
+            "--peer" => {
+                let name = value()?;
+                options.peer = autobahn::Peer::parse(&name).with_context(|| {
+                    format!("`--peer` takes duplex or tungstenite, got {name:?}")
+                })?;
+            }
+            "--cases" => {
+                options.cases = value()?
+                    .split(',')
+                    .filter(|case| !case.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+                if options.cases.is_empty() {
+                    bail!("`--cases` takes case patterns such as 6.*,7.1.6");
+                }
+            }
+            other => bail!("`autobahn` takes --peer and --cases, got {other:?}"),
+        }
+    }
+    Ok(options)
 }
 
 /// `duplex-loadgen bench`, with the release bundle built first when its client section
@@ -486,5 +538,24 @@ mod tests {
         assert!(bench_runs_client(&args(&["--only=client"])));
         assert!(bench_runs_client(&args(&["--no-chaos"])));
         assert!(parse_args(args(&["deploy"])).is_err());
+        assert_eq!(
+            parse_args(args(&["autobahn"])).ok(),
+            Some(Task::Autobahn(autobahn::Options::default()))
+        );
+        assert_eq!(
+            parse_args(args(&[
+                "autobahn",
+                "--peer",
+                "tungstenite",
+                "--cases=6.*,7.1.6"
+            ]))
+            .ok(),
+            Some(Task::Autobahn(autobahn::Options {
+                peer: autobahn::Peer::Tungstenite,
+                cases: vec!["6.*".into(), "7.1.6".into()],
+            }))
+        );
+        assert!(parse_args(args(&["autobahn", "--peer", "ws"])).is_err());
+        assert!(parse_args(args(&["autobahn", "--cases"])).is_err());
     }
 }
