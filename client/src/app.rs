@@ -1,66 +1,79 @@
-//! The root component: owns the state and the socket, shares both by context.
+//! The root component: owns the page's state slices and the socket, and gives
+//! each component the slices it shows (and the socket, to send commands) as
+//! props. A component re-renders only when one of its slices changes; the
+//! socket handle and the dispatcher stay the same for the page's life.
+//!
+//! Props rather than a context per slice: the same subscriptions, spelled out
+//! below, for 1 KB of wasm less per slice.
+
+use std::ops::Deref;
+use std::rc::Rc;
 
 use yew::prelude::*;
 
 use crate::components::{
     ChannelPanel, EventForm, EventLog, HandshakePanel, NewsList, PublishForm, StatusBar,
 };
-use crate::socket::{SocketHandle, use_socket};
-use crate::state::AppState;
+use crate::socket::use_socket;
+use crate::state::PageState;
 
-/// What every component can reach: the page state (read it, dispatch actions) and
-/// the socket (send commands).
-#[derive(Clone)]
-pub struct AppContext {
-    pub state: UseReducerHandle<AppState>,
-    /// The state's revision when this context was made: what tells consumers
-    /// that the state changed. (The handle itself always reads the newest state.)
-    revision: u64,
-    pub socket: SocketHandle,
-}
+/// A slice of the page state as its readers get it (a prop): the state when
+/// [`App`] last rendered. Compared by identity: a reducer that changes a slice
+/// makes a new `Rc`, one that does not read an action returns the same, and a
+/// component re-renders only in the first case (no field-by-field comparison of
+/// states, slower and kilobytes of wasm).
+pub struct Slice<T>(Rc<T>);
 
-impl PartialEq for AppContext {
-    fn eq(&self, other: &Self) -> bool {
-        // Every action bumps the revision (`AppState::reduce`): no need for the
-        // handle's field-by-field comparison of the states, slower and ~3 KB of wasm.
-        self.revision == other.revision && self.socket == other.socket
+impl<T> Slice<T> {
+    fn of(state: &Rc<T>) -> Self {
+        Slice(Rc::clone(state))
     }
 }
 
-/// The context, from inside [`App`].
-#[hook]
-pub fn use_app() -> AppContext {
-    use_context::<AppContext>().expect("components are rendered inside App's context provider")
+impl<T> Clone for Slice<T> {
+    fn clone(&self) -> Self {
+        Slice(Rc::clone(&self.0))
+    }
+}
+
+impl<T> PartialEq for Slice<T> {
+    fn eq(&self, other: &Self) -> bool {
+        Rc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl<T> Deref for Slice<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
 }
 
 #[component]
 pub fn App() -> Html {
-    let state = use_reducer(AppState::default);
-    let socket = use_socket(state.dispatcher().to_callback(), &state.channels);
-    let context = AppContext {
-        revision: state.revision(),
-        state,
-        socket,
-    };
+    let state = use_reducer(PageState::default);
+    let dispatch = state.dispatcher().to_callback();
+    let socket = use_socket(dispatch.clone(), &state.channels.channels);
 
     html! {
-        <ContextProvider<AppContext> {context}>
+        <>
             <header class="top">
                 <h1>{ "duplex" }<small>{ " — news & echo over Socket.IO v5" }</small></h1>
-                <StatusBar />
+                <StatusBar connection={Slice::of(&state.connection)} socket={socket.clone()} />
             </header>
             <main class="columns">
                 <div class="column">
-                    <NewsList />
-                    <ChannelPanel />
-                    <PublishForm />
-                    <EventForm />
+                    <NewsList news={Slice::of(&state.news)} />
+                    <ChannelPanel channels={Slice::of(&state.channels)} socket={socket.clone()} />
+                    <PublishForm socket={socket.clone()} />
+                    <EventForm acks={Slice::of(&state.acks)} form={Slice::of(&state.form)} {socket} {dispatch} />
                 </div>
                 <div class="column">
-                    <EventLog />
+                    <EventLog log={Slice::of(&state.log)} />
                 </div>
             </main>
-            <HandshakePanel />
-        </ContextProvider<AppContext>>
+            <HandshakePanel connection={Slice::of(&state.connection)} />
+        </>
     }
 }

@@ -10,14 +10,15 @@
 //! missed. Layout:
 //! - [`url`]: where to connect (page origin, `?server=`, `<meta name="duplex-server">`)
 //!   and with which token (`?token=`, `<meta name="duplex-token">`).
-//! - [`state`]: everything the page shows, a pure reducer over [`state::Action`]s.
+//! - [`state`]: everything the page shows, in slices (connection, news, log,
+//!   channels, acks, forms), each a pure reducer over [`state::Action`]s.
 //! - [`connection`]: the protocol's client session plus the page's reactions, no I/O.
-//! - [`transport`]: which transport to use, and what the page learnt (a blocked WebSocket).
 //! - [`socket`]: the `use_socket` hook, the gloo-net WebSockets or [`polling`] requests
 //!   driving a connection.
 //! - [`polling`]: HTTP long-polling's GETs and POSTs (fetch, aborted when dropped).
 //! - [`browser`]: the clock, randomness, online/offline and the other browser calls.
-//! - [`app`] and [`components`]: the Yew view; state reaches components by context.
+//! - [`app`] and [`components`]: the Yew view; each component gets the slices it
+//!   shows as props, and re-renders only when one of them changes.
 //!
 //! The client never builds wire strings by hand: frames come from the `protocol`
 //! crate's `ClientSession` and typed events.
@@ -29,7 +30,6 @@ mod connection;
 mod polling;
 mod socket;
 mod state;
-mod transport;
 mod url;
 
 fn main() {

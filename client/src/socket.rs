@@ -434,7 +434,7 @@ impl<R: Fn(Action)> Driver<R> {
                     (self.report)(Action::Connecting { url: url.clone() });
                 }
                 (self.report)(Action::Opening {
-                    transport: transport.into(),
+                    transport,
                     url: url.clone(),
                     fallback,
                 });

@@ -9,18 +9,26 @@
 use web_sys::HtmlInputElement;
 use yew::prelude::*;
 
-use crate::app::use_app;
+use crate::app::Slice;
 use crate::connection::Command;
+use crate::socket::SocketHandle;
+use crate::state::ChannelsState;
+
+#[derive(Properties, PartialEq)]
+pub struct ChannelPanelProps {
+    pub channels: Slice<ChannelsState>,
+    pub socket: SocketHandle,
+}
 
 #[component]
-pub fn ChannelPanel() -> Html {
-    let app = use_app();
+pub fn ChannelPanel(props: &ChannelPanelProps) -> Html {
+    let state = &props.channels;
     // Uncontrolled, read on click (see the event form for why).
     let name = use_node_ref();
 
     let request = |make: fn(String) -> Command| {
         let name = name.clone();
-        let socket = app.socket.clone();
+        let socket = props.socket.clone();
         move || {
             let value = name
                 .cast::<HtmlInputElement>()
@@ -42,7 +50,6 @@ pub fn ChannelPanel() -> Html {
         Callback::from(move |_: MouseEvent| leave())
     };
 
-    let state = &app.state;
     html! {
         <section class="panel channels">
             <h2>{ "News channels" }</h2>
@@ -52,7 +59,7 @@ pub fn ChannelPanel() -> Html {
                 <button id="channel-leave" type="button" class="secondary" onclick={on_leave}>{ "Leave" }</button>
             </form>
             <p id="channel-error" class="error" role="alert">
-                { state.channel_error.clone().unwrap_or_default() }
+                { state.error.clone().unwrap_or_default() }
             </p>
             <ul id="channels">
                 { for state.channels.iter().map(|channel| html! {

@@ -9,9 +9,10 @@ use serde_json::Value;
 use web_sys::{HtmlInputElement, HtmlTextAreaElement};
 use yew::prelude::*;
 
-use crate::app::use_app;
+use crate::app::Slice;
 use crate::connection::Command;
-use crate::state::{AckResult, Action};
+use crate::socket::SocketHandle;
+use crate::state::{AckResult, AckState, Action, FormState};
 
 /// Event names the Socket.IO client API keeps for itself; the reference client
 /// refuses to emit them.
@@ -48,11 +49,25 @@ pub fn parse_event(name: &str, payload: &str) -> Result<(String, Vec<Value>), St
 const DEFAULT_NAME: &str = "hello";
 const DEFAULT_PAYLOAD: &str = r#"{"n": 42}"#;
 
+#[derive(Properties, PartialEq)]
+pub struct EventFormProps {
+    pub acks: Slice<AckState>,
+    pub form: Slice<FormState>,
+    pub socket: SocketHandle,
+    /// For the form's own actions (its input is not sendable, or was sent).
+    pub dispatch: Callback<Action>,
+}
+
 #[component]
-pub fn EventForm() -> Html {
-    let app = use_app();
-    // Uncontrolled fields, read on submit: a re-render (every event received
-    // re-renders the page) never overwrites what is being typed, whichever way
+pub fn EventForm(props: &EventFormProps) -> Html {
+    let EventFormProps {
+        acks,
+        form,
+        socket,
+        dispatch,
+    } = props;
+    // Uncontrolled fields, read on submit: a re-render (an ack arriving
+    // re-renders the form) never overwrites what is being typed, whichever way
     // it was typed (keyboard, paste, a WebDriver `clear` that fires no `input`).
     let name = use_node_ref();
     let payload = use_node_ref();
@@ -75,7 +90,7 @@ pub fn EventForm() -> Html {
 
     let on_submit = {
         let (name, payload, ack) = (name.clone(), payload.clone(), ack.clone());
-        let app = app.clone();
+        let (socket, dispatch) = (socket.clone(), dispatch.clone());
         Callback::from(move |e: SubmitEvent| {
             e.prevent_default();
             let name = name
@@ -88,19 +103,19 @@ pub fn EventForm() -> Html {
                 .unwrap_or_default();
             let ack = ack.cast::<HtmlInputElement>().is_some_and(|c| c.checked());
             match parse_event(&name, &payload) {
-                Err(message) => app.state.dispatch(Action::FormInvalid { message }),
+                Err(message) => dispatch.emit(Action::FormInvalid { message }),
                 Ok((event, args)) => {
-                    if app.socket.send(Command::Emit { event, args, ack }) {
-                        app.state.dispatch(Action::FormSent);
+                    if socket.send(Command::Emit { event, args, ack }) {
+                        dispatch.emit(Action::FormSent);
                     }
                 }
             }
         })
     };
 
-    let error = app.state.form_error.clone().unwrap_or_default();
-    let ack_result = app.state.ack.as_ref().map(ToString::to_string);
-    let ack_class = match &app.state.ack {
+    let error = form.error.clone().unwrap_or_default();
+    let ack_result = acks.last.as_ref().map(ToString::to_string);
+    let ack_class = match &acks.last {
         Some(AckResult::TimedOut { .. }) => "ack-result error",
         _ => "ack-result",
     };

@@ -7,12 +7,12 @@
 //! page fell back (`#hs-fallback`), and what became of the upgrade (`#hs-probe`).
 
 use protocol::app::WEBSOCKET_GUID;
+use protocol::session::Transport;
 use yew::prelude::*;
 
-use crate::app::use_app;
+use crate::app::Slice;
 use crate::browser;
-use crate::state::Upgrade;
-use crate::transport::Transport;
+use crate::state::{ConnectionState, Upgrade};
 
 /// What the browser's own SHA-1 says about the server's `Sec-WebSocket-Accept`.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,10 +23,14 @@ enum AcceptCheck {
     Unavailable(String),
 }
 
+#[derive(Properties, PartialEq)]
+pub struct HandshakePanelProps {
+    pub connection: Slice<ConnectionState>,
+}
+
 #[component]
-pub fn HandshakePanel() -> Html {
-    let app = use_app();
-    let state = &app.state;
+pub fn HandshakePanel(props: &HandshakePanelProps) -> Html {
+    let state = &props.connection;
     let hs = state.handshake.as_ref();
     let check = use_state(|| AcceptCheck::Pending);
 
@@ -52,7 +56,7 @@ pub fn HandshakePanel() -> Html {
 
     let field = |value: Option<&str>| value.unwrap_or_default().to_owned();
     let key = field(hs.map(|h| h.sec_websocket_key.as_str()));
-    let open = state.open.as_ref();
+    let open = state.link.open.as_ref();
     let sid = hs
         .map(|h| h.sid.clone())
         .or_else(|| open.map(|o| o.sid.clone()))
@@ -77,10 +81,10 @@ pub fn HandshakePanel() -> Html {
         (Some(_), AcceptCheck::Unavailable(why)) => format!("(not checked here: {why})"),
     };
 
-    let by_polling = state.opened_over == Some(Transport::Polling);
+    let by_polling = state.link.opened_over == Some(Transport::Polling);
     // The server's account of a polling opening (a WebSocket's has an accept value).
     let polling_hs = hs.filter(|h| h.sec_websocket_accept.is_empty());
-    let upgrade_text = match &state.upgrade {
+    let upgrade_text = match &state.link.upgrade {
         None if open.is_some_and(|o| o.upgrades.iter().any(|u| u == "websocket")) => {
             "The server offers an upgrade (\"upgrades\": [\"websocket\"]): the page probes it with a WebSocket for this sid (2probe, answered 3probe, then 5).".to_owned()
         }

@@ -3,14 +3,18 @@
 
 use yew::prelude::*;
 
-use crate::app::use_app;
+use crate::app::Slice;
 use crate::browser;
-use crate::state::Dir;
+use crate::state::{Dir, LogState};
+
+#[derive(Properties, PartialEq)]
+pub struct EventLogProps {
+    pub log: Slice<LogState>,
+}
 
 #[component]
-pub fn EventLog() -> Html {
-    let app = use_app();
-    let log = &app.state.log;
+pub fn EventLog(props: &EventLogProps) -> Html {
+    let log = props.log.entries();
     let list = use_node_ref();
 
     // Keep the newest entry in view.

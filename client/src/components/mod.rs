@@ -1,5 +1,6 @@
-//! The page's parts. Each reads the app context ([`crate::app::use_app`]); the
-//! element ids and classes are a contract with the browser tests.
+//! The page's parts. Each takes the state slices it shows as props (and
+//! re-renders only when one of them changes), and the socket handle if it sends
+//! commands; the element ids and classes are a contract with the browser tests.
 
 mod channels;
 mod event_form;

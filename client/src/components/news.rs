@@ -3,13 +3,18 @@
 
 use yew::prelude::*;
 
-use crate::app::use_app;
+use crate::app::Slice;
 use crate::browser;
+use crate::state::NewsState;
+
+#[derive(Properties, PartialEq)]
+pub struct NewsListProps {
+    pub news: Slice<NewsState>,
+}
 
 #[component]
-pub fn NewsList() -> Html {
-    let app = use_app();
-    let news = &app.state.news;
+pub fn NewsList(props: &NewsListProps) -> Html {
+    let news = props.news.entries();
 
     html! {
         <section class="panel news">

@@ -6,19 +6,23 @@ use protocol::app::Publish;
 use web_sys::HtmlInputElement;
 use yew::prelude::*;
 
-use crate::app::use_app;
 use crate::connection::Command;
+use crate::socket::SocketHandle;
+
+#[derive(Properties, PartialEq)]
+pub struct PublishFormProps {
+    pub socket: SocketHandle,
+}
 
 #[component]
-pub fn PublishForm() -> Html {
-    let app = use_app();
+pub fn PublishForm(props: &PublishFormProps) -> Html {
     // Uncontrolled, read on submit (see the event form for why).
     let text = use_node_ref();
     let channel = use_node_ref();
 
     let on_submit = {
         let (text, channel) = (text.clone(), channel.clone());
-        let socket = app.socket.clone();
+        let socket = props.socket.clone();
         Callback::from(move |e: SubmitEvent| {
             e.prevent_default();
             let Some(input) = text.cast::<HtmlInputElement>() else {

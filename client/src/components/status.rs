@@ -6,22 +6,30 @@
 //!
 //! While a reconnection waits, the bar re-renders every 100 ms so the detail's
 //! countdown to the next attempt is live; the text itself comes from the pure
-//! `AppState::status_line`.
+//! `ConnectionState::status_line`.
 
 use gloo_timers::callback::Interval;
 use yew::prelude::*;
 
-use crate::app::use_app;
+use crate::app::Slice;
 use crate::browser;
 use crate::connection::Command;
+use crate::socket::SocketHandle;
+use crate::state::ConnectionState;
+use crate::state::connection::transport_label;
 
 /// How often the countdown is redrawn.
 const COUNTDOWN_TICK_MS: u32 = 100;
 
+#[derive(Properties, PartialEq)]
+pub struct StatusBarProps {
+    pub connection: Slice<ConnectionState>,
+    pub socket: SocketHandle,
+}
+
 #[component]
-pub fn StatusBar() -> Html {
-    let app = use_app();
-    let state = &app.state;
+pub fn StatusBar(props: &StatusBarProps) -> Html {
+    let state = &props.connection;
 
     // Tick only while there is something to count down.
     let redraw = use_force_update();
@@ -33,18 +41,18 @@ pub fn StatusBar() -> Html {
     });
 
     let on_reconnect = {
-        let socket = app.socket.clone();
+        let socket = props.socket.clone();
         Callback::from(move |_: MouseEvent| socket.reconnect())
     };
     let on_disconnect = {
-        let socket = app.socket.clone();
+        let socket = props.socket.clone();
         Callback::from(move |_: MouseEvent| {
             socket.send(Command::Disconnect);
         })
     };
     let (status, detail) = state.status_line(browser::now());
     let recovery = state.recovery.map(|r| r.label());
-    let transport = state.transport.map(|t| t.label());
+    let transport = state.transport.map(transport_label);
 
     html! {
         <div class="status-bar">
