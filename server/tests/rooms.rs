@@ -14,7 +14,10 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 /// Events: `join`/`leave` [room] (ack: rooms), `to` [rooms[], except[], text],
-/// `others` [text] (everyone but me), `kick` [], `data` [value] (set, ack: get).
+/// `others` [text] (everyone but me), `kick` [], `data` [value] (set, ack: get),
+/// `select-join`/`select-leave` [rooms[], room] (the sockets in any of rooms, or
+/// all, join or leave room; ack: how many), `ask` [ms] (every other socket is
+/// asked `question` and has ms to ack; the outcome comes back as `msg`).
 #[derive(Default)]
 struct RoomsApp {
     disconnects: Arc<Mutex<Vec<(String, DisconnectReason)>>>,
@@ -43,6 +46,31 @@ impl Handler for RoomsApp {
                 json!(b.emit_raw("msg", vec![arg(2)]))
             }
             "others" => json!(socket.broadcast().emit_raw("msg", vec![arg(0)])),
+            "select-join" | "select-leave" => {
+                let mut b = socket.io().of(socket.nsp());
+                for room in arg(0).as_array().into_iter().flatten() {
+                    b = b.to(room.as_str().unwrap_or_default());
+                }
+                let room = arg(1);
+                let room = room.as_str().unwrap_or_default();
+                json!(if event.name == "select-join" {
+                    b.join(room)
+                } else {
+                    b.leave(room)
+                })
+            }
+            "ask" => {
+                let timeout = Duration::from_millis(arg(0).as_u64().unwrap_or(1000));
+                let (asker, others) = (socket.clone(), socket.broadcast());
+                tokio::spawn(async move {
+                    let outcome = match others.emit_with_ack("question", vec![], timeout).await {
+                        Ok(responses) => json!({"answers": answers(&responses), "missing": 0}),
+                        Err(e) => json!({"answers": answers(&e.responses), "missing": e.missing}),
+                    };
+                    let _ = asker.emit_raw("msg", vec![outcome]);
+                });
+                Value::Null
+            }
             "echo" => json!(socket.emit_raw("msg", vec![arg(0)]).is_ok()),
             "kick" => {
                 let _ = socket.disconnect();
@@ -67,6 +95,22 @@ impl Handler for RoomsApp {
             .expect("test lock")
             .push((socket.id().to_owned(), reason.clone()));
     }
+}
+
+/// The first argument of each ack, sorted.
+fn answers(responses: &[duplex_server::socketio::AckResponse]) -> Vec<String> {
+    let mut answers: Vec<String> = responses
+        .iter()
+        .map(|r| {
+            r.args
+                .first()
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    answers.sort();
+    answers
 }
 
 struct Server {
@@ -238,6 +282,24 @@ impl Client {
         array[1..].to_vec()
     }
 
+    /// Waits for the server's `question` and acks it with this socket's id.
+    async fn answer(&mut self) {
+        let text = self.recv().await;
+        let rest = text.strip_prefix("42").expect("an event");
+        let digits = rest.chars().take_while(char::is_ascii_digit).count();
+        assert!(digits > 0, "the question asks for an ack: {text}");
+        let (id, args) = rest.split_at(digits);
+        assert_eq!(args, r#"["question"]"#, "{text}");
+        let sid = self.sid().to_owned();
+        self.raw.send(&format!("43{id}{}", json!([sid]))).await;
+    }
+
+    /// Waits for the server's `question` and lets it go unanswered.
+    async fn ignore_question(&mut self) {
+        let text = self.recv().await;
+        assert!(text.contains(r#"["question"]"#), "{text}");
+    }
+
     /// Nothing arrives for a while (other than pings).
     async fn silent(&mut self) {
         assert!(self.pending.is_empty(), "unexpected {:?}", self.pending);
@@ -332,6 +394,64 @@ async fn room_emits_and_exclusions() {
     for id in [c1.sid(), c2.sid(), c3.sid(), "a", "b"] {
         assert!(rooms.iter().any(|r| r == id), "{id} in {rooms:?}");
     }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn sockets_join_and_leave_rooms_by_selection() {
+    let server = Server::start(None).await;
+    let mut c1 = server.client(None).await;
+    let mut c2 = server.client(None).await;
+    let mut c3 = server.client(None).await;
+    c1.call("join", json!(["a"])).await;
+    c2.call("join", json!(["a"])).await;
+
+    // The sockets in "a" join "b": c1 and c2, not c3.
+    assert_eq!(c3.call("select-join", json!([["a"], "b"])).await, 2);
+    assert_eq!(c3.call("to", json!([["b"], [], "to b"])).await, 2);
+    assert_eq!(c1.msg().await, vec![json!("to b")]);
+    assert_eq!(c2.msg().await, vec![json!("to b")]);
+    c3.silent().await;
+    // Everyone joins "c"; then the sockets in "a" leave it.
+    assert_eq!(c3.call("select-join", json!([[], "c"])).await, 3);
+    assert_eq!(c3.call("select-leave", json!([["a"], "c"])).await, 2);
+    assert_eq!(c1.call("to", json!([["c"], [], "to c"])).await, 1);
+    assert_eq!(c3.msg().await, vec![json!("to c")]);
+    let c3_rooms = sorted(c3.call("join", json!(["d"])).await);
+    assert!(c3_rooms.contains(&"c".to_owned()), "{c3_rooms:?}");
+    let c1_rooms = sorted(c1.call("leave", json!(["d"])).await);
+    assert_eq!(c1_rooms.len(), 3, "own, a, b: {c1_rooms:?}");
+    for c in [&mut c1, &mut c2, &mut c3] {
+        c.silent().await;
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_broadcast_waits_for_every_ack_and_says_who_did_not_answer() {
+    let server = Server::start(None).await;
+    let mut c1 = server.client(None).await;
+    let mut c2 = server.client(None).await;
+    let mut c3 = server.client(None).await;
+    let mut expected = vec![c2.sid().to_owned(), c3.sid().to_owned()];
+    expected.sort();
+
+    // Everyone answers: the acks of both others, the asker not asked.
+    c1.call("ask", json!([5000])).await;
+    c2.answer().await;
+    c3.answer().await;
+    let outcome = c1.msg().await;
+    assert_eq!(outcome[0]["answers"], json!(expected), "{outcome:?}");
+    assert_eq!(outcome[0]["missing"], 0, "{outcome:?}");
+    c1.silent().await;
+
+    // c3 does not answer: an error after the timeout, with c2's ack in it.
+    c1.call("ask", json!([300])).await;
+    c2.answer().await;
+    c3.ignore_question().await;
+    let outcome = c1.msg().await;
+    assert_eq!(outcome[0]["answers"], json!([c2.sid()]), "{outcome:?}");
+    assert_eq!(outcome[0]["missing"], 1, "{outcome:?}");
     server.stop().await;
 }
 

@@ -1,13 +1,33 @@
-//! Emits to several sockets of a namespace: `io.of("/").to("room").except("x")`.
+//! Emits to several sockets of a namespace: `io.of("/").to("room").except("x")`,
+//! and what Socket.IO's server does with such a selection: make its sockets
+//! join or leave rooms, disconnect them, fetch them, or emit and wait for every
+//! one's ack.
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use futures_util::future::join_all;
 use protocol::Args;
 use protocol::event::{self, Event, EventError};
+use serde_json::Value;
+use thiserror::Error;
 
 use super::Io;
 use super::adapter::Target;
+use super::handler::{AckError, AckResponse};
 use super::socket::Socket;
+
+/// Why a broadcast with acks did not get every ack: the acks that did arrive
+/// come with it, as Socket.IO hands them to its callback beside the error.
+#[derive(Debug, Error)]
+#[error("{missing} of {expected} sockets did not ack within {timeout:?}")]
+pub struct BroadcastAckError {
+    pub timeout: Duration,
+    pub expected: usize,
+    pub missing: usize,
+    /// The acks that arrived, in no particular order.
+    pub responses: Vec<AckResponse>,
+}
 
 /// An emit to several sockets of a namespace: `io.of("/").to("room").except("x")`.
 /// Built by [`Io::of`], [`Io::to`], [`Socket::to`], [`Socket::broadcast`].
@@ -70,14 +90,78 @@ impl Broadcast {
         )
     }
 
-    /// The sockets this broadcast would reach now.
+    /// Emits `name` with `args` to every targeted socket and waits, at most
+    /// `timeout`, for each one's ack (Socket.IO's
+    /// `io.timeout(ms).emitWithAck(...)`). A socket that leaves or does not
+    /// answer in time makes it an error that still carries the acks received.
+    /// Like Socket.IO's, such an emit is not logged for recovery.
+    pub async fn emit_with_ack(
+        &self,
+        name: &str,
+        args: Vec<Value>,
+        timeout: Duration,
+    ) -> Result<Vec<AckResponse>, BroadcastAckError> {
+        let sockets = self.sockets();
+        let expected = sockets.len();
+        let asks = sockets
+            .iter()
+            .map(|socket| socket.emit_with_ack(name, args.clone(), timeout));
+        let mut responses = Vec::with_capacity(expected);
+        for answer in join_all(asks).await {
+            match answer {
+                Ok(response) => responses.push(response),
+                Err(AckError::Timeout(_) | AckError::Closed | AckError::Send(_)) => {}
+            }
+        }
+        if responses.len() == expected {
+            Ok(responses)
+        } else {
+            Err(BroadcastAckError {
+                timeout,
+                expected,
+                missing: expected - responses.len(),
+                responses,
+            })
+        }
+    }
+
+    /// Every targeted socket joins `room` (Socket.IO's `socketsJoin`); returns
+    /// how many sockets that was.
+    pub fn join(&self, room: &str) -> usize {
+        self.io
+            .with_namespace(&self.nsp, |ns| {
+                let ids = ns.recipient_ids(&self.target);
+                for id in &ids {
+                    ns.join(id, room.to_owned());
+                }
+                ids.len()
+            })
+            .unwrap_or(0)
+    }
+
+    /// Every targeted socket leaves `room` (Socket.IO's `socketsLeave`);
+    /// returns how many sockets that was.
+    pub fn leave(&self, room: &str) -> usize {
+        self.io
+            .with_namespace(&self.nsp, |ns| {
+                let ids = ns.recipient_ids(&self.target);
+                for id in &ids {
+                    ns.leave(id, room);
+                }
+                ids.len()
+            })
+            .unwrap_or(0)
+    }
+
+    /// The sockets this broadcast would reach now (Socket.IO's `fetchSockets`).
     pub fn sockets(&self) -> Vec<Socket> {
         self.io
             .with_namespace(&self.nsp, |ns| ns.recipients(&self.target))
             .unwrap_or_default()
     }
 
-    /// Removes every targeted socket from the namespace.
+    /// Removes every targeted socket from the namespace (Socket.IO's
+    /// `disconnectSockets`); their connections stay open.
     pub fn disconnect(&self) {
         for socket in self.sockets() {
             let _ = socket.disconnect();

@@ -35,7 +35,7 @@ use protocol::{Args, Frame, Time, socketio};
 use serde_json::Value;
 
 pub use self::adapter::{Adapter, InMemoryAdapter, RecoveryConfig, Session, Target};
-pub use self::broadcast::Broadcast;
+pub use self::broadcast::{Broadcast, BroadcastAckError};
 pub use self::handler::{AckError, AckReply, AckResponse, ConnectRequest, Handler, IncomingEvent};
 pub use self::machine::SocketIoMachine;
 use self::namespace::Namespace;

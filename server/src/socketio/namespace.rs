@@ -116,6 +116,13 @@ impl Namespace {
         self.sockets.len()
     }
 
+    /// The ids of the sockets `target` designates.
+    pub(crate) fn recipient_ids(&self, target: &Target) -> Vec<String> {
+        let mut ids = Vec::new();
+        self.for_each_recipient(target, |socket| ids.push(socket.id().to_owned()));
+        ids
+    }
+
     /// The sockets `target` designates.
     pub(crate) fn recipients(&self, target: &Target) -> Vec<Socket> {
         let mut sockets = Vec::new();
