@@ -296,10 +296,10 @@ impl Connection {
                 };
                 self.emit_typed::<MyOtherEvent>(&reply, now);
             }
-        } else if name == Handshake::NAME {
-            if let Ok(info) = event::decode::<Handshake>(args) {
-                self.actions.push_back(Action::Handshake(info));
-            }
+        } else if name == Handshake::NAME
+            && let Ok(info) = event::decode::<Handshake>(args)
+        {
+            self.actions.push_back(Action::Handshake(info));
         }
     }
 

@@ -554,25 +554,25 @@ impl<R: Fn(Action)> Driver<R> {
 /// (not while too many frames wait for a POST); POSTs and probes complete regardless.
 async fn next_on_io(io: &mut Io, reading: bool) -> Wake {
     future::poll_fn(|cx| {
-        if let (true, Some((_, stream))) = (reading, &mut io.ws) {
-            if let Poll::Ready(message) = stream.poll_next_unpin(cx) {
-                return Poll::Ready(Wake::WebSocket(message));
-            }
+        if let (true, Some((_, stream))) = (reading, &mut io.ws)
+            && let Poll::Ready(message) = stream.poll_next_unpin(cx)
+        {
+            return Poll::Ready(Wake::WebSocket(message));
         }
-        if let (true, Some(get)) = (reading, &mut io.get) {
-            if let Poll::Ready(result) = get.poll_unpin(cx) {
-                return Poll::Ready(Wake::Get(result));
-            }
+        if let (true, Some(get)) = (reading, &mut io.get)
+            && let Poll::Ready(result) = get.poll_unpin(cx)
+        {
+            return Poll::Ready(Wake::Get(result));
         }
-        if let Some(post) = &mut io.post {
-            if let Poll::Ready(result) = post.poll_unpin(cx) {
-                return Poll::Ready(Wake::Post(result));
-            }
+        if let Some(post) = &mut io.post
+            && let Poll::Ready(result) = post.poll_unpin(cx)
+        {
+            return Poll::Ready(Wake::Post(result));
         }
-        if let Some(probe) = &mut io.probe {
-            if let Poll::Ready(result) = probe.poll_unpin(cx) {
-                return Poll::Ready(Wake::Probe(result));
-            }
+        if let Some(probe) = &mut io.probe
+            && let Poll::Ready(result) = probe.poll_unpin(cx)
+        {
+            return Poll::Ready(Wake::Probe(result));
         }
         Poll::Pending
     })

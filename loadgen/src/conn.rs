@@ -225,15 +225,14 @@ impl SioConn {
     /// so that everything goes out in the order it was asked for.
     fn take_session_frames(&mut self) {
         while let Some(frame) = self.session.poll_transmit() {
-            if self.count_pongs {
-                if let Frame::Text(t) = &frame {
-                    if matches!(
-                        engineio::Packet::decode_text(t),
-                        Ok(engineio::Packet::Pong(_))
-                    ) {
-                        self.pongs += 1;
-                    }
-                }
+            if self.count_pongs
+                && let Frame::Text(t) = &frame
+                && matches!(
+                    engineio::Packet::decode_text(t),
+                    Ok(engineio::Packet::Pong(_))
+                )
+            {
+                self.pongs += 1;
             }
             self.outbox.push(frame);
         }
@@ -340,11 +339,11 @@ impl SioConn {
             // frame) waits for the armed timer, which then wakes early, is a
             // no-op for the session, and is re-armed: not a timer-wheel update
             // per round trip.
-            if let Some(deadline) = self.session.poll_timeout() {
-                if self.timer_at.is_none_or(|armed| deadline < armed) {
-                    self.timer.as_mut().reset(self.epoch + deadline);
-                    self.timer_at = Some(deadline);
-                }
+            if let Some(deadline) = self.session.poll_timeout()
+                && self.timer_at.is_none_or(|armed| deadline < armed)
+            {
+                self.timer.as_mut().reset(self.epoch + deadline);
+                self.timer_at = Some(deadline);
             }
             // Biased (no random draw per frame): the stop token, then the
             // socket, then the timer, which a ready frame never polls.
@@ -434,10 +433,10 @@ impl SioConn {
         self.queue_echo(seq)?;
         tokio::time::timeout(timeout, async {
             loop {
-                if let Incoming::Ack(s) = self.next_incoming().await? {
-                    if s == seq {
-                        return Ok::<_, anyhow::Error>(start.elapsed());
-                    }
+                if let Incoming::Ack(s) = self.next_incoming().await?
+                    && s == seq
+                {
+                    return Ok::<_, anyhow::Error>(start.elapsed());
                 }
             }
         })
@@ -593,10 +592,10 @@ impl BareConn {
                 .next()
                 .await
                 .context("closed before the greeting")??;
-            if let Message::Text(t) = message {
-                if bare::is_greeting(t.as_str()) {
-                    return Ok(conn);
-                }
+            if let Message::Text(t) = message
+                && bare::is_greeting(t.as_str())
+            {
+                return Ok(conn);
             }
         }
     }

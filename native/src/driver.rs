@@ -302,15 +302,14 @@ impl Driver {
                 }
             }
         }
-        if unflushed {
-            if let Some(ws) = &mut self.io.ws {
-                if let Err(e) = ws.flush().await {
-                    let now = self.now();
-                    self.transport.websocket_failed(e.to_string(), now);
-                    // Its steps: the transport closes, the session hears of it.
-                    return Box::pin(self.run_steps()).await;
-                }
-            }
+        if unflushed
+            && let Some(ws) = &mut self.io.ws
+            && let Err(e) = ws.flush().await
+        {
+            let now = self.now();
+            self.transport.websocket_failed(e.to_string(), now);
+            // Its steps: the transport closes, the session hears of it.
+            return Box::pin(self.run_steps()).await;
         }
         false
     }
@@ -556,10 +555,10 @@ impl Driver {
             }
             Some(Ok(message)) => {
                 trace!(?message, "websocket received");
-                if let Some(frame) = transport::to_frame(message) {
-                    if let Err(e) = self.session.handle_frame(frame, now) {
-                        warn!(error = %e, "invalid frame from the server, closing");
-                    }
+                if let Some(frame) = transport::to_frame(message)
+                    && let Err(e) = self.session.handle_frame(frame, now)
+                {
+                    warn!(error = %e, "invalid frame from the server, closing");
                 }
                 return;
             }

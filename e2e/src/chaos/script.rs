@@ -308,10 +308,10 @@ pub async fn run_script(
             Ok(None) => break,
             Err(_) => {}
         }
-        if let Some((proxy, phases)) = &mut cuts {
-            if let Some(stopped) = phases.tick(proxy) {
-                on(Event::StoppedCutting(&stopped));
-            }
+        if let Some((proxy, phases)) = &mut cuts
+            && let Some(stopped) = phases.tick(proxy)
+        {
+            on(Event::StoppedCutting(&stopped));
         }
         if started.elapsed() > script.limit {
             killed = true;

@@ -41,7 +41,7 @@ impl Backoff {
         let random = random.clamp(0.0, 1.0);
         let deviation = random * jitter * base;
         // The tenths digit of the same random number picks the direction.
-        let down = ((random * 10.0).floor() as u64) % 2 == 0;
+        let down = ((random * 10.0).floor() as u64).is_multiple_of(2);
         let ms = if down {
             base - deviation
         } else {

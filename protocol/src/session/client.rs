@@ -353,20 +353,20 @@ impl ClientSession {
                 // event that asks for no ack carries its offset as last argument.
                 // It is the session's business, not the application's: taken off.
                 let mut args = args.into_values();
-                if self.pid.is_some() && id.is_none() {
-                    if let Some(Value::String(_)) = args.last() {
-                        if let Some(Value::String(offset)) = args.pop() {
-                            if self.recent.contains(&offset) {
-                                self.repeats += 1;
-                                return;
-                            }
-                            if self.recent.len() == RECENT_OFFSETS {
-                                self.recent.pop_front();
-                            }
-                            self.recent.push_back(offset.clone());
-                            self.offset = Some(offset);
-                        }
+                if self.pid.is_some()
+                    && id.is_none()
+                    && let Some(Value::String(_)) = args.last()
+                    && let Some(Value::String(offset)) = args.pop()
+                {
+                    if self.recent.contains(&offset) {
+                        self.repeats += 1;
+                        return;
                     }
+                    if self.recent.len() == RECENT_OFFSETS {
+                        self.recent.pop_front();
+                    }
+                    self.recent.push_back(offset.clone());
+                    self.offset = Some(offset);
                 }
                 self.events.push_back(ClientEvent::Event {
                     id,
@@ -556,12 +556,12 @@ impl ClientSession {
         if self.state == ClientState::Closed {
             return;
         }
-        if let ClientState::Reconnecting { attempt, at } = self.state {
-            if now >= at {
-                self.state = ClientState::Opening;
-                self.events
-                    .push_back(ClientEvent::OpenTransport { attempt });
-            }
+        if let ClientState::Reconnecting { attempt, at } = self.state
+            && now >= at
+        {
+            self.state = ClientState::Opening;
+            self.events
+                .push_back(ClientEvent::OpenTransport { attempt });
         }
         while let Some(&(deadline, id)) = self.ack_deadlines.first() {
             if deadline > now {

@@ -469,15 +469,15 @@ impl ClientTransport {
     /// within the open timeout has failed; a probe not answered within the probe
     /// timeout has failed (polling goes on).
     pub fn handle_timeout(&mut self, now: Time) {
-        if let Active::Polling(polling) = &mut self.active {
-            if polling.probe_deadline.is_some_and(|at| now >= at) {
-                polling.probe_deadline = None;
-                let why = format!(
-                    "no answer to the probe within {}",
-                    DisplayDuration(self.config.probe_timeout)
-                );
-                self.probe_failed(why);
-            }
+        if let Active::Polling(polling) = &mut self.active
+            && polling.probe_deadline.is_some_and(|at| now >= at)
+        {
+            polling.probe_deadline = None;
+            let why = format!(
+                "no answer to the probe within {}",
+                DisplayDuration(self.config.probe_timeout)
+            );
+            self.probe_failed(why);
         }
         if self.opening_deadline.is_none_or(|at| now < at) {
             return;

@@ -588,10 +588,10 @@ impl<F: Factory> SessionTask<F> {
         let Some(get) = self.pending_get.take() else {
             return;
         };
-        if let Some(polls) = self.polls.as_deref_mut() {
-            if let Some(t) = polls.pending_t.take() {
-                polls.answered = Some((t, payload.clone()));
-            }
+        if let Some(polls) = self.polls.as_deref_mut()
+            && let Some(t) = polls.pending_t.take()
+        {
+            polls.answered = Some((t, payload.clone()));
         }
         let _ = get.send(Ok(payload));
     }
