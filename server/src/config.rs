@@ -32,6 +32,9 @@ pub struct Config {
     pub origins: OriginPolicy,
     /// Most sessions at once; more are refused with 503 until some close.
     pub max_connections: usize,
+    /// A Redis server shared with the other servers of a cluster
+    /// (`redis://host:port`); `None` keeps everything in this server's memory.
+    pub redis: Option<String>,
 }
 
 impl Default for Config {
@@ -49,6 +52,7 @@ impl Default for Config {
             token: None,
             origins: OriginPolicy::Any,
             max_connections: 100_000,
+            redis: None,
         }
     }
 }

@@ -18,6 +18,7 @@
 //! client, waits for the connection tasks and returns.
 
 pub mod app;
+pub mod cluster;
 pub mod config;
 pub mod engine;
 mod memory;
@@ -66,9 +67,21 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let addr = listener.local_addr()?;
-    let io = socketio::Io::builder(config.session_config())
-        .namespace("/", app::NewsApp::with_token(config.token.clone()))
-        .build();
+    let mut builder = socketio::Io::builder(config.session_config())
+        .namespace("/", app::NewsApp::with_token(config.token.clone()));
+    let cluster = match &config.redis {
+        Some(url) => {
+            let cluster = cluster::RedisCluster::new(cluster::RedisOptions::new(url.clone()))
+                .map_err(std::io::Error::other)?;
+            builder = builder.adapter(cluster.adapter());
+            Some(cluster)
+        }
+        None => None,
+    };
+    let io = builder.build();
+    if let Some(cluster) = &cluster {
+        cluster.start(&io, shutdown.clone());
+    }
     serve(listener, config, io, shutdown)
         .await
         .map(|()| tracing::info!(%addr, "server stopped"))

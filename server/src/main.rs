@@ -53,6 +53,11 @@ struct Args {
     /// Most connections at once; more are refused with 503.
     #[arg(long, env = "DUPLEX_MAX_CONNECTIONS", default_value_t = 100_000)]
     max_connections: usize,
+    /// Join a cluster on this Redis server (`redis://host:port`): broadcasts and
+    /// room operations reach the sockets of every server on it, Node.js
+    /// Socket.IO servers with @socket.io/redis-streams-adapter among them.
+    #[arg(long, env = "DUPLEX_REDIS")]
+    redis: Option<String>,
 }
 
 #[tokio::main]
@@ -78,6 +83,7 @@ async fn main() -> anyhow::Result<()> {
         },
         max_payload: args.max_payload,
         max_connections: args.max_connections,
+        redis: args.redis,
         ..duplex_server::Config::default()
     };
     let listener = duplex_server::bind(args.addr)

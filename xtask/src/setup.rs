@@ -19,6 +19,8 @@ const BINARYEN_VERSION: &str = "132.0.0";
 const MIN_WASM_OPT: u32 = 132;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
+/// The cluster tests start their own Redis on loopback (Debian's package).
+const REDIS_SERVER: &str = "/usr/bin/redis-server";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
 /// npm packages the tests need, installed into `<root>/.tools` beside binaryen:
@@ -51,6 +53,7 @@ pub fn setup(env: &Env, scope: Scope) -> Result<()> {
     wasm_opt(env)?;
     if scope == Scope::Test {
         browser(env)?;
+        redis(env)?;
         npm_packages(env, TEST_NPM_PACKAGES)?;
         for project in TEST_NPM_PROJECTS {
             npm_project(env, project)?;
@@ -190,6 +193,18 @@ fn browser(env: &Env) -> Result<()> {
             &format!("ok ({version})"),
         );
     }
+    Ok(())
+}
+
+fn redis(env: &Env) -> Result<()> {
+    let server = Path::new(REDIS_SERVER);
+    if !server.exists() {
+        progress("redis-server", "missing, installing redis-server");
+        apt_install(env, &["redis-server"])?;
+    }
+    let version = probe(env.command(server).arg("--version"))
+        .with_context(|| format!("`{REDIS_SERVER} --version` fails"))?;
+    progress("redis-server", &format!("ok ({version})"));
     Ok(())
 }
 

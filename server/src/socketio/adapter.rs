@@ -12,7 +12,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use protocol::{Frame, Time};
+use protocol::{Args, Frame, Time};
 use serde_json::Value;
 
 /// Which sockets of a namespace an emit goes to.
@@ -80,6 +80,31 @@ pub struct Session {
     pub base: u64,
 }
 
+/// What this server did that the other servers of a cluster must do too, as a
+/// namespace hands it to its adapter: under the namespace's lock, so in the
+/// order it happened here. The in-memory adapter has no one to tell; a shared
+/// adapter (Redis) publishes it. What other servers did comes back through
+/// [`Broadcast::local`](super::Broadcast::local), which does not forward.
+#[derive(Debug, Clone, Copy)]
+pub enum Forward<'a> {
+    /// An event for the sockets `target` designates (binary arguments as
+    /// placeholders, their bytes in `attachments`).
+    Broadcast {
+        target: &'a Target,
+        name: &'a str,
+        args: &'a Args,
+        attachments: &'a [Vec<u8>],
+        volatile: bool,
+    },
+    /// The sockets `target` designates join `room`.
+    Join { target: &'a Target, room: &'a str },
+    /// The sockets `target` designates leave `room`.
+    Leave { target: &'a Target, room: &'a str },
+    /// The sockets `target` designates leave the namespace (`close`: their
+    /// whole connection closes).
+    Disconnect { target: &'a Target, close: bool },
+}
+
 /// Where a namespace's rooms, sessions of departed sockets and recovery log
 /// live. Rooms hold socket ids; a socket's own room (named by its id) is
 /// implicit and never stored. Methods run under the namespace's lock.
@@ -115,6 +140,13 @@ pub trait Adapter: fmt::Debug + Send + 'static {
     /// get, in order; `None` if some of them are no longer kept (or `offset`
     /// was never sent).
     fn missed(&self, offset: u64, id: &str, rooms: &HashSet<String>) -> Option<Vec<Frame>>;
+
+    /// Tells the other servers of the cluster what this one did (nothing to
+    /// tell without a cluster). Runs under the namespace's lock: it must not
+    /// block, only queue.
+    fn forward(&mut self, op: Forward<'_>) {
+        let _ = op;
+    }
 }
 
 /// This server's memory: rooms by id, and (with recovery) the log and the

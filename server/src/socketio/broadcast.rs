@@ -13,7 +13,7 @@ use serde_json::Value;
 use thiserror::Error;
 
 use super::Io;
-use super::adapter::Target;
+use super::adapter::{Forward, Target};
 use super::handler::{AckError, AckResponse};
 use super::socket::Socket;
 
@@ -37,6 +37,7 @@ pub struct Broadcast {
     nsp: String,
     target: Target,
     volatile: bool,
+    local: bool,
 }
 
 impl Broadcast {
@@ -46,6 +47,19 @@ impl Broadcast {
             nsp: nsp.to_owned(),
             target: Target::default(),
             volatile: false,
+            local: false,
+        }
+    }
+
+    /// A broadcast to the sockets `target` designates (what another server of
+    /// the cluster asked for).
+    pub(crate) fn targeted(io: Arc<Io>, nsp: &str, target: Target, volatile: bool) -> Self {
+        Broadcast {
+            io,
+            nsp: nsp.to_owned(),
+            target,
+            volatile,
+            local: false,
         }
     }
 
@@ -73,6 +87,13 @@ impl Broadcast {
         self
     }
 
+    /// This server's sockets only: not forwarded to the other servers of a
+    /// cluster (Socket.IO's `local` flag).
+    pub fn local(mut self) -> Self {
+        self.local = true;
+        self
+    }
+
     /// Emits typed event `E`; returns how many sockets it was queued for.
     pub fn emit<E: Event>(&self, payload: &E::Payload) -> Result<usize, EventError> {
         Ok(self.emit_raw(E::NAME, event::encode::<E>(payload)?))
@@ -87,6 +108,7 @@ impl Broadcast {
             args.into(),
             Vec::new(),
             self.volatile,
+            self.local,
         )
     }
 
@@ -130,6 +152,12 @@ impl Broadcast {
     pub fn join(&self, room: &str) -> usize {
         self.io
             .with_namespace(&self.nsp, |ns| {
+                if !self.local {
+                    ns.forward(Forward::Join {
+                        target: &self.target,
+                        room,
+                    });
+                }
                 let ids = ns.recipient_ids(&self.target);
                 for id in &ids {
                     ns.join(id, room.to_owned());
@@ -144,6 +172,12 @@ impl Broadcast {
     pub fn leave(&self, room: &str) -> usize {
         self.io
             .with_namespace(&self.nsp, |ns| {
+                if !self.local {
+                    ns.forward(Forward::Leave {
+                        target: &self.target,
+                        room,
+                    });
+                }
                 let ids = ns.recipient_ids(&self.target);
                 for id in &ids {
                     ns.leave(id, room);
@@ -163,8 +197,34 @@ impl Broadcast {
     /// Removes every targeted socket from the namespace (Socket.IO's
     /// `disconnectSockets`); their connections stay open.
     pub fn disconnect(&self) {
-        for socket in self.sockets() {
-            let _ = socket.disconnect();
+        self.disconnect_sockets(false);
+    }
+
+    /// Closes the whole connection of every targeted socket
+    /// (`disconnectSockets(true)`).
+    pub fn close(&self) {
+        self.disconnect_sockets(true);
+    }
+
+    fn disconnect_sockets(&self, close: bool) {
+        let sockets = self
+            .io
+            .with_namespace(&self.nsp, |ns| {
+                if !self.local {
+                    ns.forward(Forward::Disconnect {
+                        target: &self.target,
+                        close,
+                    });
+                }
+                ns.recipients(&self.target)
+            })
+            .unwrap_or_default();
+        for socket in sockets {
+            if close {
+                socket.close();
+            } else {
+                let _ = socket.disconnect();
+            }
         }
     }
 }

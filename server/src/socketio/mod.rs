@@ -34,7 +34,7 @@ use protocol::session::ServerConfig;
 use protocol::{Args, Frame, Time, socketio};
 use serde_json::Value;
 
-pub use self::adapter::{Adapter, InMemoryAdapter, RecoveryConfig, Session, Target};
+pub use self::adapter::{Adapter, Forward, InMemoryAdapter, RecoveryConfig, Session, Target};
 pub use self::broadcast::{Broadcast, BroadcastAckError};
 pub use self::handler::{AckError, AckReply, AckResponse, ConnectRequest, Handler, IncomingEvent};
 pub use self::machine::SocketIoMachine;
@@ -269,6 +269,8 @@ impl Io {
     /// encoded once (with its recovery offset when recovery is on) and each
     /// recipient's queue gets the frames. A recipient whose queue is full is
     /// disconnected as too slow, or for a volatile emit skips the packet.
+    /// Unless `local`, the adapter forwards it to the other servers of a cluster.
+    #[allow(clippy::too_many_arguments)] // the parts of one emit
     pub(crate) fn emit_to(
         &self,
         nsp: &str,
@@ -277,11 +279,21 @@ impl Io {
         mut args: Args,
         attachments: Vec<Vec<u8>>,
         volatile: bool,
+        local: bool,
     ) -> usize {
         let now = self.now();
         let Some(mut ns) = self.lock(nsp) else {
             return 0;
         };
+        if !local {
+            ns.forward(Forward::Broadcast {
+                target,
+                name,
+                args: &args,
+                attachments: &attachments,
+                volatile,
+            });
+        }
         let offset = if volatile { None } else { ns.next_offset() };
         if let Some(offset) = offset {
             // Socket.IO's recovery convention: the offset is the last argument.
@@ -357,6 +369,7 @@ impl Io {
             E::NAME,
             event::encode::<E>(payload)?.into(),
             Vec::new(),
+            false,
             false,
         ))
     }

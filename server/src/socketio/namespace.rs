@@ -116,6 +116,11 @@ impl Namespace {
         self.sockets.len()
     }
 
+    /// Hands the adapter what the other servers of a cluster must do too.
+    pub(crate) fn forward(&mut self, op: super::adapter::Forward<'_>) {
+        self.adapter.forward(op);
+    }
+
     /// The ids of the sockets `target` designates.
     pub(crate) fn recipient_ids(&self, target: &Target) -> Vec<String> {
         let mut ids = Vec::new();

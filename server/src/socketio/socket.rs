@@ -257,8 +257,16 @@ impl Socket {
         };
         match self
             .io()
-            .emit_to(self.nsp(), &target, name, args.into(), attachments, false)
-        {
+            // A socket's own room is on this server alone: not forwarded.
+            .emit_to(
+                self.nsp(),
+                &target,
+                name,
+                args.into(),
+                attachments,
+                false,
+                true,
+            ) {
             0 => Err(SendError::Closed),
             _ => Ok(()),
         }

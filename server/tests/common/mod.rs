@@ -7,6 +7,7 @@ pub mod compliance;
 pub mod eio;
 pub mod engine_cases;
 pub mod http;
+pub mod redis;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -1,0 +1,470 @@
+//! Several servers as one cluster on a real Redis (`redis-server` on loopback,
+//! started by the tests): duplex servers in-process, and a Node.js Socket.IO 4
+//! server with `@socket.io/redis-streams-adapter` (interop/cluster-node.mjs).
+//! Clients speak Socket.IO over a raw WebSocket, so they see the exact packets.
+
+mod common;
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::redis::RedisServer;
+use common::{PATIENCE, RawClient};
+use duplex_server::Config;
+use duplex_server::cluster::{RedisCluster, RedisOptions};
+use duplex_server::socketio::{Handler, IncomingEvent, Io, Socket};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+/// The cluster tests' app, the same events as interop/cluster-node.mjs:
+/// `publish` [v], `to` [room, v], `join` [room], `rooms` [],
+/// `select-join`/`select-leave` [room, other], `select-disconnect` [room].
+struct ClusterApp;
+
+impl Handler for ClusterApp {
+    fn on_event(&self, socket: &Socket, event: IncomingEvent) {
+        let arg = |i: usize| event.args.values().get(i).cloned().unwrap_or(Value::Null);
+        let text = |i: usize| arg(i).as_str().unwrap_or_default().to_owned();
+        let io = socket.io();
+        let reply = match event.name.as_str() {
+            "publish" => json!(io.of("/").emit_raw("news", vec![arg(0)])),
+            "to" => json!(io.to("/", &text(0)).emit_raw("news", vec![arg(1)])),
+            "join" => {
+                socket.join(&text(0));
+                json!(socket.rooms())
+            }
+            "rooms" => json!(socket.rooms()),
+            "select-join" => json!(io.to("/", &text(0)).join(&text(1))),
+            "select-leave" => json!(io.to("/", &text(0)).leave(&text(1))),
+            "select-disconnect" => {
+                io.to("/", &text(0)).disconnect();
+                json!("ok")
+            }
+            _ => Value::Null,
+        };
+        if let Some(ack) = event.ack {
+            let _ = ack.send(vec![reply]);
+        }
+    }
+}
+
+/// A duplex server in the cluster.
+struct Node {
+    addr: SocketAddr,
+    cluster: Arc<RedisCluster>,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Node {
+    async fn start(redis: &RedisServer) -> Node {
+        let listener = duplex_server::bind("127.0.0.1:0".parse().expect("address"))
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let config = Config {
+            dist: std::env::temp_dir().join("duplex-no-bundle"),
+            ..Config::default()
+        };
+        let cluster = RedisCluster::new(RedisOptions::new(redis.url())).expect("valid url");
+        let io = Io::builder(config.session_config())
+            .namespace("/", ClusterApp)
+            .adapter(cluster.adapter())
+            .build();
+        let shutdown = CancellationToken::new();
+        cluster.start(&io, shutdown.clone());
+        let task = tokio::spawn(duplex_server::serve(listener, config, io, shutdown.clone()));
+        let node = Node {
+            addr,
+            cluster,
+            shutdown,
+            task,
+        };
+        node.wait_connected().await;
+        node
+    }
+
+    async fn wait_connected(&self) {
+        tokio::time::timeout(PATIENCE, async {
+            while !self.cluster.is_connected() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("the node connects to Redis");
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(15), self.task)
+            .await
+            .expect("stops")
+            .expect("no panic")
+            .expect("no error");
+    }
+}
+
+/// The Node.js server of interop/cluster-node.mjs, stopped when dropped.
+struct NodeJs {
+    addr: SocketAddr,
+    child: Child,
+}
+
+impl NodeJs {
+    fn start(redis: &RedisServer) -> NodeJs {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("workspace")
+            .to_path_buf();
+        let interop: PathBuf = root.join("interop");
+        assert!(
+            interop
+                .join("node_modules/@socket.io/redis-streams-adapter")
+                .is_dir(),
+            "interop/node_modules lacks @socket.io/redis-streams-adapter: `cargo xtask test` runs `npm ci` there"
+        );
+        let mut child = Command::new("node")
+            .arg(interop.join("cluster-node.mjs"))
+            .arg(redis.url())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("node starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("reads the node server's first line");
+        let port: u16 = line
+            .trim()
+            .strip_prefix("listening ")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("expected `listening <port>`, got {line:?}"));
+        NodeJs {
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            child,
+        }
+    }
+}
+
+impl Drop for NodeJs {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A Socket.IO client joined to `/` over a raw WebSocket.
+struct Client {
+    raw: RawClient,
+    sid: String,
+    next_ack: u64,
+    /// Packets that arrived while waiting for an ack.
+    pending: VecDeque<String>,
+}
+
+impl Client {
+    async fn connect(addr: SocketAddr) -> Client {
+        let mut raw =
+            RawClient::open(&format!("ws://{addr}/socket.io/?EIO=4&transport=websocket")).await;
+        let open = raw.recv_text().await;
+        assert!(open.starts_with("0{"), "{open}");
+        raw.send("40").await;
+        let mut c = Client {
+            raw,
+            sid: String::new(),
+            next_ack: 0,
+            pending: VecDeque::new(),
+        };
+        loop {
+            let text = c.recv().await;
+            if let Some(connected) = text.strip_prefix("40") {
+                let data: Value = serde_json::from_str(connected).expect("json");
+                c.sid = data["sid"].as_str().expect("sid").to_owned();
+                return c;
+            }
+        }
+    }
+
+    /// The next Socket.IO packet, answering pings.
+    async fn recv(&mut self) -> String {
+        if let Some(text) = self.pending.pop_front() {
+            return text;
+        }
+        self.recv_live().await
+    }
+
+    async fn recv_live(&mut self) -> String {
+        loop {
+            let text = self.raw.recv_text().await;
+            if text == "2" {
+                self.raw.send("3").await;
+                continue;
+            }
+            return text;
+        }
+    }
+
+    /// Emits `name` with `args` and waits for the ack's first argument.
+    async fn call(&mut self, name: &str, args: Value) -> Value {
+        self.next_ack += 1;
+        let id = self.next_ack;
+        let mut array = vec![json!(name)];
+        array.extend(args.as_array().cloned().unwrap_or_default());
+        self.raw
+            .send(&format!("42{id}{}", Value::Array(array)))
+            .await;
+        let prefix = format!("43{id}");
+        loop {
+            let text = tokio::time::timeout(PATIENCE, self.recv_live())
+                .await
+                .expect("an ack in time");
+            match text.strip_prefix(&prefix) {
+                Some(rest) => {
+                    let args: Value = serde_json::from_str(rest).expect("ack json");
+                    return args[0].clone();
+                }
+                None => self.pending.push_back(text),
+            }
+        }
+    }
+
+    /// The next `news` event's value.
+    async fn news(&mut self) -> Value {
+        let text = self.recv().await;
+        let array: Vec<Value> = serde_json::from_str(
+            text.strip_prefix("42")
+                .unwrap_or_else(|| panic!("expected an event, got {text:?}")),
+        )
+        .expect("json");
+        assert_eq!(array[0], "news", "{text}");
+        array[1].clone()
+    }
+
+    /// The news that arrives until nothing has for `quiet`.
+    async fn news_until_quiet(&mut self, quiet: Duration) -> Vec<Value> {
+        let mut got = Vec::new();
+        loop {
+            if let Some(text) = self.pending.pop_front() {
+                got.push(parse_news(&text));
+                continue;
+            }
+            match tokio::time::timeout(quiet, self.recv_live()).await {
+                Ok(text) => got.push(parse_news(&text)),
+                Err(_) => return got,
+            }
+        }
+    }
+
+    async fn silent(&mut self) {
+        let got = self.news_until_quiet(Duration::from_millis(300)).await;
+        assert!(got.is_empty(), "unexpected news {got:?}");
+    }
+
+    async fn rooms(&mut self) -> Vec<String> {
+        let mut rooms: Vec<String> = self
+            .call("rooms", json!([]))
+            .await
+            .as_array()
+            .expect("rooms")
+            .iter()
+            .map(|r| r.as_str().unwrap_or_default().to_owned())
+            .collect();
+        rooms.sort();
+        rooms
+    }
+
+    /// Waits until this client's rooms include (or not) `room`.
+    async fn wait_in_room(&mut self, room: &str, inside: bool) {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while self.rooms().await.iter().any(|r| r == room) != inside {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{} is {}in {room} after {PATIENCE:?}",
+                self.sid,
+                if inside { "not " } else { "still " }
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+fn parse_news(text: &str) -> Value {
+    let array: Vec<Value> = serde_json::from_str(
+        text.strip_prefix("42")
+            .unwrap_or_else(|| panic!("expected an event, got {text:?}")),
+    )
+    .expect("json");
+    assert_eq!(array[0], "news", "{text}");
+    array[1].clone()
+}
+
+#[tokio::test]
+async fn a_publish_on_one_node_reaches_every_node_once_in_order() {
+    let redis = RedisServer::start();
+    let nodes = [
+        Node::start(&redis).await,
+        Node::start(&redis).await,
+        Node::start(&redis).await,
+    ];
+    let mut clients = Vec::new();
+    for node in &nodes {
+        clients.push(Client::connect(node.addr).await);
+    }
+    clients.push(Client::connect(nodes[1].addr).await);
+    // Two publishers on two nodes, interleaved.
+    for k in 0..50 {
+        for (publisher, base) in [(0, 0), (2, 1000)] {
+            let delivered = clients[publisher].call("publish", json!([base + k])).await;
+            assert_eq!(delivered, 1, "one local recipient on the publisher's node");
+        }
+    }
+    for (i, client) in clients.iter_mut().enumerate() {
+        let got = client.news_until_quiet(Duration::from_millis(500)).await;
+        for base in [0, 1000] {
+            let from: Vec<i64> = got
+                .iter()
+                .filter_map(Value::as_i64)
+                .filter(|n| (base..base + 1000).contains(n))
+                .collect();
+            let expected: Vec<i64> = (base..base + 50).collect();
+            assert_eq!(
+                from, expected,
+                "client {i}: the publisher at {base}'s items, once, in order"
+            );
+        }
+        assert_eq!(got.len(), 100, "client {i}: nothing else: {got:?}");
+    }
+    for node in nodes {
+        node.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn room_operations_from_one_node_act_on_the_sockets_of_another() {
+    let redis = RedisServer::start();
+    let (n1, n2, n3) = (
+        Node::start(&redis).await,
+        Node::start(&redis).await,
+        Node::start(&redis).await,
+    );
+    let mut c1 = Client::connect(n1.addr).await;
+    let mut c2 = Client::connect(n2.addr).await;
+    let mut c3 = Client::connect(n3.addr).await;
+    c2.call("join", json!(["a"])).await;
+
+    // From n1: the sockets in "a" (c2, on n2) join "b".
+    assert_eq!(
+        c1.call("select-join", json!(["a", "b"])).await,
+        0,
+        "none on n1"
+    );
+    c2.wait_in_room("b", true).await;
+    // From n3: to "b" reaches c2 only.
+    c3.call("to", json!(["b", "to b"])).await;
+    assert_eq!(c2.news().await, json!("to b"));
+    c1.silent().await;
+    c3.silent().await;
+    // Leave, by selection, from n3.
+    c3.call("select-leave", json!(["a", "b"])).await;
+    c2.wait_in_room("b", false).await;
+    // Disconnect, by selection, from n1: c2 leaves the namespace.
+    c1.call("select-disconnect", json!(["a"])).await;
+    let text = c2.recv().await;
+    assert_eq!(text, "41", "c2 is disconnected from /");
+    c3.call("publish", json!(["after"])).await;
+    assert_eq!(c1.news().await, json!("after"));
+    assert_eq!(c3.news().await, json!("after"));
+    for node in [n1, n2, n3] {
+        node.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_node_js_server_with_the_redis_streams_adapter_is_a_member() {
+    let redis = RedisServer::start();
+    let duplex = Node::start(&redis).await;
+    let node = NodeJs::start(&redis);
+    let mut cd = Client::connect(duplex.addr).await;
+    let mut cn = Client::connect(node.addr).await;
+
+    // The Node server reads the stream from the first XREAD it sends: publish
+    // from duplex until it shows, then start from a quiet cluster.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        cd.call("publish", json!(["sync"])).await;
+        let got = cn.news_until_quiet(Duration::from_millis(100)).await;
+        if !got.is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the Node server never saw duplex's publish"
+        );
+    }
+    cd.news_until_quiet(Duration::from_millis(300)).await;
+    cn.news_until_quiet(Duration::from_millis(300)).await;
+
+    // Both ways, in order.
+    for k in 0..20 {
+        cd.call("publish", json!([format!("d{k}")])).await;
+        cn.call("publish", json!([format!("n{k}")])).await;
+    }
+    for (who, c) in [("duplex's client", &mut cd), ("Node's client", &mut cn)] {
+        let got = c.news_until_quiet(Duration::from_millis(500)).await;
+        for prefix in ["d", "n"] {
+            let items: Vec<&str> = got
+                .iter()
+                .filter_map(Value::as_str)
+                .filter(|s| s.starts_with(prefix))
+                .collect();
+            let expected: Vec<String> = (0..20).map(|k| format!("{prefix}{k}")).collect();
+            assert_eq!(items, expected, "{who}: {prefix} items once, in order");
+        }
+        assert_eq!(got.len(), 40, "{who}: {got:?}");
+    }
+
+    // What the Redis Streams emitter writes reaches duplex's client (and Node's).
+    let mut conn = redis.connection();
+    let _: String = redis::cmd("XADD")
+        .arg("socket.io")
+        .arg("MAXLEN")
+        .arg("~")
+        .arg(10_000)
+        .arg("*")
+        .arg("uid")
+        .arg("emitter")
+        .arg("nsp")
+        .arg("/")
+        .arg("type")
+        .arg("3")
+        .arg("data")
+        .arg(r#"{"packet":{"type":2,"data":["news","from the emitter"],"nsp":"/"},"opts":{"rooms":[],"flags":{},"except":[]}}"#)
+        .query(&mut conn)
+        .expect("XADD");
+    assert_eq!(cd.news().await, json!("from the emitter"));
+    assert_eq!(cn.news().await, json!("from the emitter"));
+
+    // Room operations both ways: Node makes duplex's socket join, duplex's
+    // broadcast to that room reaches it; duplex makes Node's socket join.
+    cd.call("join", json!(["a"])).await;
+    cn.call("select-join", json!(["a", "b"])).await;
+    cd.wait_in_room("b", true).await;
+    cn.call("to", json!(["b", "to b from node"])).await;
+    assert_eq!(cd.news().await, json!("to b from node"));
+    cn.call("join", json!(["c"])).await;
+    cd.call("select-join", json!(["c", "e"])).await;
+    cn.wait_in_room("e", true).await;
+    cd.call("to", json!(["e", "to e from duplex"])).await;
+    assert_eq!(cn.news().await, json!("to e from duplex"));
+    cd.silent().await;
+    cn.silent().await;
+    drop(node);
+    duplex.stop().await;
+}
