@@ -468,3 +468,106 @@ async fn a_node_js_server_with_the_redis_streams_adapter_is_a_member() {
     drop(node);
     duplex.stop().await;
 }
+
+/// Waits until `node`'s cluster reports both connections up again.
+async fn reconnected(node: &Node) {
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while !node.cluster.is_connected() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the node reconnects to Redis");
+}
+
+#[tokio::test]
+async fn redis_stopped_and_restarted_under_load_loses_only_what_is_counted() {
+    let mut redis = RedisServer::start();
+    let (n1, n2) = (Node::start(&redis).await, Node::start(&redis).await);
+    let mut c1 = Client::connect(n1.addr).await;
+    let mut c1b = Client::connect(n1.addr).await;
+    let mut c2 = Client::connect(n2.addr).await;
+    c1.call("publish", json!(["before"])).await;
+    for c in [&mut c1, &mut c1b, &mut c2] {
+        assert_eq!(c.news().await, json!("before"));
+    }
+
+    redis.stop();
+    // Local delivery goes on at once while Redis is away.
+    for k in 0..20 {
+        c1.call("publish", json!([format!("during{k}")])).await;
+        for c in [&mut c1, &mut c1b] {
+            assert_eq!(
+                c.news().await,
+                json!(format!("during{k}")),
+                "local delivery"
+            );
+        }
+    }
+    c2.silent().await;
+
+    redis.restart();
+    reconnected(&n1).await;
+    reconnected(&n2).await;
+    for k in 0..5 {
+        c1.call("publish", json!([format!("after{k}")])).await;
+    }
+    // The other node gets what waited in the outbox, in order, minus the
+    // messages of the pipeline cut in flight (a prefix), which are counted.
+    let got = c2.news_until_quiet(Duration::from_millis(800)).await;
+    let lost = usize::try_from(n1.cluster.lost()).expect("small");
+    assert_eq!(n1.cluster.dropped(), 0, "the outbox was not full");
+    let mut expected: Vec<Value> = (lost..20).map(|k| json!(format!("during{k}"))).collect();
+    expected.extend((0..5).map(|k| json!(format!("after{k}"))));
+    assert_eq!(got, expected, "{lost} lost in flight");
+    assert!(lost <= 20);
+    for c in [&mut c1, &mut c1b] {
+        let got = c.news_until_quiet(Duration::from_millis(300)).await;
+        let after: Vec<Value> = (0..5).map(|k| json!(format!("after{k}"))).collect();
+        assert_eq!(got, after, "local clients get each item once");
+    }
+    n1.stop().await;
+    n2.stop().await;
+}
+
+#[tokio::test]
+async fn a_node_started_while_redis_is_unreachable_serves_its_clients_and_joins_later() {
+    let mut redis = RedisServer::start();
+    redis.stop();
+    let listener = duplex_server::bind("127.0.0.1:0".parse().expect("address"))
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let config = Config {
+        dist: std::env::temp_dir().join("duplex-no-bundle"),
+        ..Config::default()
+    };
+    let cluster = RedisCluster::new(RedisOptions::new(redis.url())).expect("valid url");
+    let io = Io::builder(config.session_config())
+        .namespace("/", ClusterApp)
+        .adapter(cluster.adapter())
+        .build();
+    let shutdown = CancellationToken::new();
+    cluster.start(&io, shutdown.clone());
+    let task = tokio::spawn(duplex_server::serve(listener, config, io, shutdown.clone()));
+    let lonely = Node {
+        addr,
+        cluster,
+        shutdown,
+        task,
+    };
+    let mut c1 = Client::connect(lonely.addr).await;
+    c1.call("publish", json!(["alone"])).await;
+    assert_eq!(c1.news().await, json!("alone"));
+    assert!(!lonely.cluster.is_connected());
+
+    redis.restart();
+    reconnected(&lonely).await;
+    let other = Node::start(&redis).await;
+    let mut c2 = Client::connect(other.addr).await;
+    c1.call("publish", json!(["together"])).await;
+    assert_eq!(c1.news().await, json!("together"));
+    assert_eq!(c2.news().await, json!("together"));
+    lonely.stop().await;
+    other.stop().await;
+}
