@@ -15,6 +15,8 @@
 //   select-join [room, other]  io.in(room).socketsJoin(other)
 //   select-leave [room, other] io.in(room).socketsLeave(other)
 //   select-disconnect [room]   io.in(room).disconnectSockets()
+//   fetch [room or null]       ack: the ids of io.in(room).fetchSockets(), sorted
+//   ask [ms]                   io.timeout(ms).emit("question"); ack: {err, responses}
 
 import { createServer } from "node:http";
 import { Server } from "socket.io";
@@ -60,6 +62,19 @@ io.on("connection", (socket) => {
   socket.on("select-disconnect", (room, ack) => {
     io.in(room).disconnectSockets();
     done(ack);
+  });
+  socket.on("fetch", async (room, ack) => {
+    try {
+      const sockets = await (room ? io.in(room) : io).fetchSockets();
+      done(ack, sockets.map((s) => s.id).sort());
+    } catch (e) {
+      done(ack, { error: e.message });
+    }
+  });
+  socket.on("ask", (ms, ack) => {
+    io.timeout(ms).emit("question", (err, responses) => {
+      done(ack, { err: err ? err.message : null, responses });
+    });
   });
 });
 

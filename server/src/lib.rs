@@ -73,7 +73,7 @@ pub async fn run(
         Some(url) => {
             let cluster = cluster::RedisCluster::new(cluster::RedisOptions::new(url.clone()))
                 .map_err(std::io::Error::other)?;
-            builder = builder.adapter(cluster.adapter());
+            builder = cluster.configure(builder);
             Some(cluster)
         }
         None => None,

@@ -23,7 +23,9 @@ use tokio_util::sync::CancellationToken;
 
 /// The cluster tests' app, the same events as interop/cluster-node.mjs:
 /// `publish` [v], `to` [room, v], `join` [room], `rooms` [],
-/// `select-join`/`select-leave` [room, other], `select-disconnect` [room].
+/// `select-join`/`select-leave` [room, other], `select-disconnect` [room],
+/// `fetch` [room or null] (ack: the ids of the cluster's sockets there, sorted,
+/// or `{"error": ...}`).
 struct ClusterApp;
 
 impl Handler for ClusterApp {
@@ -44,6 +46,27 @@ impl Handler for ClusterApp {
             "select-disconnect" => {
                 io.to("/", &text(0)).disconnect();
                 json!("ok")
+            }
+            "fetch" => {
+                let selection = match arg(0) {
+                    Value::String(room) => io.to("/", &room),
+                    _ => io.of("/"),
+                };
+                let ack = event.ack;
+                tokio::spawn(async move {
+                    let reply = match selection.fetch_sockets(Duration::from_secs(2)).await {
+                        Ok(sockets) => {
+                            let mut ids: Vec<String> = sockets.into_iter().map(|s| s.id).collect();
+                            ids.sort();
+                            json!(ids)
+                        }
+                        Err(e) => json!({"error": e.to_string()}),
+                    };
+                    if let Some(ack) = ack {
+                        let _ = ack.send(vec![reply]);
+                    }
+                });
+                return;
             }
             _ => Value::Null,
         };
@@ -72,9 +95,8 @@ impl Node {
             ..Config::default()
         };
         let cluster = RedisCluster::new(RedisOptions::new(redis.url())).expect("valid url");
-        let io = Io::builder(config.session_config())
-            .namespace("/", ClusterApp)
-            .adapter(cluster.adapter())
+        let io = cluster
+            .configure(Io::builder(config.session_config()).namespace("/", ClusterApp))
             .build();
         let shutdown = CancellationToken::new();
         cluster.start(&io, shutdown.clone());
@@ -280,6 +302,21 @@ impl Client {
         rooms
     }
 
+    /// Waits for a `question` that asks for an ack and answers it with this
+    /// socket's id.
+    async fn answer(&mut self) {
+        let text = self.recv().await;
+        let rest = text
+            .strip_prefix("42")
+            .unwrap_or_else(|| panic!("expected an event, got {text:?}"));
+        let digits = rest.chars().take_while(char::is_ascii_digit).count();
+        assert!(digits > 0, "the question asks for an ack: {text}");
+        let (id, args) = rest.split_at(digits);
+        assert!(args.starts_with(r#"["question""#), "{text}");
+        let sid = self.sid.clone();
+        self.raw.send(&format!("43{id}{}", json!([sid]))).await;
+    }
+
     /// Waits until this client's rooms include (or not) `room`.
     async fn wait_in_room(&mut self, room: &str, inside: bool) {
         let deadline = tokio::time::Instant::now() + PATIENCE;
@@ -465,6 +502,40 @@ async fn a_node_js_server_with_the_redis_streams_adapter_is_a_member() {
     assert_eq!(cn.news().await, json!("to e from duplex"));
     cd.silent().await;
     cn.silent().await;
+
+    // Requests over pub/sub, both ways: each server fetches the other's
+    // sockets, and Node's broadcast with acks is answered by duplex's client.
+    let both = sorted_ids(&[&cd, &cn]);
+    assert_eq!(
+        cd.call("fetch", json!([null])).await,
+        both,
+        "duplex fetches Node's"
+    );
+    assert_eq!(
+        cn.call("fetch", json!([null])).await,
+        both,
+        "Node fetches duplex's"
+    );
+    cn.raw
+        .send(&format!("42{}{}", 900, json!(["ask", 3000])))
+        .await;
+    cd.answer().await;
+    cn.answer().await;
+    let reply = loop {
+        let text = cn.recv().await;
+        if let Some(rest) = text.strip_prefix("43900") {
+            break serde_json::from_str::<Value>(rest).expect("json")[0].clone();
+        }
+    };
+    assert_eq!(reply["err"], Value::Null, "{reply}");
+    let mut answers: Vec<String> = reply["responses"]
+        .as_array()
+        .expect("responses")
+        .iter()
+        .map(|v| v.as_str().unwrap_or_default().to_owned())
+        .collect();
+    answers.sort();
+    assert_eq!(json!(answers), both, "every client of both servers acked");
     drop(node);
     duplex.stop().await;
 }
@@ -543,9 +614,8 @@ async fn a_node_started_while_redis_is_unreachable_serves_its_clients_and_joins_
         ..Config::default()
     };
     let cluster = RedisCluster::new(RedisOptions::new(redis.url())).expect("valid url");
-    let io = Io::builder(config.session_config())
-        .namespace("/", ClusterApp)
-        .adapter(cluster.adapter())
+    let io = cluster
+        .configure(Io::builder(config.session_config()).namespace("/", ClusterApp))
         .build();
     let shutdown = CancellationToken::new();
     cluster.start(&io, shutdown.clone());
@@ -570,4 +640,52 @@ async fn a_node_started_while_redis_is_unreachable_serves_its_clients_and_joins_
     assert_eq!(c2.news().await, json!("together"));
     lonely.stop().await;
     other.stop().await;
+}
+
+fn sorted_ids(clients: &[&Client]) -> Value {
+    let mut ids: Vec<String> = clients.iter().map(|c| c.sid.clone()).collect();
+    ids.sort();
+    json!(ids)
+}
+
+#[tokio::test]
+async fn fetching_sockets_gets_those_of_every_node() {
+    let redis = RedisServer::start();
+    let (n1, n2, n3) = (
+        Node::start(&redis).await,
+        Node::start(&redis).await,
+        Node::start(&redis).await,
+    );
+    let mut c1 = Client::connect(n1.addr).await;
+    let mut c2 = Client::connect(n2.addr).await;
+    let mut c3 = Client::connect(n3.addr).await;
+    let outside = Client::connect(n2.addr).await;
+    for c in [&mut c1, &mut c2, &mut c3] {
+        c.call("join", json!(["r"])).await;
+    }
+    assert_eq!(
+        c1.call("fetch", json!(["r"])).await,
+        sorted_ids(&[&c1, &c2, &c3])
+    );
+    assert_eq!(
+        c3.call("fetch", json!([null])).await,
+        sorted_ids(&[&c1, &c2, &c3, &outside])
+    );
+    // A node that stops answering: the others' sockets come with the error.
+    n3.shutdown.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(15), n3.task).await;
+    let reply = c1.call("fetch", json!(["r"])).await;
+    // n3 has left the channel (its subscription closed) or not yet: either
+    // its sockets are gone from the answer, or the answer says who is missing.
+    match reply {
+        Value::Array(_) => assert_eq!(reply, sorted_ids(&[&c1, &c2])),
+        other => assert!(
+            other["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("timeout reached")),
+            "{other}"
+        ),
+    }
+    n1.stop().await;
+    n2.stop().await;
 }

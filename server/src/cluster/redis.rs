@@ -19,9 +19,13 @@
 //! it). The reader resumes after the last entry it read, so no entry written
 //! meanwhile is missed by this server.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio::sync::oneshot;
 
 use redis::AsyncCommands;
 use redis::aio::MultiplexedConnection;
@@ -34,7 +38,8 @@ use tracing::{debug, info, warn};
 
 use super::wire::{Body, EventPacket, Message, Opts};
 use crate::socketio::{
-    Adapter, Broadcast, Forward, InMemoryAdapter, Io, RecoveryConfig, Session, Target,
+    Adapter, Broadcast, Cluster, FetchError, Forward, InMemoryAdapter, Io, IoBuilder, Pending,
+    RecoveryConfig, RemoteSocket, Session, Target,
 };
 use protocol::{Args, Frame, Time};
 
@@ -93,11 +98,16 @@ pub struct RedisCluster {
     uid: String,
     options: RedisOptions,
     client: redis::Client,
-    outbox: mpsc::Sender<Message>,
+    outbox: mpsc::Sender<Outgoing>,
     /// Taken by the writer task when it starts.
-    outbox_receiver: Mutex<Option<mpsc::Receiver<Message>>>,
+    outbox_receiver: Mutex<Option<mpsc::Receiver<Outgoing>>>,
     writer_up: AtomicBool,
     reader_up: AtomicBool,
+    subscriber_up: AtomicBool,
+    /// This server's requests waiting for the others' answers, by request id.
+    requests: Mutex<HashMap<String, Request>>,
+    /// A connection for this server's own commands (`PUBSUB NUMSUB`).
+    commands: tokio::sync::Mutex<Option<MultiplexedConnection>>,
     dropped: AtomicU64,
     lost: AtomicU64,
 }
@@ -119,6 +129,9 @@ impl RedisCluster {
             outbox_receiver: Mutex::new(Some(receiver)),
             writer_up: AtomicBool::new(false),
             reader_up: AtomicBool::new(false),
+            subscriber_up: AtomicBool::new(false),
+            requests: Mutex::new(HashMap::new()),
+            commands: tokio::sync::Mutex::new(None),
             dropped: AtomicU64::new(0),
             lost: AtomicU64::new(0),
         }))
@@ -129,9 +142,12 @@ impl RedisCluster {
         &self.uid
     }
 
-    /// Whether both of this server's connections to Redis are up.
+    /// Whether this server's connections to Redis (writer, stream reader,
+    /// subscriber) are up.
     pub fn is_connected(&self) -> bool {
-        self.writer_up.load(Ordering::Relaxed) && self.reader_up.load(Ordering::Relaxed)
+        self.writer_up.load(Ordering::Relaxed)
+            && self.reader_up.load(Ordering::Relaxed)
+            && self.subscriber_up.load(Ordering::Relaxed)
     }
 
     /// Messages dropped because the outbox was full.
@@ -142,6 +158,13 @@ impl RedisCluster {
     /// Messages of pipelines that failed in flight (Redis may have taken them).
     pub fn lost(&self) -> u64 {
         self.lost.load(Ordering::Relaxed)
+    }
+
+    /// Makes `builder`'s namespaces members of this cluster: their adapters
+    /// forward to it, and requests that need the other servers' answers go
+    /// through it. Then [`start`](Self::start) it with the built `Io`.
+    pub fn configure(self: &Arc<Self>, builder: IoBuilder) -> IoBuilder {
+        builder.adapter(self.adapter()).cluster(self.clone())
     }
 
     /// The adapter factory for [`IoBuilder::adapter`](crate::socketio::IoBuilder::adapter):
@@ -172,12 +195,32 @@ impl RedisCluster {
         };
         info!(uid = %self.uid, url = %self.options.url, stream = %self.options.stream, "joining the Redis cluster");
         tokio::spawn(self.clone().write(receiver, shutdown.clone()));
-        tokio::spawn(self.clone().read(Arc::downgrade(io), shutdown));
+        tokio::spawn(self.clone().read(Arc::downgrade(io), shutdown.clone()));
+        tokio::spawn(
+            self.clone()
+                .subscribe(Arc::downgrade(io), io.namespaces(), shutdown),
+        );
     }
 
     /// Queues `message` for the other servers; never waits.
     fn publish(&self, message: Message) {
-        if let Err(mpsc::error::TrySendError::Full(_)) = self.outbox.try_send(message) {
+        self.send(Outgoing { message, to: None });
+    }
+
+    /// Queues `body` as an answer to server `uid`'s request in `nsp`.
+    fn reply(&self, nsp: &str, uid: &str, body: Body) {
+        self.send(Outgoing {
+            message: Message {
+                uid: self.uid.clone(),
+                nsp: nsp.to_owned(),
+                body,
+            },
+            to: Some(format!("socket.io#{nsp}#{uid}#")),
+        });
+    }
+
+    fn send(&self, outgoing: Outgoing) {
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.outbox.try_send(outgoing) {
             let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             if dropped.is_power_of_two() {
                 warn!(
@@ -203,7 +246,7 @@ impl RedisCluster {
     /// Writes the outbox to Redis in order, reconnecting as needed.
     async fn write(
         self: Arc<Self>,
-        mut outbox: mpsc::Receiver<Message>,
+        mut outbox: mpsc::Receiver<Outgoing>,
         shutdown: CancellationToken,
     ) {
         let mut connection = None;
@@ -247,8 +290,10 @@ impl RedisCluster {
                 }
             }
             let mut pipe = redis::pipe();
-            for message in &batch {
-                if message.body.is_ephemeral() {
+            for Outgoing { message, to } in &batch {
+                if let Some(channel) = to {
+                    pipe.publish(channel, message.to_pubsub()).ignore();
+                } else if message.body.is_ephemeral() {
                     pipe.publish(format!("socket.io#{}#", message.nsp), message.to_pubsub())
                         .ignore();
                 } else {
@@ -367,6 +412,276 @@ impl RedisCluster {
                 debug!(id = %entry.id, %error, "skipping a stream entry that is not a cluster message")
             }
         }
+    }
+}
+
+/// A message for the outbox: to the stream or the public channel by its type,
+/// or to one server's private channel (`to`) when it answers a request.
+#[derive(Debug)]
+struct Outgoing {
+    message: Message,
+    to: Option<String>,
+}
+
+/// A request of this server waiting for the others' answers.
+#[derive(Debug)]
+struct Request {
+    expected: usize,
+    received: usize,
+    sockets: Vec<RemoteSocket>,
+    done: Option<oneshot::Sender<()>>,
+}
+
+impl RedisCluster {
+    /// Listens on each namespace's public channel (the others' requests) and
+    /// on this server's private one (their answers), reconnecting as needed.
+    /// One subscription per channel: the others count the subscribers of the
+    /// public channel to know how many answers to wait for.
+    async fn subscribe(
+        self: Arc<Self>,
+        io: Weak<Io>,
+        namespaces: Vec<String>,
+        shutdown: CancellationToken,
+    ) {
+        let mut delay = BACKOFF.0;
+        loop {
+            let mut pubsub = match self.client.get_async_pubsub().await {
+                Ok(pubsub) => pubsub,
+                Err(error) => {
+                    if self.subscriber_up.swap(false, Ordering::Relaxed) || delay == BACKOFF.0 {
+                        warn!(%error, "Redis unreachable (subscriber); retrying");
+                    }
+                    if !pause(&mut delay, &shutdown).await {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            let mut subscribed = true;
+            for nsp in &namespaces {
+                for channel in [
+                    format!("socket.io#{nsp}#"),
+                    format!("socket.io#{nsp}#{}#", self.uid),
+                ] {
+                    if let Err(error) = pubsub.subscribe(&channel).await {
+                        warn!(%error, %channel, "subscribing failed; retrying");
+                        subscribed = false;
+                    }
+                }
+            }
+            if !subscribed {
+                if !pause(&mut delay, &shutdown).await {
+                    return;
+                }
+                continue;
+            }
+            self.subscriber_up.store(true, Ordering::Relaxed);
+            delay = BACKOFF.0;
+            let mut messages = pubsub.on_message();
+            loop {
+                let message = tokio::select! {
+                    message = messages.next() => message,
+                    () = shutdown.cancelled() => return,
+                };
+                let Some(message) = message else {
+                    warn!("the Redis subscription ended; resubscribing");
+                    self.subscriber_up.store(false, Ordering::Relaxed);
+                    break;
+                };
+                let Some(io) = io.upgrade() else {
+                    return;
+                };
+                match Message::from_pubsub(message.get_payload_bytes()) {
+                    Ok(Some(message)) if message.uid != self.uid => self.answer(&io, message),
+                    Ok(_) => {}
+                    Err(error) => {
+                        debug!(%error, "skipping a pub/sub message that is not a cluster message")
+                    }
+                }
+            }
+        }
+    }
+
+    /// A request of another server, or an answer to one of this server's.
+    fn answer(self: &Arc<Self>, io: &Arc<Io>, message: Message) {
+        let nsp = message.nsp;
+        let from = message.uid;
+        match message.body {
+            Body::FetchSockets { opts, request_id } => {
+                let sockets = Broadcast::targeted(io.clone(), &nsp, target(opts), false)
+                    .local()
+                    .sockets()
+                    .iter()
+                    .map(|socket| RemoteSocket::of(socket).to_json())
+                    .collect();
+                self.reply(
+                    &nsp,
+                    &from,
+                    Body::FetchSocketsResponse {
+                        request_id,
+                        sockets,
+                    },
+                );
+            }
+            Body::FetchSocketsResponse {
+                request_id,
+                sockets,
+            } => {
+                let mut requests = self
+                    .requests
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if let Some(request) = requests.get_mut(&request_id) {
+                    request
+                        .sockets
+                        .extend(sockets.iter().filter_map(RemoteSocket::from_json));
+                    request.received += 1;
+                    if request.received >= request.expected
+                        && let Some(done) = request.done.take()
+                    {
+                        let _ = done.send(());
+                    }
+                }
+            }
+            Body::Broadcast {
+                packet,
+                opts,
+                request_id: Some(request_id),
+            } => {
+                // Another server's broadcast with acks: how many clients here,
+                // then each one's ack as it comes.
+                let timeout = opts
+                    .flags
+                    .get("timeout")
+                    .and_then(Value::as_u64)
+                    .map_or(Duration::from_secs(5), Duration::from_millis);
+                let mut data = packet.data.into_iter();
+                let Some(Value::String(name)) = data.next() else {
+                    return;
+                };
+                let args: Vec<Value> = data.collect();
+                let sockets = Broadcast::targeted(io.clone(), &nsp, target(opts), false)
+                    .local()
+                    .sockets();
+                self.reply(
+                    &nsp,
+                    &from,
+                    Body::BroadcastClientCount {
+                        request_id: request_id.clone(),
+                        client_count: sockets.len() as u64,
+                    },
+                );
+                for socket in sockets {
+                    let (cluster, nsp, from, request_id, name, args) = (
+                        self.clone(),
+                        nsp.clone(),
+                        from.clone(),
+                        request_id.clone(),
+                        name.clone(),
+                        args.clone(),
+                    );
+                    tokio::spawn(async move {
+                        if let Ok(ack) = socket.emit_with_ack(&name, args, timeout).await {
+                            let packet = ack.args.into_iter().next().unwrap_or(Value::Null);
+                            cluster.reply(&nsp, &from, Body::BroadcastAck { request_id, packet });
+                        }
+                    });
+                }
+            }
+            other => debug!(
+                kind = other.kind(),
+                "a cluster request this server does not answer"
+            ),
+        }
+    }
+
+    /// How many servers listen on `nsp`'s public channel, this one included.
+    async fn server_count(&self, nsp: &str) -> redis::RedisResult<usize> {
+        let mut commands = self.commands.lock().await;
+        let conn = match &mut *commands {
+            Some(conn) => conn,
+            None => {
+                let conn = self.connect(Some(COMMAND_TIMEOUT)).await?;
+                commands.insert(conn)
+            }
+        };
+        let reply: redis::RedisResult<(String, usize)> = redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg(format!("socket.io#{nsp}#"))
+            .query_async(conn)
+            .await;
+        if reply.is_err() {
+            *commands = None;
+        }
+        reply.map(|(_, count)| count)
+    }
+}
+
+impl Cluster for RedisCluster {
+    fn fetch_sockets(
+        self: Arc<Self>,
+        nsp: &str,
+        target: &Target,
+        timeout: Duration,
+    ) -> Pending<Result<Vec<RemoteSocket>, FetchError>> {
+        let nsp = nsp.to_owned();
+        let opts = opts(target, false);
+        Box::pin(async move {
+            if !self.subscriber_up.load(Ordering::Relaxed) {
+                return Err(FetchError::Unavailable(
+                    "not subscribed to Redis".to_owned(),
+                ));
+            }
+            let servers = self
+                .server_count(&nsp)
+                .await
+                .map_err(|e| FetchError::Unavailable(e.to_string()))?;
+            // Everyone listening on the namespace's channel but this server.
+            let expected = servers.saturating_sub(1);
+            if expected == 0 {
+                return Ok(Vec::new());
+            }
+            let request_id = random_id();
+            let (done, finished) = oneshot::channel();
+            self.requests
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(
+                    request_id.clone(),
+                    Request {
+                        expected,
+                        received: 0,
+                        sockets: Vec::new(),
+                        done: Some(done),
+                    },
+                );
+            self.publish(Message {
+                uid: self.uid.clone(),
+                nsp,
+                body: Body::FetchSockets {
+                    opts,
+                    request_id: request_id.clone(),
+                },
+            });
+            let answered = tokio::time::timeout(timeout, finished).await.is_ok();
+            let request = self
+                .requests
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(&request_id);
+            let Some(request) = request else {
+                return Ok(Vec::new());
+            };
+            if answered {
+                Ok(request.sockets)
+            } else {
+                Err(FetchError::Timeout {
+                    received: request.received,
+                    expected,
+                    sockets: request.sockets,
+                })
+            }
+        })
     }
 }
 

@@ -15,6 +15,7 @@ use thiserror::Error;
 use super::Io;
 use super::adapter::{Forward, Target};
 use super::handler::{AckError, AckResponse};
+use super::remote::{FetchError, RemoteSocket};
 use super::socket::Socket;
 
 /// Why a broadcast with acks did not get every ack: the acks that did arrive
@@ -192,6 +193,36 @@ impl Broadcast {
         self.io
             .with_namespace(&self.nsp, |ns| ns.recipients(&self.target))
             .unwrap_or_default()
+    }
+
+    /// The targeted sockets of every server of the cluster (Socket.IO's
+    /// `fetchSockets`): this server's, then the others' (unless `local`), whose
+    /// answers are awaited at most `timeout`. Without a cluster, this server's.
+    pub async fn fetch_sockets(&self, timeout: Duration) -> Result<Vec<RemoteSocket>, FetchError> {
+        let mut sockets: Vec<RemoteSocket> = self.sockets().iter().map(RemoteSocket::of).collect();
+        if let (false, Some(cluster)) = (self.local, self.io.cluster()) {
+            match cluster
+                .clone()
+                .fetch_sockets(&self.nsp, &self.target, timeout)
+                .await
+            {
+                Ok(remote) => sockets.extend(remote),
+                Err(FetchError::Timeout {
+                    received,
+                    expected,
+                    sockets: remote,
+                }) => {
+                    sockets.extend(remote);
+                    return Err(FetchError::Timeout {
+                        received,
+                        expected,
+                        sockets,
+                    });
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(sockets)
     }
 
     /// Removes every targeted socket from the namespace (Socket.IO's

@@ -23,6 +23,7 @@ mod broadcast;
 mod handler;
 mod machine;
 mod namespace;
+mod remote;
 mod socket;
 
 use std::collections::HashMap;
@@ -39,6 +40,7 @@ pub use self::broadcast::{Broadcast, BroadcastAckError};
 pub use self::handler::{AckError, AckReply, AckResponse, ConnectRequest, Handler, IncomingEvent};
 pub use self::machine::SocketIoMachine;
 use self::namespace::Namespace;
+pub use self::remote::{Cluster, FetchError, Pending, RemoteSocket};
 pub use self::socket::{AckRequest, Outbound, Socket};
 use self::socket::{Connection, SocketParts};
 pub use crate::engine::{DisconnectReason, Handshake, Headers, SendError};
@@ -71,6 +73,7 @@ pub struct IoBuilder {
     settings: SessionSettings,
     handlers: HashMap<String, Arc<dyn Handler>>,
     adapter: Box<AdapterFactory>,
+    cluster: Option<Arc<dyn Cluster>>,
 }
 
 impl IoBuilder {
@@ -90,6 +93,13 @@ impl IoBuilder {
         self
     }
 
+    /// Asks `cluster` what needs the other servers' answers (fetching their
+    /// sockets); set with the cluster's adapter.
+    pub fn cluster(mut self, cluster: Arc<dyn Cluster>) -> Self {
+        self.cluster = Some(cluster);
+        self
+    }
+
     pub fn build(self) -> Arc<Io> {
         let recovery = self.settings.recovery;
         let namespaces = self
@@ -105,6 +115,7 @@ impl IoBuilder {
             me: me.clone(),
             settings: self.settings,
             namespaces,
+            cluster: self.cluster,
             epoch: tokio::time::Instant::now(),
         })
     }
@@ -127,6 +138,8 @@ pub struct Io {
     /// The namespaces served, fixed when the server is built (a client asking
     /// for another is refused), so the map itself needs no lock.
     namespaces: HashMap<String, Nsp>,
+    /// The other servers, when this one is in a cluster.
+    cluster: Option<Arc<dyn Cluster>>,
     epoch: tokio::time::Instant,
 }
 
@@ -144,6 +157,7 @@ impl Io {
             settings,
             handlers: HashMap::new(),
             adapter: Box::new(|_, recovery| Box::new(InMemoryAdapter::new(recovery))),
+            cluster: None,
         }
     }
 
@@ -348,6 +362,15 @@ impl Io {
     pub fn rooms(&self, nsp: &str) -> Vec<String> {
         self.with_namespace(nsp, |ns| ns.room_names())
             .unwrap_or_default()
+    }
+
+    /// The namespaces served.
+    pub fn namespaces(&self) -> Vec<String> {
+        self.namespaces.keys().cloned().collect()
+    }
+
+    pub(crate) fn cluster(&self) -> Option<&Arc<dyn Cluster>> {
+        self.cluster.as_ref()
     }
 
     /// The socket `id` of `nsp`, if connected.

@@ -1,0 +1,124 @@
+//! The other servers of a cluster, asked and waited for: what needs their
+//! answers (fetching the sockets of a selection) goes through [`Cluster`],
+//! which a shared adapter provides ([`IoBuilder::cluster`](super::IoBuilder::cluster)).
+//! Without one, a server is its own cluster.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+use thiserror::Error;
+
+use super::adapter::Target;
+use super::socket::Socket;
+
+/// A socket of some server of the cluster, as Socket.IO's `fetchSockets`
+/// describes it: its id, rooms (its own among them), data and handshake.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RemoteSocket {
+    pub id: String,
+    pub rooms: Vec<String>,
+    pub data: Value,
+    /// Node's shape: `headers`, `address`, `url`, `query`, `auth`, `time`,
+    /// `issued`, `secure`, `xdomain`.
+    pub handshake: Value,
+}
+
+impl RemoteSocket {
+    /// How this server describes one of its own sockets.
+    pub fn of(socket: &Socket) -> RemoteSocket {
+        let handshake = socket.handshake();
+        let headers: Map<String, Value> = handshake
+            .headers
+            .iter()
+            .map(|(name, value)| (name.to_owned(), Value::from(value)))
+            .collect();
+        let query: Map<String, Value> = handshake
+            .uri
+            .split_once('?')
+            .map(|(_, query)| query)
+            .unwrap_or_default()
+            .split('&')
+            .filter(|pair| !pair.is_empty())
+            .map(|pair| {
+                let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+                (name.to_owned(), Value::from(value))
+            })
+            .collect();
+        RemoteSocket {
+            id: socket.id().to_owned(),
+            rooms: socket.rooms(),
+            data: socket.data(),
+            handshake: json!({
+                "headers": headers,
+                "address": handshake.remote.map(|a| a.ip().to_string()),
+                "xdomain": handshake.header("origin").is_some(),
+                "secure": false,
+                "url": handshake.uri,
+                "query": query,
+                "auth": socket.auth(),
+            }),
+        }
+    }
+
+    /// As Socket.IO's cluster messages carry it.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "id": self.id,
+            "handshake": self.handshake,
+            "rooms": self.rooms,
+            "data": self.data,
+        })
+    }
+
+    /// Reads one from a cluster message; `None` if it has no id.
+    pub fn from_json(value: &Value) -> Option<RemoteSocket> {
+        Some(RemoteSocket {
+            id: value.get("id")?.as_str()?.to_owned(),
+            rooms: value
+                .get("rooms")
+                .and_then(Value::as_array)
+                .map(|rooms| {
+                    rooms
+                        .iter()
+                        .filter_map(|r| r.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            data: value.get("data").cloned().unwrap_or(Value::Null),
+            handshake: value.get("handshake").cloned().unwrap_or(Value::Null),
+        })
+    }
+}
+
+/// Why the other servers' sockets could not all be fetched.
+#[derive(Debug, Error)]
+pub enum FetchError {
+    /// Some servers did not answer in time; what did arrive comes with it.
+    #[error("timeout reached: only {received} responses received out of {expected}")]
+    Timeout {
+        received: usize,
+        expected: usize,
+        sockets: Vec<RemoteSocket>,
+    },
+    /// The cluster could not be asked (Redis unreachable).
+    #[error("the other servers cannot be reached: {0}")]
+    Unavailable(String),
+}
+
+/// What a cluster's requests return: a boxed future, so that the trait stays
+/// object-safe.
+pub type Pending<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// The other servers of a cluster, for what needs their answers.
+pub trait Cluster: Send + Sync + 'static {
+    /// The sockets of namespace `nsp` that `target` designates on the other
+    /// servers, waiting at most `timeout` for their answers.
+    fn fetch_sockets(
+        self: std::sync::Arc<Self>,
+        nsp: &str,
+        target: &Target,
+        timeout: Duration,
+    ) -> Pending<Result<Vec<RemoteSocket>, FetchError>>;
+}
