@@ -85,7 +85,15 @@ struct Node {
 }
 
 impl Node {
+    /// Starts a node and waits until it is connected to Redis.
     async fn start(redis: &RedisServer) -> Node {
+        let node = Node::spawn(redis).await;
+        node.wait_connected().await;
+        node
+    }
+
+    /// Starts a node, connected to Redis or not.
+    async fn spawn(redis: &RedisServer) -> Node {
         let listener = duplex_server::bind("127.0.0.1:0".parse().expect("address"))
             .await
             .expect("bind");
@@ -101,14 +109,12 @@ impl Node {
         let shutdown = CancellationToken::new();
         cluster.start(&io, shutdown.clone());
         let task = tokio::spawn(duplex_server::serve(listener, config, io, shutdown.clone()));
-        let node = Node {
+        Node {
             addr,
             cluster,
             shutdown,
             task,
-        };
-        node.wait_connected().await;
-        node
+        }
     }
 
     async fn wait_connected(&self) {
@@ -605,27 +611,7 @@ async fn redis_stopped_and_restarted_under_load_loses_only_what_is_counted() {
 async fn a_node_started_while_redis_is_unreachable_serves_its_clients_and_joins_later() {
     let mut redis = RedisServer::start();
     redis.stop();
-    let listener = duplex_server::bind("127.0.0.1:0".parse().expect("address"))
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("address");
-    let config = Config {
-        dist: std::env::temp_dir().join("duplex-no-bundle"),
-        ..Config::default()
-    };
-    let cluster = RedisCluster::new(RedisOptions::new(redis.url())).expect("valid url");
-    let io = cluster
-        .configure(Io::builder(config.session_config()).namespace("/", ClusterApp))
-        .build();
-    let shutdown = CancellationToken::new();
-    cluster.start(&io, shutdown.clone());
-    let task = tokio::spawn(duplex_server::serve(listener, config, io, shutdown.clone()));
-    let lonely = Node {
-        addr,
-        cluster,
-        shutdown,
-        task,
-    };
+    let lonely = Node::spawn(&redis).await;
     let mut c1 = Client::connect(lonely.addr).await;
     c1.call("publish", json!(["alone"])).await;
     assert_eq!(c1.news().await, json!("alone"));
