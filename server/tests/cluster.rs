@@ -25,7 +25,8 @@ use tokio_util::sync::CancellationToken;
 /// `publish` [v], `to` [room, v], `join` [room], `rooms` [],
 /// `select-join`/`select-leave` [room, other], `select-disconnect` [room],
 /// `fetch` [room or null] (ack: the ids of the cluster's sockets there, sorted,
-/// or `{"error": ...}`).
+/// or `{"error": ...}`), `ask` [ms] (every other socket of the cluster is
+/// asked `question`; ack: `{"answers": sorted first args, "missing": n}`).
 struct ClusterApp;
 
 impl Handler for ClusterApp {
@@ -64,6 +65,27 @@ impl Handler for ClusterApp {
                     };
                     if let Some(ack) = ack {
                         let _ = ack.send(vec![reply]);
+                    }
+                });
+                return;
+            }
+            "ask" => {
+                let timeout = Duration::from_millis(arg(0).as_u64().unwrap_or(1000));
+                let others = socket.broadcast();
+                let ack = event.ack;
+                tokio::spawn(async move {
+                    let (responses, missing) =
+                        match others.emit_with_ack("question", vec![], timeout).await {
+                            Ok(responses) => (responses, 0),
+                            Err(e) => (e.responses, e.missing),
+                        };
+                    let mut answers: Vec<Value> = responses
+                        .into_iter()
+                        .filter_map(|r| r.args.into_iter().next())
+                        .collect();
+                    answers.sort_by_key(Value::to_string);
+                    if let Some(ack) = ack {
+                        let _ = ack.send(vec![json!({"answers": answers, "missing": missing})]);
                     }
                 });
                 return;
@@ -323,6 +345,27 @@ impl Client {
         self.raw.send(&format!("43{id}{}", json!([sid]))).await;
     }
 
+    /// Sends `name` with `args` asking for an ack with id `id`, without
+    /// waiting for it; [`Client::ack`] reads it.
+    async fn ask(&mut self, id: u64, name: &str, args: Value) {
+        let mut array = vec![json!(name)];
+        array.extend(args.as_array().cloned().unwrap_or_default());
+        self.raw
+            .send(&format!("42{id}{}", Value::Array(array)))
+            .await;
+    }
+
+    /// The first argument of the ack with id `id`, other packets skipped.
+    async fn ack(&mut self, id: u64) -> Value {
+        let prefix = format!("43{id}");
+        loop {
+            let text = self.recv().await;
+            if let Some(rest) = text.strip_prefix(&prefix) {
+                return serde_json::from_str::<Value>(rest).expect("json")[0].clone();
+            }
+        }
+    }
+
     /// Waits until this client's rooms include (or not) `room`.
     async fn wait_in_room(&mut self, room: &str, inside: bool) {
         let deadline = tokio::time::Instant::now() + PATIENCE;
@@ -522,17 +565,10 @@ async fn a_node_js_server_with_the_redis_streams_adapter_is_a_member() {
         both,
         "Node fetches duplex's"
     );
-    cn.raw
-        .send(&format!("42{}{}", 900, json!(["ask", 3000])))
-        .await;
+    cn.ask(900, "ask", json!([3000])).await;
     cd.answer().await;
     cn.answer().await;
-    let reply = loop {
-        let text = cn.recv().await;
-        if let Some(rest) = text.strip_prefix("43900") {
-            break serde_json::from_str::<Value>(rest).expect("json")[0].clone();
-        }
-    };
+    let reply = cn.ack(900).await;
     assert_eq!(reply["err"], Value::Null, "{reply}");
     let mut answers: Vec<String> = reply["responses"]
         .as_array()
@@ -542,6 +578,14 @@ async fn a_node_js_server_with_the_redis_streams_adapter_is_a_member() {
         .collect();
     answers.sort();
     assert_eq!(json!(answers), both, "every client of both servers acked");
+    // And duplex's broadcast with acks reaches Node's client.
+    cd.ask(901, "ask", json!([3000])).await;
+    cn.answer().await;
+    assert_eq!(
+        cd.ack(901).await,
+        json!({"answers": [cn.sid.clone()], "missing": 0}),
+        "Node counted its client and relayed its ack"
+    );
     drop(node);
     duplex.stop().await;
 }
@@ -674,4 +718,39 @@ async fn fetching_sockets_gets_those_of_every_node() {
     }
     n1.stop().await;
     n2.stop().await;
+}
+
+#[tokio::test]
+async fn a_broadcast_with_acks_waits_for_the_clients_of_every_node() {
+    let redis = RedisServer::start();
+    let (n1, n2, n3) = (
+        Node::start(&redis).await,
+        Node::start(&redis).await,
+        Node::start(&redis).await,
+    );
+    let mut c1 = Client::connect(n1.addr).await;
+    let mut c1b = Client::connect(n1.addr).await;
+    let mut c2 = Client::connect(n2.addr).await;
+    let mut c3 = Client::connect(n3.addr).await;
+
+    c1.ask(100, "ask", json!([3000])).await;
+    for c in [&mut c1b, &mut c2, &mut c3] {
+        c.answer().await;
+    }
+    let others = sorted_ids(&[&c1b, &c2, &c3]);
+    assert_eq!(c1.ack(100).await, json!({"answers": others, "missing": 0}));
+
+    // c3 does not answer: after the timeout, the others' acks and one missing.
+    c1.ask(101, "ask", json!([500])).await;
+    c1b.answer().await;
+    c2.answer().await;
+    let question = c3.recv().await;
+    assert!(question.contains(r#"["question"]"#), "{question}");
+    assert_eq!(
+        c1.ack(101).await,
+        json!({"answers": sorted_ids(&[&c1b, &c2]), "missing": 1})
+    );
+    for node in [n1, n2, n3] {
+        node.stop().await;
+    }
 }

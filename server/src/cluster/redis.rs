@@ -39,7 +39,7 @@ use tracing::{debug, info, warn};
 use super::wire::{Body, EventPacket, Message, Opts};
 use crate::socketio::{
     Adapter, Broadcast, Cluster, FetchError, Forward, InMemoryAdapter, Io, IoBuilder, Pending,
-    RecoveryConfig, RemoteSocket, Session, Target,
+    RecoveryConfig, RemoteAcks, RemoteSocket, Session, Target,
 };
 use protocol::{Args, Frame, Time};
 
@@ -426,10 +426,40 @@ struct Outgoing {
 /// A request of this server waiting for the others' answers.
 #[derive(Debug)]
 struct Request {
+    /// Servers expected to answer, and how many did.
     expected: usize,
     received: usize,
+    /// A fetch's sockets.
     sockets: Vec<RemoteSocket>,
+    /// A broadcast's acks: the clients the answering servers counted, and the
+    /// acks (first arguments) received.
+    clients: usize,
+    acks: Vec<Value>,
     done: Option<oneshot::Sender<()>>,
+}
+
+impl Request {
+    fn new(expected: usize, done: oneshot::Sender<()>) -> Request {
+        Request {
+            expected,
+            received: 0,
+            sockets: Vec::new(),
+            clients: 0,
+            acks: Vec::new(),
+            done: Some(done),
+        }
+    }
+
+    /// Signals the waiting request once every server (and, for a broadcast,
+    /// every client it counted) has answered.
+    fn check(&mut self) {
+        if self.received >= self.expected
+            && self.acks.len() >= self.clients
+            && let Some(done) = self.done.take()
+        {
+            let _ = done.send(());
+        }
+    }
 }
 
 impl RedisCluster {
@@ -536,11 +566,31 @@ impl RedisCluster {
                         .sockets
                         .extend(sockets.iter().filter_map(RemoteSocket::from_json));
                     request.received += 1;
-                    if request.received >= request.expected
-                        && let Some(done) = request.done.take()
-                    {
-                        let _ = done.send(());
-                    }
+                    request.check();
+                }
+            }
+            Body::BroadcastClientCount {
+                request_id,
+                client_count,
+            } => {
+                let mut requests = self
+                    .requests
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if let Some(request) = requests.get_mut(&request_id) {
+                    request.received += 1;
+                    request.clients += usize::try_from(client_count).unwrap_or(usize::MAX);
+                    request.check();
+                }
+            }
+            Body::BroadcastAck { request_id, packet } => {
+                let mut requests = self
+                    .requests
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if let Some(request) = requests.get_mut(&request_id) {
+                    request.acks.push(packet);
+                    request.check();
                 }
             }
             Body::Broadcast {
@@ -646,15 +696,7 @@ impl Cluster for RedisCluster {
             self.requests
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .insert(
-                    request_id.clone(),
-                    Request {
-                        expected,
-                        received: 0,
-                        sockets: Vec::new(),
-                        done: Some(done),
-                    },
-                );
+                .insert(request_id.clone(), Request::new(expected, done));
             self.publish(Message {
                 uid: self.uid.clone(),
                 nsp,
@@ -680,6 +722,75 @@ impl Cluster for RedisCluster {
                     expected,
                     sockets: request.sockets,
                 })
+            }
+        })
+    }
+
+    fn broadcast_with_ack(
+        self: Arc<Self>,
+        nsp: &str,
+        target: &Target,
+        name: &str,
+        args: Vec<Value>,
+        timeout: Duration,
+    ) -> Pending<RemoteAcks> {
+        let nsp = nsp.to_owned();
+        let mut opts = opts(target, false);
+        opts.flags.insert(
+            "timeout".to_owned(),
+            Value::from(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX)),
+        );
+        let mut data = Vec::with_capacity(args.len() + 1);
+        data.push(Value::String(name.to_owned()));
+        data.extend(args);
+        Box::pin(async move {
+            let servers = match self.subscriber_up.load(Ordering::Relaxed) {
+                true => self.server_count(&nsp).await.ok(),
+                false => None,
+            };
+            let Some(servers) = servers else {
+                // The others cannot be asked: how many there are is unknown.
+                return RemoteAcks {
+                    missing_servers: 1,
+                    ..RemoteAcks::default()
+                };
+            };
+            let expected = servers.saturating_sub(1);
+            if expected == 0 {
+                return RemoteAcks::default();
+            }
+            let request_id = random_id();
+            let (done, finished) = oneshot::channel();
+            self.requests
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(request_id.clone(), Request::new(expected, done));
+            self.publish(Message {
+                uid: self.uid.clone(),
+                nsp,
+                body: Body::Broadcast {
+                    packet: EventPacket {
+                        data,
+                        attachments: Vec::new(),
+                        id: None,
+                    },
+                    opts,
+                    request_id: Some(request_id.clone()),
+                },
+            });
+            let _ = tokio::time::timeout(timeout, finished).await;
+            let request = self
+                .requests
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(&request_id);
+            match request {
+                Some(request) => RemoteAcks {
+                    missing_clients: request.clients.saturating_sub(request.acks.len()),
+                    missing_servers: request.expected.saturating_sub(request.received),
+                    responses: request.acks,
+                },
+                None => RemoteAcks::default(),
             }
         })
     }

@@ -15,7 +15,7 @@ use thiserror::Error;
 use super::Io;
 use super::adapter::{Forward, Target};
 use super::handler::{AckError, AckResponse};
-use super::remote::{FetchError, RemoteSocket};
+use super::remote::{FetchError, RemoteAcks, RemoteSocket};
 use super::socket::Socket;
 
 /// Why a broadcast with acks did not get every ack: the acks that did arrive
@@ -117,7 +117,10 @@ impl Broadcast {
     /// `timeout`, for each one's ack (Socket.IO's
     /// `io.timeout(ms).emitWithAck(...)`). A socket that leaves or does not
     /// answer in time makes it an error that still carries the acks received.
-    /// Like Socket.IO's, such an emit is not logged for recovery.
+    /// Like Socket.IO's, such an emit is not logged for recovery. In a cluster
+    /// the other servers' sockets are asked too (unless `local`); their acks
+    /// carry the first argument only, as Socket.IO's cluster does, and a server
+    /// that does not say how many clients it has counts as one missing.
     pub async fn emit_with_ack(
         &self,
         name: &str,
@@ -125,24 +128,43 @@ impl Broadcast {
         timeout: Duration,
     ) -> Result<Vec<AckResponse>, BroadcastAckError> {
         let sockets = self.sockets();
-        let expected = sockets.len();
+        let mut expected = sockets.len();
         let asks = sockets
             .iter()
             .map(|socket| socket.emit_with_ack(name, args.clone(), timeout));
-        let mut responses = Vec::with_capacity(expected);
-        for answer in join_all(asks).await {
+        // The other servers' clients are asked at the same time.
+        let remote = async {
+            match (self.local, self.io.cluster()) {
+                (false, Some(cluster)) => {
+                    cluster
+                        .clone()
+                        .broadcast_with_ack(&self.nsp, &self.target, name, args.clone(), timeout)
+                        .await
+                }
+                _ => RemoteAcks::default(),
+            }
+        };
+        let (answers, remote) = futures_util::future::join(join_all(asks), remote).await;
+        let mut responses = Vec::with_capacity(expected + remote.responses.len());
+        for answer in answers {
             match answer {
                 Ok(response) => responses.push(response),
                 Err(AckError::Timeout(_) | AckError::Closed | AckError::Send(_)) => {}
             }
         }
-        if responses.len() == expected {
+        expected += remote.responses.len() + remote.missing_clients;
+        let missing_servers = remote.missing_servers;
+        responses.extend(remote.responses.into_iter().map(|first| AckResponse {
+            args: vec![first],
+            attachments: Vec::new(),
+        }));
+        if responses.len() == expected && missing_servers == 0 {
             Ok(responses)
         } else {
             Err(BroadcastAckError {
                 timeout,
                 expected,
-                missing: expected - responses.len(),
+                missing: expected - responses.len() + missing_servers,
                 responses,
             })
         }

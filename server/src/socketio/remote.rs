@@ -107,6 +107,18 @@ pub enum FetchError {
     Unavailable(String),
 }
 
+/// What the other servers answered to a broadcast with acks: each client's
+/// ack (its first argument, as Socket.IO's cluster carries it), and how many
+/// clients or servers did not answer in time.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RemoteAcks {
+    pub responses: Vec<Value>,
+    /// Clients counted by the servers that answered, minus those that acked.
+    pub missing_clients: usize,
+    /// Servers that did not say how many clients they have.
+    pub missing_servers: usize,
+}
+
 /// What a cluster's requests return: a boxed future, so that the trait stays
 /// object-safe.
 pub type Pending<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -121,4 +133,16 @@ pub trait Cluster: Send + Sync + 'static {
         target: &Target,
         timeout: Duration,
     ) -> Pending<Result<Vec<RemoteSocket>, FetchError>>;
+
+    /// Emits `name` with `args` to the sockets of namespace `nsp` that `target`
+    /// designates on the other servers and collects their clients' acks for at
+    /// most `timeout`.
+    fn broadcast_with_ack(
+        self: std::sync::Arc<Self>,
+        nsp: &str,
+        target: &Target,
+        name: &str,
+        args: Vec<Value>,
+        timeout: Duration,
+    ) -> Pending<RemoteAcks>;
 }
