@@ -21,6 +21,7 @@ pub mod app;
 pub mod cluster;
 pub mod config;
 pub mod engine;
+mod health;
 mod memory;
 mod queue;
 mod routes;
@@ -102,7 +103,7 @@ pub async fn serve(
         move || watched.session_count(),
         shutdown.clone(),
     ));
-    let routes = routes::routes(Arc::new(config.clone()), endpoint);
+    let routes = routes::routes(Arc::new(config.clone()), endpoint, shutdown.clone());
     if !config.dist.join("index.html").is_file() {
         tracing::warn!(
             dist = %config.dist.display(),

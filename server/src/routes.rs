@@ -17,12 +17,16 @@ use crate::transport::{self, SessionRegistry};
 pub(crate) fn routes(
     config: Arc<Config>,
     socket_io: Arc<SessionRegistry<Io>>,
+    shutdown: tokio_util::sync::CancellationToken,
 ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
+    let health = crate::health::routes(socket_io.clone(), shutdown);
     let admission = transport::routes::Admission {
         origins: config.origins.clone(),
         max_sessions: config.max_connections,
     };
     transport::routes::mount("socket.io", socket_io, admission)
+        .or(health)
+        .unify()
         .or(index(config.clone()))
         .unify()
         .or(assets(config))

@@ -754,3 +754,54 @@ async fn a_broadcast_with_acks_waits_for_the_clients_of_every_node() {
         node.stop().await;
     }
 }
+
+#[tokio::test]
+async fn readiness_follows_the_link_to_redis() {
+    let mut redis = RedisServer::start();
+    let node = Node::start(&redis).await;
+    let ready = |r: &common::http::Response| {
+        (
+            r.status,
+            r.json()["status"].clone(),
+            r.json()["redis"].clone(),
+        )
+    };
+    let r = common::http::get(node.addr, "/readyz").await;
+    assert_eq!(
+        ready(&r),
+        (200, json!("ready"), json!("connected")),
+        "{}",
+        r.text()
+    );
+    assert_eq!(
+        common::http::get(node.addr, "/healthz").await.json()["status"],
+        "alive"
+    );
+
+    redis.stop();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = common::http::get(node.addr, "/readyz").await;
+        if r.status == 503 {
+            assert_eq!(ready(&r), (503, json!("not ready"), json!("unreachable")));
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still ready without Redis: {}",
+            r.text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Alive all along, and serving its own clients.
+    assert_eq!(common::http::get(node.addr, "/healthz").await.status, 200);
+    let mut c = Client::connect(node.addr).await;
+    c.call("publish", json!(["still here"])).await;
+    assert_eq!(c.news().await, json!("still here"));
+
+    redis.restart();
+    reconnected(&node).await;
+    let r = common::http::get(node.addr, "/readyz").await;
+    assert_eq!(ready(&r), (200, json!("ready"), json!("connected")));
+    node.stop().await;
+}

@@ -647,3 +647,30 @@ async fn a_polling_post_cut_mid_body_is_a_transport_failure_that_recovers() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn health_and_readiness_answer_without_a_cluster() {
+    let server = TestServer::start(Config {
+        dist: no_bundle(),
+        origins: duplex_server::config::OriginPolicy::SameOriginAnd(Vec::new()),
+        ..Config::default()
+    })
+    .await;
+    let alive = http::get(server.addr, "/healthz").await;
+    assert_eq!(
+        (alive.status, alive.json()),
+        (200, serde_json::json!({"status": "alive"}))
+    );
+    let ready = http::get(server.addr, "/readyz").await;
+    assert_eq!(ready.status, 200, "{}", ready.text());
+    assert_eq!(
+        ready.json(),
+        serde_json::json!({"shuttingDown": false, "redis": "not configured", "status": "ready"})
+    );
+    assert_eq!(
+        ready.header("content-type"),
+        Some("application/json"),
+        "small JSON bodies"
+    );
+    server.stop().await;
+}

@@ -38,8 +38,8 @@ use tracing::{debug, info, warn};
 
 use super::wire::{Body, EventPacket, Message, Opts};
 use crate::socketio::{
-    Adapter, Broadcast, Cluster, FetchError, Forward, InMemoryAdapter, Io, IoBuilder, Pending,
-    RecoveryConfig, RemoteAcks, RemoteSocket, Session, Target,
+    Adapter, Broadcast, Cluster, ClusterStatus, FetchError, Forward, InMemoryAdapter, Io,
+    IoBuilder, Pending, RecoveryConfig, RemoteAcks, RemoteSocket, Session, Target,
 };
 use protocol::{Args, Frame, Time};
 
@@ -668,6 +668,14 @@ impl RedisCluster {
 }
 
 impl Cluster for RedisCluster {
+    fn status(&self) -> ClusterStatus {
+        ClusterStatus {
+            connected: self.is_connected(),
+            dropped: self.dropped(),
+            lost: self.lost(),
+        }
+    }
+
     fn fetch_sockets(
         self: Arc<Self>,
         nsp: &str,

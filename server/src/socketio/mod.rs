@@ -40,7 +40,7 @@ pub use self::broadcast::{Broadcast, BroadcastAckError};
 pub use self::handler::{AckError, AckReply, AckResponse, ConnectRequest, Handler, IncomingEvent};
 pub use self::machine::SocketIoMachine;
 use self::namespace::Namespace;
-pub use self::remote::{Cluster, FetchError, Pending, RemoteAcks, RemoteSocket};
+pub use self::remote::{Cluster, ClusterStatus, FetchError, Pending, RemoteAcks, RemoteSocket};
 pub use self::socket::{AckRequest, Outbound, Socket};
 use self::socket::{Connection, SocketParts};
 pub use crate::engine::{DisconnectReason, Handshake, Headers, SendError};

@@ -123,8 +123,22 @@ pub struct RemoteAcks {
 /// object-safe.
 pub type Pending<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
+/// How a server's link to its cluster is doing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClusterStatus {
+    /// Whether every connection to the cluster is up.
+    pub connected: bool,
+    /// Messages for the other servers dropped because they could not wait.
+    pub dropped: u64,
+    /// Messages that may not have reached the other servers (sent as the link failed).
+    pub lost: u64,
+}
+
 /// The other servers of a cluster, for what needs their answers.
 pub trait Cluster: Send + Sync + 'static {
+    /// The link's state, for readiness.
+    fn status(&self) -> ClusterStatus;
+
     /// The sockets of namespace `nsp` that `target` designates on the other
     /// servers, waiting at most `timeout` for their answers.
     fn fetch_sockets(
