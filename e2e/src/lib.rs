@@ -24,6 +24,8 @@ pub mod chaos;
 #[cfg(feature = "server")]
 pub mod proxy;
 #[cfg(feature = "server")]
+pub mod redis;
+#[cfg(feature = "server")]
 pub mod server;
 pub mod webdriver;
 
@@ -33,6 +35,8 @@ use std::path::{Path, PathBuf};
 pub use chaos::{ChaosConfig, ChaosProxy, ChaosStats};
 #[cfg(feature = "server")]
 pub use proxy::{Proxy, WebSockets};
+#[cfg(feature = "server")]
+pub use redis::RedisServer;
 #[cfg(feature = "server")]
 pub use server::TestServer;
 pub use webdriver::{ChromeDriver, Element, Session};

@@ -78,6 +78,31 @@ impl TestServer {
         self.addr
     }
 
+    /// Waits until `GET /readyz` answers 200 (in a cluster: connected to Redis).
+    pub fn wait_ready(&self) -> Result<()> {
+        use http_body_util::Empty;
+        use hyper::body::Bytes;
+        use hyper_util::client::legacy::Client;
+        use hyper_util::rt::TokioExecutor;
+
+        let runtime = self.runtime.as_ref().context("the server has stopped")?;
+        let uri: hyper::Uri = format!("http://{}/readyz", self.addr).parse()?;
+        runtime.block_on(async {
+            let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            loop {
+                let status = client.get(uri.clone()).await.map(|r| r.status());
+                if matches!(status, Ok(s) if s.is_success()) {
+                    return Ok(());
+                }
+                if tokio::time::Instant::now() > deadline {
+                    bail!("{uri} is not ready after 10 s (last: {status:?})");
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    }
+
     /// The page's address, e.g. `http://127.0.0.1:41234/`.
     pub fn url(&self) -> String {
         format!("http://{}/", self.addr)

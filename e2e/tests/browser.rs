@@ -132,6 +132,46 @@ fn published_news_reaches_another_page() -> Result<()> {
     server.stop()
 }
 
+#[test]
+fn pages_on_two_servers_of_a_cluster_see_each_other_s_news() -> Result<()> {
+    let redis = duplex_e2e::RedisServer::start()?;
+    let config = || -> Result<duplex_server::Config> {
+        Ok(duplex_server::Config {
+            dist: duplex_e2e::server::dist_from_env()?,
+            redis: Some(redis.url()),
+            ..Default::default()
+        })
+    };
+    let one = TestServer::start_with(config()?)?;
+    let two = TestServer::start_with(config()?)?;
+    one.wait_ready()?;
+    two.wait_ready()?;
+    let driver = ChromeDriver::start()?;
+    let first = driver.new_session()?;
+    let second = driver.new_session()?;
+    with_screenshot_on_failure(&second, "cluster-second-page", || {
+        with_screenshot_on_failure(&first, "cluster-first-page", || {
+            open_connected(&first, &one)?;
+            open_connected(&second, &two)?;
+
+            type_into(&first, "#publish-text", "from the page on server one")?;
+            first.find("#publish-send")?.click()?;
+            wait_for_news(&second, "from the page on server one")
+                .context("on the page of server two")?;
+
+            type_into(&second, "#publish-text", "from the page on server two")?;
+            second.find("#publish-send")?.click()?;
+            wait_for_news(&first, "from the page on server two")
+                .context("on the page of server one")?;
+            Ok(())
+        })
+    })?;
+    first.delete()?;
+    second.delete()?;
+    one.stop()?;
+    two.stop()
+}
+
 /// Opens the server's page and waits until `#status` is exactly `connected`.
 fn open_connected(page: &Session, server: &TestServer) -> Result<()> {
     page.goto(&server.url())?;
