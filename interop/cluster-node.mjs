@@ -17,6 +17,11 @@
 //   select-disconnect [room]   io.in(room).disconnectSockets()
 //   fetch [room or null]       ack: the ids of io.in(room).fetchSockets(), sorted
 //   ask [ms]                   io.timeout(ms).emit("question"); ack: {err, responses}
+//   sse [name, withAck]        io.serverSideEmit(name, "node") (ack "sent"), or with
+//                              withAck io.serverSideEmitWithAck(name) (5 s timeout)
+//                              (ack: {responses} sorted, or {error})
+// Server-side events: ping → answers "pong-node"; hello [who] → io.local.emit("news",
+// "server said <who>").
 
 import { createServer } from "node:http";
 import { Server } from "socket.io";
@@ -35,6 +40,12 @@ await redis.connect();
 
 const http = createServer();
 const io = new Server(http, { adapter: createAdapter(redis) });
+
+io.on("ping", (...args) => {
+  const ack = args[args.length - 1];
+  if (typeof ack === "function") ack("pong-node");
+});
+io.on("hello", (who) => io.local.emit("news", `server said ${who}`));
 
 io.on("connection", (socket) => {
   const done = (ack, value = "ok") => typeof ack === "function" && ack(value);
@@ -67,6 +78,18 @@ io.on("connection", (socket) => {
     try {
       const sockets = await (room ? io.in(room) : io).fetchSockets();
       done(ack, sockets.map((s) => s.id).sort());
+    } catch (e) {
+      done(ack, { error: e.message });
+    }
+  });
+  socket.on("sse", async (name, withAck, ack) => {
+    if (!withAck) {
+      io.serverSideEmit(name, "node");
+      return done(ack, "sent");
+    }
+    try {
+      const responses = await io.serverSideEmitWithAck(name);
+      done(ack, { responses: responses.map(String).sort() });
     } catch (e) {
       done(ack, { error: e.message });
     }

@@ -17,7 +17,7 @@ use common::redis::RedisServer;
 use common::{PATIENCE, RawClient};
 use duplex_server::Config;
 use duplex_server::cluster::{RedisCluster, RedisOptions};
-use duplex_server::socketio::{Handler, IncomingEvent, Io, Socket};
+use duplex_server::socketio::{Handler, IncomingEvent, Io, ServerSideEvent, Socket};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -26,7 +26,10 @@ use tokio_util::sync::CancellationToken;
 /// `select-join`/`select-leave` [room, other], `select-disconnect` [room],
 /// `fetch` [room or null] (ack: the ids of the cluster's sockets there, sorted,
 /// or `{"error": ...}`), `ask` [ms] (every other socket of the cluster is
-/// asked `question`; ack: `{"answers": sorted first args, "missing": n}`).
+/// asked `question`; ack: `{"answers": sorted first args, "missing": n}`),
+/// `sse` [name, with_ack] (a server-side emit; ack: `{"responses": sorted}`
+/// or "sent"). Server-side: `ping` answers "pong-duplex", `hello` [who]
+/// emits news "server said <who>" to this server's clients.
 struct ClusterApp;
 
 impl Handler for ClusterApp {
@@ -69,6 +72,31 @@ impl Handler for ClusterApp {
                 });
                 return;
             }
+            "sse" => {
+                let (name, with_ack) = (text(0), arg(1).as_bool() == Some(true));
+                let ack = event.ack;
+                tokio::spawn(async move {
+                    let reply = if with_ack {
+                        match io
+                            .server_side_emit_with_ack("/", &name, vec![], Duration::from_secs(2))
+                            .await
+                        {
+                            Ok(mut responses) => {
+                                responses.sort_by_key(Value::to_string);
+                                json!({"responses": responses})
+                            }
+                            Err(e) => json!({"error": e.to_string()}),
+                        }
+                    } else {
+                        io.server_side_emit("/", &name, vec![json!("hi")]).await;
+                        json!("sent")
+                    };
+                    if let Some(ack) = ack {
+                        let _ = ack.send(vec![reply]);
+                    }
+                });
+                return;
+            }
             "ask" => {
                 let timeout = Duration::from_millis(arg(0).as_u64().unwrap_or(1000));
                 let others = socket.broadcast();
@@ -94,6 +122,23 @@ impl Handler for ClusterApp {
         };
         if let Some(ack) = event.ack {
             let _ = ack.send(vec![reply]);
+        }
+    }
+
+    fn on_server_side_emit(&self, io: &Arc<Io>, event: ServerSideEvent) {
+        match event.name.as_str() {
+            "ping" => {
+                if let Some(ack) = event.ack {
+                    ack.send(json!("pong-duplex"));
+                }
+            }
+            "hello" => {
+                let who = event.args.first().and_then(Value::as_str).unwrap_or("?");
+                io.of("/")
+                    .local()
+                    .emit_raw("news", vec![json!(format!("server said {who}"))]);
+            }
+            _ => {}
         }
     }
 }
@@ -804,4 +849,57 @@ async fn readiness_follows_the_link_to_redis() {
     let r = common::http::get(node.addr, "/readyz").await;
     assert_eq!(ready(&r), (200, json!("ready"), json!("connected")));
     node.stop().await;
+}
+
+#[tokio::test]
+async fn server_side_emits_reach_every_other_server_node_js_included() {
+    let redis = RedisServer::start();
+    let (n1, n2) = (Node::start(&redis).await, Node::start(&redis).await);
+    let node = NodeJs::start(&redis);
+    let mut c1 = Client::connect(n1.addr).await;
+    let mut c2 = Client::connect(n2.addr).await;
+    let mut cn = Client::connect(node.addr).await;
+    // The Node server subscribes when it starts; wait until it counts.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let expected = json!({"responses": ["pong-duplex", "pong-node"]});
+    loop {
+        let reply = c1.call("sse", json!(["ping", true])).await;
+        if reply == expected {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "last answer {reply}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Node's serverSideEmitWithAck gets both duplex servers' answers.
+    assert_eq!(
+        cn.call("sse", json!(["ping", true])).await,
+        json!({"responses": ["pong-duplex", "pong-duplex"]})
+    );
+    // Without an ack: every other server's handler runs, not the sender's.
+    assert_eq!(c1.call("sse", json!(["hello", false])).await, json!("sent"));
+    assert_eq!(c2.news().await, json!("server said hi"));
+    assert_eq!(cn.news().await, json!("server said hi"));
+    c1.silent().await;
+    // What the Redis Streams emitter writes to the stream reaches every server.
+    let mut conn = redis.connection();
+    let _: String = redis::cmd("XADD")
+        .arg("socket.io")
+        .arg("MAXLEN")
+        .arg("~")
+        .arg(10_000)
+        .arg("*")
+        .arg(&[("uid", "emitter"), ("nsp", "/"), ("type", "9")])
+        .arg("data")
+        .arg(r#"{"packet":["hello","the emitter"]}"#)
+        .query(&mut conn)
+        .expect("XADD");
+    for c in [&mut c1, &mut c2, &mut cn] {
+        assert_eq!(c.news().await, json!("server said the emitter"));
+    }
+    drop(node);
+    n1.stop().await;
+    n2.stop().await;
 }

@@ -39,7 +39,8 @@ use tracing::{debug, info, warn};
 use super::wire::{Body, EventPacket, Message, Opts};
 use crate::socketio::{
     Adapter, Broadcast, Cluster, ClusterStatus, FetchError, Forward, InMemoryAdapter, Io,
-    IoBuilder, Pending, RecoveryConfig, RemoteAcks, RemoteSocket, Session, Target,
+    IoBuilder, Pending, RecoveryConfig, RemoteAcks, RemoteSocket, ServerSideAck,
+    ServerSideEmitError, ServerSideEvent, Session, Target,
 };
 use protocol::{Args, Frame, Time};
 
@@ -638,6 +639,30 @@ impl RedisCluster {
                     });
                 }
             }
+            Body::ServerSideEmit { packet, request_id } => {
+                let ack = request_id.map(|request_id| {
+                    let (cluster, nsp, from) = (self.clone(), nsp.clone(), from.clone());
+                    ServerSideAck(Box::new(move |packet: Value| {
+                        cluster.reply(
+                            &nsp,
+                            &from,
+                            Body::ServerSideEmitResponse { request_id, packet },
+                        );
+                    }))
+                });
+                server_side_emit(io, &nsp, packet, ack);
+            }
+            Body::ServerSideEmitResponse { request_id, packet } => {
+                let mut requests = self
+                    .requests
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if let Some(request) = requests.get_mut(&request_id) {
+                    request.acks.push(packet);
+                    request.received += 1;
+                    request.check();
+                }
+            }
             other => debug!(
                 kind = other.kind(),
                 "a cluster request this server does not answer"
@@ -730,6 +755,74 @@ impl Cluster for RedisCluster {
                     expected,
                     sockets: request.sockets,
                 })
+            }
+        })
+    }
+
+    fn server_side_emit(
+        self: Arc<Self>,
+        nsp: &str,
+        name: &str,
+        args: Vec<Value>,
+        timeout: Option<Duration>,
+    ) -> Pending<Result<Vec<Value>, ServerSideEmitError>> {
+        let nsp = nsp.to_owned();
+        let mut packet = Vec::with_capacity(args.len() + 1);
+        packet.push(Value::String(name.to_owned()));
+        packet.extend(args);
+        Box::pin(async move {
+            let Some(timeout) = timeout else {
+                self.publish(Message {
+                    uid: self.uid.clone(),
+                    nsp,
+                    body: Body::ServerSideEmit {
+                        packet,
+                        request_id: None,
+                    },
+                });
+                return Ok(Vec::new());
+            };
+            if !self.subscriber_up.load(Ordering::Relaxed) {
+                return Err(ServerSideEmitError::Unavailable(
+                    "not subscribed to Redis".to_owned(),
+                ));
+            }
+            let servers = self
+                .server_count(&nsp)
+                .await
+                .map_err(|e| ServerSideEmitError::Unavailable(e.to_string()))?;
+            let expected = servers.saturating_sub(1);
+            if expected == 0 {
+                return Ok(Vec::new());
+            }
+            let request_id = random_id();
+            let (done, finished) = oneshot::channel();
+            self.requests
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(request_id.clone(), Request::new(expected, done));
+            self.publish(Message {
+                uid: self.uid.clone(),
+                nsp,
+                body: Body::ServerSideEmit {
+                    packet,
+                    request_id: Some(request_id.clone()),
+                },
+            });
+            let answered = tokio::time::timeout(timeout, finished).await.is_ok();
+            let request = self
+                .requests
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(&request_id);
+            match request {
+                Some(request) if !answered => Err(ServerSideEmitError::Timeout {
+                    received: request.received,
+                    expected,
+                    responses: request.acks,
+                }),
+                Some(request) => Ok(request.acks),
+                None => Ok(Vec::new()),
             }
         })
     }
@@ -861,11 +954,29 @@ fn apply(io: &Arc<Io>, message: Message) {
                 selection.disconnect();
             }
         }
-        other => debug!(
-            kind = other.kind(),
-            "a cluster request this server does not answer yet"
-        ),
+        // The Redis Streams emitter writes server-side emits to the stream.
+        Body::ServerSideEmit {
+            packet,
+            request_id: None,
+        } => server_side_emit(io, nsp, packet, None),
+        other => debug!(kind = other.kind(), "not a stream message; skipped"),
     }
+}
+
+/// Hands a server-side emit (`[name, ...args]`) to the namespace's handler.
+fn server_side_emit(io: &Arc<Io>, nsp: &str, packet: Vec<Value>, ack: Option<ServerSideAck>) {
+    let mut packet = packet.into_iter();
+    let Some(Value::String(name)) = packet.next() else {
+        return;
+    };
+    io.on_server_side_emit(
+        nsp,
+        ServerSideEvent {
+            name,
+            args: packet.collect(),
+            ack,
+        },
+    );
 }
 
 fn target(opts: Opts) -> Target {

@@ -10,6 +10,7 @@ use protocol::{Args, socketio};
 use serde_json::Value;
 use thiserror::Error;
 
+use super::Io;
 use super::socket::{Connection, Outbound, Socket};
 use crate::engine::{DisconnectReason, Handshake, SendError};
 
@@ -101,4 +102,33 @@ pub trait Handler: Send + Sync + 'static {
 
     /// The client left the namespace, for `reason`.
     fn on_disconnect(&self, _socket: &Socket, _reason: &DisconnectReason) {}
+
+    /// Another server of the cluster emitted an event for the servers
+    /// (Socket.IO's `serverSideEmit`).
+    fn on_server_side_emit(&self, _io: &Arc<Io>, _event: ServerSideEvent) {}
+}
+
+/// An event from another server of the cluster (`io.serverSideEmit`).
+#[derive(Debug)]
+pub struct ServerSideEvent {
+    pub name: String,
+    pub args: Vec<Value>,
+    /// Set when the sender waits for an answer: call it once, with one value.
+    pub ack: Option<ServerSideAck>,
+}
+
+/// The means to answer a server-side emit that asked for an ack.
+pub struct ServerSideAck(pub(crate) Box<dyn FnOnce(Value) + Send>);
+
+impl ServerSideAck {
+    /// Answers with `value` (the sender gets it among the others' answers).
+    pub fn send(self, value: Value) {
+        (self.0)(value);
+    }
+}
+
+impl std::fmt::Debug for ServerSideAck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ServerSideAck")
+    }
 }

@@ -37,10 +37,15 @@ use serde_json::Value;
 
 pub use self::adapter::{Adapter, Forward, InMemoryAdapter, RecoveryConfig, Session, Target};
 pub use self::broadcast::{Broadcast, BroadcastAckError};
-pub use self::handler::{AckError, AckReply, AckResponse, ConnectRequest, Handler, IncomingEvent};
+pub use self::handler::{
+    AckError, AckReply, AckResponse, ConnectRequest, Handler, IncomingEvent, ServerSideAck,
+    ServerSideEvent,
+};
 pub use self::machine::SocketIoMachine;
 use self::namespace::Namespace;
-pub use self::remote::{Cluster, ClusterStatus, FetchError, Pending, RemoteAcks, RemoteSocket};
+pub use self::remote::{
+    Cluster, ClusterStatus, FetchError, Pending, RemoteAcks, RemoteSocket, ServerSideEmitError,
+};
 pub use self::socket::{AckRequest, Outbound, Socket};
 use self::socket::{Connection, SocketParts};
 pub use crate::engine::{DisconnectReason, Handshake, Headers, SendError};
@@ -362,6 +367,40 @@ impl Io {
     pub fn rooms(&self, nsp: &str) -> Vec<String> {
         self.with_namespace(nsp, |ns| ns.room_names())
             .unwrap_or_default()
+    }
+
+    /// Emits `name` with `args` to the other servers of the cluster (their
+    /// handlers' [`Handler::on_server_side_emit`]); nothing without a cluster.
+    pub async fn server_side_emit(&self, nsp: &str, name: &str, args: Vec<Value>) {
+        if let Some(cluster) = self.cluster.clone() {
+            let _ = cluster.server_side_emit(nsp, name, args, None).await;
+        }
+    }
+
+    /// Like [`server_side_emit`](Self::server_side_emit), and waits at most
+    /// `timeout` for every other server's answer. Without a cluster: none.
+    pub async fn server_side_emit_with_ack(
+        &self,
+        nsp: &str,
+        name: &str,
+        args: Vec<Value>,
+        timeout: std::time::Duration,
+    ) -> Result<Vec<Value>, ServerSideEmitError> {
+        match self.cluster.clone() {
+            Some(cluster) => {
+                cluster
+                    .server_side_emit(nsp, name, args, Some(timeout))
+                    .await
+            }
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Hands an event from another server to `nsp`'s handler.
+    pub(crate) fn on_server_side_emit(self: &Arc<Self>, nsp: &str, event: ServerSideEvent) {
+        if let Some(handler) = self.handler(nsp) {
+            handler.on_server_side_emit(self, event);
+        }
     }
 
     /// The namespaces served.

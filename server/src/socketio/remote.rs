@@ -159,4 +159,27 @@ pub trait Cluster: Send + Sync + 'static {
         args: Vec<Value>,
         timeout: Duration,
     ) -> Pending<RemoteAcks>;
+
+    /// Emits `name` with `args` to the other servers' handlers of `nsp`
+    /// (`serverSideEmit`); with `timeout`, waits that long for each one's answer.
+    fn server_side_emit(
+        self: std::sync::Arc<Self>,
+        nsp: &str,
+        name: &str,
+        args: Vec<Value>,
+        timeout: Option<Duration>,
+    ) -> Pending<Result<Vec<Value>, ServerSideEmitError>>;
+}
+
+/// Why not every other server answered a server-side emit.
+#[derive(Debug, Error)]
+pub enum ServerSideEmitError {
+    #[error("timeout reached: only {received} responses received out of {expected}")]
+    Timeout {
+        received: usize,
+        expected: usize,
+        responses: Vec<Value>,
+    },
+    #[error("the other servers cannot be reached: {0}")]
+    Unavailable(String),
 }
