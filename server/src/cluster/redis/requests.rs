@@ -1,0 +1,496 @@
+//! Requests over pub/sub: this server's (fetch sockets, broadcasts with acks,
+//! server-side emits) waiting for the others' answers, and the task that
+//! answers the others' requests.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio::sync::oneshot;
+
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use super::{
+    BACKOFF, COMMAND_TIMEOUT, RedisCluster, opts, pause, random_id, server_side_emit, target,
+};
+use crate::cluster::wire::{Body, EventPacket, Message};
+use crate::socketio::{
+    Broadcast, Cluster, ClusterStatus, FetchError, Io, Pending, RemoteAcks, RemoteSocket,
+    ServerSideAck, ServerSideEmitError, Target,
+};
+
+/// A request of this server waiting for the others' answers.
+#[derive(Debug)]
+pub(super) struct Request {
+    /// Servers expected to answer, and how many did.
+    expected: usize,
+    received: usize,
+    /// A fetch's sockets.
+    sockets: Vec<RemoteSocket>,
+    /// A broadcast's acks: the clients the answering servers counted, and the
+    /// acks (first arguments) received.
+    clients: usize,
+    acks: Vec<Value>,
+    done: Option<oneshot::Sender<()>>,
+}
+
+impl Request {
+    pub(super) fn new(expected: usize, done: oneshot::Sender<()>) -> Request {
+        Request {
+            expected,
+            received: 0,
+            sockets: Vec::new(),
+            clients: 0,
+            acks: Vec::new(),
+            done: Some(done),
+        }
+    }
+
+    /// Signals the waiting request once every server (and, for a broadcast,
+    /// every client it counted) has answered.
+    fn check(&mut self) {
+        if self.received >= self.expected
+            && self.acks.len() >= self.clients
+            && let Some(done) = self.done.take()
+        {
+            let _ = done.send(());
+        }
+    }
+}
+
+impl RedisCluster {
+    /// Listens on each namespace's public channel (the others' requests) and
+    /// on this server's private one (their answers), reconnecting as needed.
+    /// One subscription per channel: the others count the subscribers of the
+    /// public channel to know how many answers to wait for.
+    pub(super) async fn subscribe(
+        self: Arc<Self>,
+        io: Weak<Io>,
+        namespaces: Vec<String>,
+        shutdown: CancellationToken,
+    ) {
+        let mut delay = BACKOFF.0;
+        loop {
+            let mut pubsub = match self.client.get_async_pubsub().await {
+                Ok(pubsub) => pubsub,
+                Err(error) => {
+                    if self.subscriber_up.swap(false, Ordering::Relaxed) || delay == BACKOFF.0 {
+                        warn!(%error, "Redis unreachable (subscriber); retrying");
+                    }
+                    if !pause(&mut delay, &shutdown).await {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            let mut subscribed = true;
+            for nsp in &namespaces {
+                for channel in [
+                    format!("socket.io#{nsp}#"),
+                    format!("socket.io#{nsp}#{}#", self.uid),
+                ] {
+                    if let Err(error) = pubsub.subscribe(&channel).await {
+                        warn!(%error, %channel, "subscribing failed; retrying");
+                        subscribed = false;
+                    }
+                }
+            }
+            if !subscribed {
+                if !pause(&mut delay, &shutdown).await {
+                    return;
+                }
+                continue;
+            }
+            self.subscriber_up.store(true, Ordering::Relaxed);
+            delay = BACKOFF.0;
+            let mut messages = pubsub.on_message();
+            loop {
+                let message = tokio::select! {
+                    message = messages.next() => message,
+                    () = shutdown.cancelled() => return,
+                };
+                let Some(message) = message else {
+                    warn!("the Redis subscription ended; resubscribing");
+                    self.subscriber_up.store(false, Ordering::Relaxed);
+                    break;
+                };
+                let Some(io) = io.upgrade() else {
+                    return;
+                };
+                match Message::from_pubsub(message.get_payload_bytes()) {
+                    Ok(Some(message)) if message.uid != self.uid => self.answer(&io, message),
+                    Ok(_) => {}
+                    Err(error) => {
+                        debug!(%error, "skipping a pub/sub message that is not a cluster message")
+                    }
+                }
+            }
+        }
+    }
+
+    /// A request of another server, or an answer to one of this server's.
+    fn answer(self: &Arc<Self>, io: &Arc<Io>, message: Message) {
+        let nsp = message.nsp;
+        let from = message.uid;
+        match message.body {
+            Body::FetchSockets { opts, request_id } => {
+                let sockets = Broadcast::targeted(io.clone(), &nsp, target(opts), false)
+                    .local()
+                    .sockets()
+                    .iter()
+                    .map(|socket| RemoteSocket::of(socket).to_json())
+                    .collect();
+                self.reply(
+                    &nsp,
+                    &from,
+                    Body::FetchSocketsResponse {
+                        request_id,
+                        sockets,
+                    },
+                );
+            }
+            Body::FetchSocketsResponse {
+                request_id,
+                sockets,
+            } => {
+                let mut requests = self
+                    .requests
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if let Some(request) = requests.get_mut(&request_id) {
+                    request
+                        .sockets
+                        .extend(sockets.iter().filter_map(RemoteSocket::from_json));
+                    request.received += 1;
+                    request.check();
+                }
+            }
+            Body::BroadcastClientCount {
+                request_id,
+                client_count,
+            } => {
+                let mut requests = self
+                    .requests
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if let Some(request) = requests.get_mut(&request_id) {
+                    request.received += 1;
+                    request.clients += usize::try_from(client_count).unwrap_or(usize::MAX);
+                    request.check();
+                }
+            }
+            Body::BroadcastAck { request_id, packet } => {
+                let mut requests = self
+                    .requests
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if let Some(request) = requests.get_mut(&request_id) {
+                    request.acks.push(packet);
+                    request.check();
+                }
+            }
+            Body::Broadcast {
+                packet,
+                opts,
+                request_id: Some(request_id),
+            } => {
+                // Another server's broadcast with acks: how many clients here,
+                // then each one's ack as it comes.
+                let timeout = opts
+                    .flags
+                    .get("timeout")
+                    .and_then(Value::as_u64)
+                    .map_or(Duration::from_secs(5), Duration::from_millis);
+                let mut data = packet.data.into_iter();
+                let Some(Value::String(name)) = data.next() else {
+                    return;
+                };
+                let args: Vec<Value> = data.collect();
+                let sockets = Broadcast::targeted(io.clone(), &nsp, target(opts), false)
+                    .local()
+                    .sockets();
+                self.reply(
+                    &nsp,
+                    &from,
+                    Body::BroadcastClientCount {
+                        request_id: request_id.clone(),
+                        client_count: sockets.len() as u64,
+                    },
+                );
+                for socket in sockets {
+                    let (cluster, nsp, from, request_id, name, args) = (
+                        self.clone(),
+                        nsp.clone(),
+                        from.clone(),
+                        request_id.clone(),
+                        name.clone(),
+                        args.clone(),
+                    );
+                    tokio::spawn(async move {
+                        if let Ok(ack) = socket.emit_with_ack(&name, args, timeout).await {
+                            let packet = ack.args.into_iter().next().unwrap_or(Value::Null);
+                            cluster.reply(&nsp, &from, Body::BroadcastAck { request_id, packet });
+                        }
+                    });
+                }
+            }
+            Body::ServerSideEmit { packet, request_id } => {
+                let ack = request_id.map(|request_id| {
+                    let (cluster, nsp, from) = (self.clone(), nsp.clone(), from.clone());
+                    ServerSideAck(Box::new(move |packet: Value| {
+                        cluster.reply(
+                            &nsp,
+                            &from,
+                            Body::ServerSideEmitResponse { request_id, packet },
+                        );
+                    }))
+                });
+                server_side_emit(io, &nsp, packet, ack);
+            }
+            Body::ServerSideEmitResponse { request_id, packet } => {
+                let mut requests = self
+                    .requests
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if let Some(request) = requests.get_mut(&request_id) {
+                    request.acks.push(packet);
+                    request.received += 1;
+                    request.check();
+                }
+            }
+            other => debug!(
+                kind = other.kind(),
+                "a cluster request this server does not answer"
+            ),
+        }
+    }
+
+    /// How many servers listen on `nsp`'s public channel, this one included.
+    async fn server_count(&self, nsp: &str) -> redis::RedisResult<usize> {
+        let mut commands = self.commands.lock().await;
+        let conn = match &mut *commands {
+            Some(conn) => conn,
+            None => {
+                let conn = self.connect(Some(COMMAND_TIMEOUT)).await?;
+                commands.insert(conn)
+            }
+        };
+        let reply: redis::RedisResult<(String, usize)> = redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg(format!("socket.io#{nsp}#"))
+            .query_async(conn)
+            .await;
+        if reply.is_err() {
+            *commands = None;
+        }
+        reply.map(|(_, count)| count)
+    }
+}
+
+impl Cluster for RedisCluster {
+    fn status(&self) -> ClusterStatus {
+        ClusterStatus {
+            connected: self.is_connected(),
+            dropped: self.dropped(),
+            lost: self.lost(),
+        }
+    }
+
+    fn fetch_sockets(
+        self: Arc<Self>,
+        nsp: &str,
+        target: &Target,
+        timeout: Duration,
+    ) -> Pending<Result<Vec<RemoteSocket>, FetchError>> {
+        let nsp = nsp.to_owned();
+        let opts = opts(target, false);
+        Box::pin(async move {
+            if !self.subscriber_up.load(Ordering::Relaxed) {
+                return Err(FetchError::Unavailable(
+                    "not subscribed to Redis".to_owned(),
+                ));
+            }
+            let servers = self
+                .server_count(&nsp)
+                .await
+                .map_err(|e| FetchError::Unavailable(e.to_string()))?;
+            // Everyone listening on the namespace's channel but this server.
+            let expected = servers.saturating_sub(1);
+            if expected == 0 {
+                return Ok(Vec::new());
+            }
+            let request_id = random_id();
+            let (done, finished) = oneshot::channel();
+            self.requests
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(request_id.clone(), Request::new(expected, done));
+            self.publish(Message {
+                uid: self.uid.clone(),
+                nsp,
+                body: Body::FetchSockets {
+                    opts,
+                    request_id: request_id.clone(),
+                },
+            });
+            let answered = tokio::time::timeout(timeout, finished).await.is_ok();
+            let request = self
+                .requests
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(&request_id);
+            let Some(request) = request else {
+                return Ok(Vec::new());
+            };
+            if answered {
+                Ok(request.sockets)
+            } else {
+                Err(FetchError::Timeout {
+                    received: request.received,
+                    expected,
+                    sockets: request.sockets,
+                })
+            }
+        })
+    }
+
+    fn server_side_emit(
+        self: Arc<Self>,
+        nsp: &str,
+        name: &str,
+        args: Vec<Value>,
+        timeout: Option<Duration>,
+    ) -> Pending<Result<Vec<Value>, ServerSideEmitError>> {
+        let nsp = nsp.to_owned();
+        let mut packet = Vec::with_capacity(args.len() + 1);
+        packet.push(Value::String(name.to_owned()));
+        packet.extend(args);
+        Box::pin(async move {
+            let Some(timeout) = timeout else {
+                self.publish(Message {
+                    uid: self.uid.clone(),
+                    nsp,
+                    body: Body::ServerSideEmit {
+                        packet,
+                        request_id: None,
+                    },
+                });
+                return Ok(Vec::new());
+            };
+            if !self.subscriber_up.load(Ordering::Relaxed) {
+                return Err(ServerSideEmitError::Unavailable(
+                    "not subscribed to Redis".to_owned(),
+                ));
+            }
+            let servers = self
+                .server_count(&nsp)
+                .await
+                .map_err(|e| ServerSideEmitError::Unavailable(e.to_string()))?;
+            let expected = servers.saturating_sub(1);
+            if expected == 0 {
+                return Ok(Vec::new());
+            }
+            let request_id = random_id();
+            let (done, finished) = oneshot::channel();
+            self.requests
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(request_id.clone(), Request::new(expected, done));
+            self.publish(Message {
+                uid: self.uid.clone(),
+                nsp,
+                body: Body::ServerSideEmit {
+                    packet,
+                    request_id: Some(request_id.clone()),
+                },
+            });
+            let answered = tokio::time::timeout(timeout, finished).await.is_ok();
+            let request = self
+                .requests
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(&request_id);
+            match request {
+                Some(request) if !answered => Err(ServerSideEmitError::Timeout {
+                    received: request.received,
+                    expected,
+                    responses: request.acks,
+                }),
+                Some(request) => Ok(request.acks),
+                None => Ok(Vec::new()),
+            }
+        })
+    }
+
+    fn broadcast_with_ack(
+        self: Arc<Self>,
+        nsp: &str,
+        target: &Target,
+        name: &str,
+        args: Vec<Value>,
+        timeout: Duration,
+    ) -> Pending<RemoteAcks> {
+        let nsp = nsp.to_owned();
+        let mut opts = opts(target, false);
+        opts.flags.insert(
+            "timeout".to_owned(),
+            Value::from(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX)),
+        );
+        let mut data = Vec::with_capacity(args.len() + 1);
+        data.push(Value::String(name.to_owned()));
+        data.extend(args);
+        Box::pin(async move {
+            let servers = match self.subscriber_up.load(Ordering::Relaxed) {
+                true => self.server_count(&nsp).await.ok(),
+                false => None,
+            };
+            let Some(servers) = servers else {
+                // The others cannot be asked: how many there are is unknown.
+                return RemoteAcks {
+                    missing_servers: 1,
+                    ..RemoteAcks::default()
+                };
+            };
+            let expected = servers.saturating_sub(1);
+            if expected == 0 {
+                return RemoteAcks::default();
+            }
+            let request_id = random_id();
+            let (done, finished) = oneshot::channel();
+            self.requests
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(request_id.clone(), Request::new(expected, done));
+            self.publish(Message {
+                uid: self.uid.clone(),
+                nsp,
+                body: Body::Broadcast {
+                    packet: EventPacket {
+                        data,
+                        attachments: Vec::new(),
+                        id: None,
+                    },
+                    opts,
+                    request_id: Some(request_id.clone()),
+                },
+            });
+            let _ = tokio::time::timeout(timeout, finished).await;
+            let request = self
+                .requests
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(&request_id);
+            match request {
+                Some(request) => RemoteAcks {
+                    missing_clients: request.clients.saturating_sub(request.acks.len()),
+                    missing_servers: request.expected.saturating_sub(request.received),
+                    responses: request.acks,
+                },
+                None => RemoteAcks::default(),
+            }
+        })
+    }
+}

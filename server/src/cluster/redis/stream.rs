@@ -1,0 +1,248 @@
+//! The stream: the writer task that publishes the outbox in order, and the
+//! reader task that applies what the other servers wrote.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+
+use redis::AsyncCommands;
+use redis::aio::MultiplexedConnection;
+use redis::streams::{StreamReadOptions, StreamReadReply};
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::{
+    BACKOFF, BATCH, COMMAND_TIMEOUT, Outgoing, RedisCluster, pause, server_side_emit, target,
+};
+use crate::cluster::wire::{Body, Message};
+use crate::socketio::{Broadcast, Io};
+use protocol::Args;
+
+impl RedisCluster {
+    /// Writes the outbox to Redis in order, reconnecting as needed.
+    pub(super) async fn write(
+        self: Arc<Self>,
+        mut outbox: mpsc::Receiver<Outgoing>,
+        shutdown: CancellationToken,
+    ) {
+        let mut connection = None;
+        let mut delay = BACKOFF.0;
+        let mut batch = Vec::with_capacity(BATCH);
+        loop {
+            // Connected first (readiness tells), then waiting for messages.
+            let conn = match &mut connection {
+                Some(conn) => conn,
+                None => match self.connect(Some(COMMAND_TIMEOUT)).await {
+                    Ok(conn) => {
+                        info!("connected to Redis (writer)");
+                        self.writer_up.store(true, Ordering::Relaxed);
+                        delay = BACKOFF.0;
+                        connection.insert(conn)
+                    }
+                    Err(error) => {
+                        if self.writer_up.swap(false, Ordering::Relaxed) || delay == BACKOFF.0 {
+                            warn!(%error, "Redis unreachable (writer); messages wait in the outbox");
+                        }
+                        if !pause(&mut delay, &shutdown).await {
+                            return;
+                        }
+                        continue;
+                    }
+                },
+            };
+            if batch.is_empty() {
+                tokio::select! {
+                    message = outbox.recv() => match message {
+                        Some(message) => batch.push(message),
+                        None => return,
+                    },
+                    () = shutdown.cancelled() => return,
+                }
+            }
+            while batch.len() < BATCH {
+                match outbox.try_recv() {
+                    Ok(message) => batch.push(message),
+                    Err(_) => break,
+                }
+            }
+            let mut pipe = redis::pipe();
+            for Outgoing { message, to } in &batch {
+                if let Some(channel) = to {
+                    pipe.publish(channel, message.to_pubsub()).ignore();
+                } else if message.body.is_ephemeral() {
+                    pipe.publish(format!("socket.io#{}#", message.nsp), message.to_pubsub())
+                        .ignore();
+                } else {
+                    let fields = message.to_entry();
+                    pipe.cmd("XADD")
+                        .arg(&self.options.stream)
+                        .arg("MAXLEN")
+                        .arg("~")
+                        .arg(self.options.max_len)
+                        .arg("*")
+                        .arg(&fields[..])
+                        .ignore();
+                }
+            }
+            match pipe.query_async::<()>(conn).await {
+                Ok(()) => batch.clear(),
+                Err(error) => {
+                    self.lost.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    warn!(%error, lost = batch.len(), "writing to Redis failed; reconnecting");
+                    batch.clear();
+                    connection = None;
+                    self.writer_up.store(false, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    /// Reads the stream and does here what the other servers did.
+    pub(super) async fn read(self: Arc<Self>, io: Weak<Io>, shutdown: CancellationToken) {
+        // Where to read from: the stream's end when this server joined, then
+        // after each entry read; kept across reconnections.
+        let mut last: Option<String> = None;
+        let mut delay = BACKOFF.0;
+        let block = self.options.block;
+        let read_options = StreamReadOptions::default()
+            .count(self.options.read_count)
+            .block(block.as_millis().try_into().unwrap_or(usize::MAX));
+        loop {
+            let mut conn = match self.connect(Some(block + COMMAND_TIMEOUT)).await {
+                Ok(conn) => conn,
+                Err(error) => {
+                    if self.reader_up.swap(false, Ordering::Relaxed) || delay == BACKOFF.0 {
+                        warn!(%error, "Redis unreachable (reader); retrying");
+                    }
+                    if !pause(&mut delay, &shutdown).await {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            if last.is_none() {
+                match self.stream_end(&mut conn).await {
+                    Ok(end) => last = Some(end),
+                    Err(error) => {
+                        warn!(%error, "reading the stream's end failed; retrying");
+                        if !pause(&mut delay, &shutdown).await {
+                            return;
+                        }
+                        continue;
+                    }
+                }
+            }
+            info!("connected to Redis (reader)");
+            self.reader_up.store(true, Ordering::Relaxed);
+            delay = BACKOFF.0;
+            loop {
+                let from = last.clone().unwrap_or_else(|| "0-0".to_owned());
+                let stream = [self.options.stream.as_str()];
+                let ids = [from.as_str()];
+                let read = tokio::select! {
+                    read = conn.xread_options::<_, _, Option<StreamReadReply>>(&stream, &ids, &read_options) => read,
+                    () = shutdown.cancelled() => return,
+                };
+                match read {
+                    Ok(reply) => {
+                        let Some(io) = io.upgrade() else {
+                            return;
+                        };
+                        for entry in reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids) {
+                            self.receive(&io, &entry);
+                            last = Some(entry.id);
+                        }
+                    }
+                    Err(error) => {
+                        warn!(%error, "reading the Redis stream failed; reconnecting");
+                        self.reader_up.store(false, Ordering::Relaxed);
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The id of the stream's last entry, `0-0` when it has none.
+    async fn stream_end(&self, conn: &mut MultiplexedConnection) -> redis::RedisResult<String> {
+        let last: redis::streams::StreamRangeReply = conn
+            .xrevrange_count(&self.options.stream, "+", "-", 1)
+            .await?;
+        Ok(last
+            .ids
+            .into_iter()
+            .next()
+            .map_or_else(|| "0-0".to_owned(), |entry| entry.id))
+    }
+
+    fn receive(&self, io: &Arc<Io>, entry: &redis::streams::StreamId) {
+        let fields = entry.map.iter().filter_map(|(name, value)| match value {
+            redis::Value::BulkString(bytes) => Some((name.as_str(), bytes.as_slice())),
+            redis::Value::SimpleString(text) => Some((name.as_str(), text.as_bytes())),
+            _ => None,
+        });
+        match Message::from_entry(fields) {
+            Ok(Some(message)) if message.uid != self.uid => apply(io, message),
+            Ok(_) => {}
+            Err(error) => {
+                debug!(id = %entry.id, %error, "skipping a stream entry that is not a cluster message")
+            }
+        }
+    }
+}
+
+/// Does on this server's sockets what another server did on its own.
+fn apply(io: &Arc<Io>, message: Message) {
+    let nsp = message.nsp.as_str();
+    match message.body {
+        Body::Broadcast {
+            packet,
+            opts,
+            request_id: None,
+        } => {
+            let mut data = packet.data.into_iter();
+            let Some(Value::String(name)) = data.next() else {
+                return;
+            };
+            let volatile = opts.volatile();
+            let target = target(opts);
+            let args: Args = data.collect::<Vec<_>>().into();
+            io.emit_to(
+                nsp,
+                &target,
+                &name,
+                args,
+                packet.attachments,
+                volatile,
+                true,
+            );
+        }
+        Body::SocketsJoin { opts, rooms } => {
+            let selection = Broadcast::targeted(io.clone(), nsp, target(opts), false).local();
+            for room in rooms {
+                selection.join(&room);
+            }
+        }
+        Body::SocketsLeave { opts, rooms } => {
+            let selection = Broadcast::targeted(io.clone(), nsp, target(opts), false).local();
+            for room in rooms {
+                selection.leave(&room);
+            }
+        }
+        Body::DisconnectSockets { opts, close } => {
+            let selection = Broadcast::targeted(io.clone(), nsp, target(opts), false).local();
+            if close {
+                selection.close();
+            } else {
+                selection.disconnect();
+            }
+        }
+        // The Redis Streams emitter writes server-side emits to the stream.
+        Body::ServerSideEmit {
+            packet,
+            request_id: None,
+        } => server_side_emit(io, nsp, packet, None),
+        other => debug!(kind = other.kind(), "not a stream message; skipped"),
+    }
+}
