@@ -146,6 +146,7 @@ impl Handler for ClusterApp {
 /// A duplex server in the cluster.
 struct Node {
     addr: SocketAddr,
+    io: Arc<Io>,
     cluster: Arc<RedisCluster>,
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -175,9 +176,15 @@ impl Node {
             .build();
         let shutdown = CancellationToken::new();
         cluster.start(&io, shutdown.clone());
-        let task = tokio::spawn(duplex_server::serve(listener, config, io, shutdown.clone()));
+        let task = tokio::spawn(duplex_server::serve(
+            listener,
+            config,
+            io.clone(),
+            shutdown.clone(),
+        ));
         Node {
             addr,
+            io,
             cluster,
             shutdown,
             task,
@@ -902,4 +909,152 @@ async fn server_side_emits_reach_every_other_server_node_js_included() {
     drop(node);
     n1.stop().await;
     n2.stop().await;
+}
+
+/// nginx (Debian's package) in front of `servers`, configured as the README's
+/// recipe: `hash $remote_addr consistent` (sticky, for long-polling) and the
+/// WebSocket upgrade headers. Stopped when dropped.
+struct Nginx {
+    addr: SocketAddr,
+    child: Child,
+    _dir: PathBuf,
+}
+
+impl Nginx {
+    fn start(servers: &[SocketAddr]) -> Nginx {
+        const NGINX: &str = "/usr/sbin/nginx";
+        assert!(
+            Path::new(NGINX).exists(),
+            "{NGINX} is missing: `cargo xtask test` installs it (Debian's nginx)"
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let dir = std::env::temp_dir().join(format!("duplex-nginx-{port}"));
+        std::fs::create_dir_all(&dir).expect("nginx dir");
+        let upstreams: String = servers
+            .iter()
+            .map(|s| format!("        server {s};\n"))
+            .collect();
+        let recipe = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/nginx-cluster.conf"),
+        )
+        .expect("deploy/nginx-cluster.conf");
+        // The recipe's http block, with this test's ports and a private prefix.
+        let http = recipe
+            .replace("        server 127.0.0.1:8124;\n        server 127.0.0.1:8125;\n        server 127.0.0.1:8126;\n", &upstreams)
+            .replace("listen 80;", &format!("listen 127.0.0.1:{port};"));
+        let d = dir.display();
+        let conf = format!(
+            "daemon off;\nuser root;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
+             events {{ worker_connections 1024; }}\n\
+             http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
+             fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n{http}\n}}\n"
+        );
+        let path = dir.join("nginx.conf");
+        std::fs::write(&path, conf).expect("write nginx.conf");
+        let child = Command::new(NGINX)
+            .arg("-c")
+            .arg(&path)
+            .arg("-p")
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("nginx starts");
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(addr).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "nginx did not listen within 10 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Nginx {
+            addr,
+            child,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn official_clients_with_default_options_through_nginx_in_front_of_three_nodes() {
+    let redis = RedisServer::start();
+    let nodes = [
+        Node::start(&redis).await,
+        Node::start(&redis).await,
+        Node::start(&redis).await,
+    ];
+    let nginx = Nginx::start(&nodes.iter().map(|n| n.addr).collect::<Vec<_>>());
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace")
+        .to_path_buf();
+    const CLIENTS: usize = 12;
+    const ITEMS: u64 = 20;
+    let mut child = Command::new("node")
+        .arg(root.join("interop/cluster-clients.mjs"))
+        .arg(format!("http://{}", nginx.addr))
+        .arg(CLIENTS.to_string())
+        .arg(ITEMS.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("node starts");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let ready = tokio::task::spawn_blocking(move || {
+        let first = lines.next().and_then(Result::ok);
+        (first, lines)
+    })
+    .await
+    .expect("reader");
+    let (first, mut lines) = ready;
+    assert_eq!(first.as_deref(), Some("ready"));
+    // Spread over the servers by their source addresses, every one upgraded.
+    let counts: Vec<usize> = nodes.iter().map(|n| n.io.socket_count("/")).collect();
+    assert_eq!(counts.iter().sum::<usize>(), CLIENTS, "{counts:?}");
+    assert!(
+        counts.iter().filter(|&&c| c > 0).count() >= 2,
+        "one node took every client: {counts:?}"
+    );
+
+    let mut publisher = Client::connect(nodes[0].addr).await;
+    for k in 0..ITEMS {
+        publisher.call("publish", json!([{"k": k}])).await;
+    }
+    let summary = tokio::task::spawn_blocking(move || lines.next().and_then(Result::ok))
+        .await
+        .expect("reader")
+        .expect("the clients' summary");
+    let _ = child.wait();
+    let clients: Vec<Value> = serde_json::from_str(&summary).expect("json");
+    assert_eq!(clients.len(), CLIENTS);
+    let expected: Vec<u64> = (0..ITEMS).collect();
+    for (i, c) in clients.iter().enumerate() {
+        assert_eq!(c["error"], Value::Null, "client {i}: {c}");
+        assert_eq!(
+            c["transport"], "websocket",
+            "client {i} upgraded through nginx: {c}"
+        );
+        assert_eq!(
+            c["got"],
+            json!(expected),
+            "client {i}: every item once, in order"
+        );
+    }
+    drop(nginx);
+    for node in nodes {
+        node.stop().await;
+    }
 }

@@ -21,6 +21,8 @@ const MIN_WASM_OPT: u32 = 132;
 const CHROMIUM: &str = "/usr/bin/chromium";
 /// The cluster tests start their own Redis on loopback (Debian's package).
 const REDIS_SERVER: &str = "/usr/bin/redis-server";
+/// And nginx in front of a cluster, as the README's recipe (Debian's package).
+const NGINX: &str = "/usr/sbin/nginx";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
 /// npm packages the tests need, installed into `<root>/.tools` beside binaryen:
@@ -198,13 +200,20 @@ fn browser(env: &Env) -> Result<()> {
 
 fn redis(env: &Env) -> Result<()> {
     let server = Path::new(REDIS_SERVER);
-    if !server.exists() {
-        progress("redis-server", "missing, installing redis-server");
-        apt_install(env, &["redis-server"])?;
+    let nginx = Path::new(NGINX);
+    if !server.exists() || !nginx.exists() {
+        progress(
+            "redis-server",
+            "missing redis-server or nginx, installing them",
+        );
+        apt_install(env, &["redis-server", "nginx"])?;
     }
     let version = probe(env.command(server).arg("--version"))
         .with_context(|| format!("`{REDIS_SERVER} --version` fails"))?;
     progress("redis-server", &format!("ok ({version})"));
+    // `nginx -v` prints its version on stderr: only its success is checked.
+    probe(env.command(nginx).arg("-v")).with_context(|| format!("`{NGINX} -v` fails"))?;
+    progress("nginx", "ok");
     Ok(())
 }
 
