@@ -141,6 +141,13 @@ pub trait Adapter: fmt::Debug + Send + 'static {
     /// was never sent).
     fn missed(&self, offset: u64, id: &str, rooms: &HashSet<String>) -> Option<Vec<Frame>>;
 
+    /// The namespace has no socket left here: keep only what a client coming
+    /// back could use, and give the rest back (a namespace lives as long as the
+    /// server, so what its busiest moment grew must not stay).
+    fn on_empty(&mut self, now: Time) {
+        let _ = now;
+    }
+
     /// Tells the other servers of the cluster what this one did (nothing to
     /// tell without a cluster). Runs under the namespace's lock: it must not
     /// block, only queue.
@@ -269,6 +276,20 @@ impl Adapter for InMemoryAdapter {
             .saved
             .remove(pid)
             .map(|(session, _)| session)
+    }
+
+    fn on_empty(&mut self, now: Time) {
+        self.rooms = HashMap::new();
+        self.membership = HashMap::new();
+        if let Some(recovery) = &mut self.recovery {
+            recovery.prune(now);
+            if recovery.saved.is_empty() {
+                // Nobody left to replay to, and nobody who may come back: the
+                // log (a socket's greeting, say) can only be dropped.
+                recovery.log = VecDeque::new();
+                recovery.saved = HashMap::new();
+            }
+        }
     }
 
     fn missed(&self, offset: u64, id: &str, rooms: &HashSet<String>) -> Option<Vec<Frame>> {

@@ -281,6 +281,7 @@ impl Io {
                 };
                 ns.save(pid, saved, now);
             }
+            ns.release_if_empty(now);
         }
     }
 

@@ -68,6 +68,16 @@ impl Namespace {
         self.adapter.del_all(id)
     }
 
+    /// After a removal: when no socket is left, gives back what the busiest
+    /// moment grew (the map of sockets, the adapter's rooms and a log nobody can
+    /// replay any more). Called once the departed socket's session is saved.
+    pub(crate) fn release_if_empty(&mut self, now: Time) {
+        if self.sockets.is_empty() {
+            self.sockets = HashMap::new();
+            self.adapter.on_empty(now);
+        }
+    }
+
     pub(crate) fn join(&mut self, id: &str, room: String) {
         if room == id || !self.sockets.contains_key(id) {
             // Its own room needs no entry.
@@ -363,6 +373,39 @@ mod tests {
         );
         // A session recovers once.
         assert!(ns.recover("pid", Some("1"), t).is_none());
+    }
+
+    #[test]
+    fn an_empty_namespace_gives_back_a_log_nobody_can_replay() {
+        let mut ns = Namespace::new(Some(RecoveryConfig::default()));
+        let t = Time::from_secs(1);
+        let mine = Target {
+            rooms: vec!["s1".into()],
+            ..Target::default()
+        };
+        for text in ["greeting", "handshake"] {
+            let offset = ns.next_offset().expect("recovery on");
+            ns.log(offset, mine.clone(), vec![frame(text)].into(), t);
+        }
+        // A session saved for recovery keeps the log...
+        ns.save("pid", saved(&[]), t);
+        ns.release_if_empty(t);
+        let recovered = ns.recover("pid", Some("0"), t).expect("kept");
+        assert_eq!(
+            recovered.missed,
+            vec![frame("greeting"), frame("handshake")]
+        );
+        // ...and once nobody can come back, it is dropped, offsets going on.
+        let offset = ns.next_offset().expect("recovery on");
+        assert_eq!(offset, 3);
+        ns.log(offset, mine, vec![frame("late")].into(), t);
+        ns.release_if_empty(t);
+        ns.save("pid2", saved(&[]), t);
+        assert_eq!(
+            ns.recover("pid2", Some("2"), t).map(|r| r.missed),
+            None,
+            "offset 3 was dropped with the log: a fresh session, not a silent gap"
+        );
     }
 
     #[test]

@@ -67,6 +67,10 @@ impl Adapter for RedisAdapter {
         self.local.missed(offset, id, rooms)
     }
 
+    fn on_empty(&mut self, now: Time) {
+        self.local.on_empty(now);
+    }
+
     fn forward(&mut self, op: Forward<'_>) {
         let body = match op {
             Forward::Broadcast {
