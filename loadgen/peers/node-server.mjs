@@ -1,6 +1,7 @@
 // The bench's Node peer: the app contract on the official socket.io 4 server.
 //
 //   node loadgen/peers/node-server.mjs PORT [--recovery] [--ping-interval MS] [--ping-timeout MS]
+//                                          [--redis URL]
 //
 // Same contract as duplex's news app, as far as the bench uses it:
 // - on connection: emit `news` {hello: "world"};
@@ -12,6 +13,8 @@
 // duplex's default): the chaos scenario compares the two on lost transports.
 // --ping-interval and --ping-timeout (ms) set the heartbeat, as duplex's flags
 // of the same names do (the chaos section runs both with 5000 and 5000).
+// --redis URL joins a cluster on that Redis with @socket.io/redis-streams-adapter
+// (its default options), as the cluster section of the bench runs it.
 // Listens on 127.0.0.1 with a backlog of 1024; exits when stdin closes (so the
 // harness cannot leak it), on SIGTERM and on SIGINT.
 
@@ -34,10 +37,22 @@ function millis(flag) {
 const pingInterval = millis("--ping-interval");
 const pingTimeout = millis("--ping-timeout");
 
+const redisAt = process.argv.indexOf("--redis");
+let adapter;
+if (redisAt >= 0) {
+  const { createClient } = await import("redis");
+  const { createAdapter } = await import("@socket.io/redis-streams-adapter");
+  const client = createClient({ url: process.argv[redisAt + 1] });
+  client.on("error", (e) => console.error(`redis: ${e.message}`));
+  await client.connect();
+  adapter = createAdapter(client);
+}
+
 const httpServer = createServer();
 // Defaults (pingInterval 25 s, pingTimeout 20 s, no recovery), as a user would
 // start it, unless told otherwise; recovery as its documentation shows it.
 const io = new Server(httpServer, {
+  ...(adapter ? { adapter } : {}),
   ...(pingInterval ? { pingInterval } : {}),
   ...(pingTimeout ? { pingTimeout } : {}),
   ...(recovery

@@ -25,6 +25,7 @@
 
 pub mod chaos;
 pub mod client;
+pub mod cluster;
 pub mod peers;
 pub mod report;
 pub mod scenarios;
@@ -54,6 +55,9 @@ pub enum Section {
     Chaos,
     /// The release bundle's sizes and page load to news in headless Chromium.
     Client,
+    /// Fan-out across three servers on one Redis, duplex against Node with
+    /// @socket.io/redis-streams-adapter (only with `--only cluster`).
+    Cluster,
 }
 
 #[derive(Debug, Args)]
@@ -167,6 +171,31 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<bool> {
     };
     let wants = |section| args.only.is_none_or(|only| only == section);
     let mut passed = true;
+
+    if args.only == Some(Section::Cluster) {
+        println!("bench: cluster section");
+        let (sizes, repeat) = if args.quick {
+            (cluster::ClusterSizes::quick(), 1)
+        } else {
+            (cluster::ClusterSizes::full(), args.repeat.max(1))
+        };
+        let runs = cluster::run(&options, sizes, repeat, &out).await?;
+        let table = cluster::markdown(&runs, sizes);
+        println!();
+        println!("{table}");
+        std::fs::create_dir_all(&out)
+            .with_context(|| format!("cannot create {}", out.display()))?;
+        std::fs::write(out.join("cluster.md"), &table)?;
+        std::fs::write(
+            out.join("cluster.json"),
+            serde_json::to_string_pretty(&runs)?,
+        )?;
+        println!(
+            "bench: cluster results in {}",
+            out.join("cluster.md").display()
+        );
+        return Ok(!runs.is_empty() && runs.iter().all(|r| r.errors.is_empty()));
+    }
 
     let servers = if wants(Section::Servers) {
         Some(run_servers(&args, &options, &out).await?)

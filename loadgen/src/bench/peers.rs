@@ -91,6 +91,12 @@ pub struct Launch {
 }
 
 impl Launch {
+    /// The same server with `extra` arguments.
+    pub fn with_args(mut self, extra: &[String]) -> Launch {
+        self.args.extend_from_slice(extra);
+        self
+    }
+
     pub fn start(&self, server: Server, log: &Path) -> anyhow::Result<ServerProcess> {
         let port = sys::free_port()?;
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
@@ -193,7 +199,11 @@ fn quiet_rust_log() -> Vec<(String, String)> {
 fn prepare_node(options: &PeerOptions) -> anyhow::Result<Launch> {
     let peers = options.root.join("loadgen/peers");
     let node = which("node").context("node is not installed (apt-get install nodejs npm)")?;
-    if !peers.join("node_modules/socket.io/package.json").is_file() {
+    if !peers.join("node_modules/socket.io/package.json").is_file()
+        || !peers
+            .join("node_modules/@socket.io/redis-streams-adapter/package.json")
+            .is_file()
+    {
         anyhow::ensure!(
             !options.no_build,
             "socket.io is not installed: run `npm ci` in {}",

@@ -475,11 +475,11 @@ async fn echo_client(mut conn: Conn, start: Instant, end: Instant, in_flight: us
 
 /// What one fan-out receiver saw.
 #[derive(Debug, Default)]
-struct FanoutStats {
-    received: u64,
-    out_of_order: u64,
-    last: Option<Instant>,
-    error: Option<String>,
+pub(crate) struct FanoutStats {
+    pub(crate) received: u64,
+    pub(crate) out_of_order: u64,
+    pub(crate) last: Option<Instant>,
+    pub(crate) error: Option<String>,
 }
 
 async fn fanout(
@@ -555,7 +555,7 @@ async fn fanout(
 /// and at the last expected one, not at each. When the timer fires with nothing
 /// received since it last fired, the stream has been idle for at least 5 s. If
 /// deliveries are missing, `last` is the time of the 64th-or-so before the end.
-async fn receive_news(mut conn: Conn, expected: u64) -> FanoutStats {
+pub(crate) async fn receive_news(mut conn: Conn, expected: u64) -> FanoutStats {
     const IDLE: Duration = Duration::from_secs(5);
     let mut st = FanoutStats::default();
     let mut max: Option<u64> = None;
