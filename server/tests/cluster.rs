@@ -156,8 +156,17 @@ impl Node {
     /// Starts a node and waits until it is connected to Redis.
     async fn start(redis: &RedisServer) -> Node {
         let node = Node::spawn(redis).await;
-        node.wait_connected().await;
+        node.wait_connected(PATIENCE).await;
         node
+    }
+
+    /// Three nodes on `redis`, each connected.
+    async fn three(redis: &RedisServer) -> [Node; 3] {
+        [
+            Node::start(redis).await,
+            Node::start(redis).await,
+            Node::start(redis).await,
+        ]
     }
 
     /// Starts a node, connected to Redis or not.
@@ -191,8 +200,9 @@ impl Node {
         }
     }
 
-    async fn wait_connected(&self) {
-        tokio::time::timeout(PATIENCE, async {
+    /// Waits, at most `within`, until every connection of the node to Redis is up.
+    async fn wait_connected(&self, within: Duration) {
+        tokio::time::timeout(within, async {
             while !self.cluster.is_connected() {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
@@ -446,11 +456,7 @@ fn parse_news(text: &str) -> Value {
 #[tokio::test]
 async fn a_publish_on_one_node_reaches_every_node_once_in_order() {
     let redis = RedisServer::start();
-    let nodes = [
-        Node::start(&redis).await,
-        Node::start(&redis).await,
-        Node::start(&redis).await,
-    ];
+    let nodes = Node::three(&redis).await;
     let mut clients = Vec::new();
     for node in &nodes {
         clients.push(Client::connect(node.addr).await);
@@ -487,11 +493,7 @@ async fn a_publish_on_one_node_reaches_every_node_once_in_order() {
 #[tokio::test]
 async fn room_operations_from_one_node_act_on_the_sockets_of_another() {
     let redis = RedisServer::start();
-    let (n1, n2, n3) = (
-        Node::start(&redis).await,
-        Node::start(&redis).await,
-        Node::start(&redis).await,
-    );
+    let [n1, n2, n3] = Node::three(&redis).await;
     let mut c1 = Client::connect(n1.addr).await;
     let mut c2 = Client::connect(n2.addr).await;
     let mut c3 = Client::connect(n3.addr).await;
@@ -642,17 +644,6 @@ async fn a_node_js_server_with_the_redis_streams_adapter_is_a_member() {
     duplex.stop().await;
 }
 
-/// Waits until `node`'s cluster reports both connections up again.
-async fn reconnected(node: &Node) {
-    tokio::time::timeout(Duration::from_secs(20), async {
-        while !node.cluster.is_connected() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("the node reconnects to Redis");
-}
-
 #[tokio::test]
 async fn redis_stopped_and_restarted_under_load_loses_only_what_is_counted() {
     let mut redis = RedisServer::start();
@@ -680,8 +671,8 @@ async fn redis_stopped_and_restarted_under_load_loses_only_what_is_counted() {
     c2.silent().await;
 
     redis.restart();
-    reconnected(&n1).await;
-    reconnected(&n2).await;
+    n1.wait_connected(Duration::from_secs(20)).await;
+    n2.wait_connected(Duration::from_secs(20)).await;
     for k in 0..5 {
         c1.call("publish", json!([format!("after{k}")])).await;
     }
@@ -714,7 +705,7 @@ async fn a_node_started_while_redis_is_unreachable_serves_its_clients_and_joins_
     assert!(!lonely.cluster.is_connected());
 
     redis.restart();
-    reconnected(&lonely).await;
+    lonely.wait_connected(Duration::from_secs(20)).await;
     let other = Node::start(&redis).await;
     let mut c2 = Client::connect(other.addr).await;
     c1.call("publish", json!(["together"])).await;
@@ -733,11 +724,7 @@ fn sorted_ids(clients: &[&Client]) -> Value {
 #[tokio::test]
 async fn fetching_sockets_gets_those_of_every_node() {
     let redis = RedisServer::start();
-    let (n1, n2, n3) = (
-        Node::start(&redis).await,
-        Node::start(&redis).await,
-        Node::start(&redis).await,
-    );
+    let [n1, n2, n3] = Node::three(&redis).await;
     let mut c1 = Client::connect(n1.addr).await;
     let mut c2 = Client::connect(n2.addr).await;
     let mut c3 = Client::connect(n3.addr).await;
@@ -775,11 +762,7 @@ async fn fetching_sockets_gets_those_of_every_node() {
 #[tokio::test]
 async fn a_broadcast_with_acks_waits_for_the_clients_of_every_node() {
     let redis = RedisServer::start();
-    let (n1, n2, n3) = (
-        Node::start(&redis).await,
-        Node::start(&redis).await,
-        Node::start(&redis).await,
-    );
+    let [n1, n2, n3] = Node::three(&redis).await;
     let mut c1 = Client::connect(n1.addr).await;
     let mut c1b = Client::connect(n1.addr).await;
     let mut c2 = Client::connect(n2.addr).await;
@@ -852,7 +835,7 @@ async fn readiness_follows_the_link_to_redis() {
     assert_eq!(c.news().await, json!("still here"));
 
     redis.restart();
-    reconnected(&node).await;
+    node.wait_connected(Duration::from_secs(20)).await;
     let r = common::http::get(node.addr, "/readyz").await;
     assert_eq!(ready(&r), (200, json!("ready"), json!("connected")));
     node.stop().await;
@@ -990,11 +973,7 @@ impl Drop for Nginx {
 #[tokio::test]
 async fn official_clients_with_default_options_through_nginx_in_front_of_three_nodes() {
     let redis = RedisServer::start();
-    let nodes = [
-        Node::start(&redis).await,
-        Node::start(&redis).await,
-        Node::start(&redis).await,
-    ];
+    let nodes = Node::three(&redis).await;
     let nginx = Nginx::start(&nodes.iter().map(|n| n.addr).collect::<Vec<_>>());
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()

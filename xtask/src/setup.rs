@@ -55,7 +55,7 @@ pub fn setup(env: &Env, scope: Scope) -> Result<()> {
     wasm_opt(env)?;
     if scope == Scope::Test {
         browser(env)?;
-        redis(env)?;
+        cluster_services(env)?;
         npm_packages(env, TEST_NPM_PACKAGES)?;
         for project in TEST_NPM_PROJECTS {
             npm_project(env, project)?;
@@ -198,7 +198,8 @@ fn browser(env: &Env) -> Result<()> {
     Ok(())
 }
 
-fn redis(env: &Env) -> Result<()> {
+/// Redis and nginx, which the cluster tests start on loopback themselves.
+fn cluster_services(env: &Env) -> Result<()> {
     let server = Path::new(REDIS_SERVER);
     let nginx = Path::new(NGINX);
     if !server.exists() || !nginx.exists() {

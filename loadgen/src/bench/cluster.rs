@@ -17,9 +17,9 @@ use serde::Serialize;
 use tokio::time::sleep_until;
 
 use super::peers::{self, PeerOptions, Prepared, Server};
-use super::scenarios::receive_news;
+use super::scenarios::{publish, receive_news};
 use crate::child::ServerProcess;
-use crate::conn::{Conn, published_text};
+use crate::conn::Conn;
 use crate::source::Sources;
 use crate::sys;
 
@@ -176,7 +176,7 @@ async fn fanout(
             Err(e) => errors.push(format!("{e:#}")),
         }
     }
-    let mut publisher = Conn::open(dialect, addrs[0], sources).await?;
+    let publisher = Conn::open(dialect, addrs[0], sources).await?;
     let expected = sizes.publishes as u64;
     let subscribed = subscribers.len() as u64;
     let receivers: Vec<_> = subscribers
@@ -184,17 +184,7 @@ async fn fanout(
         .map(|conn| tokio::spawn(receive_news(conn, expected)))
         .collect();
     let start = tokio::time::Instant::now() + Duration::from_millis(200);
-    let publishing = tokio::spawn(async move {
-        sleep_until(start).await;
-        for i in 0..expected {
-            publisher.queue_publish(published_text(i))?;
-            if i % 16 == 15 {
-                publisher.flush().await?;
-            }
-        }
-        publisher.flush().await?;
-        Ok::<_, anyhow::Error>(receive_news(publisher, expected).await)
-    });
+    let publishing = tokio::spawn(publish(publisher, expected, start));
     sleep_until(start).await;
     let cpu_before: Vec<Duration> = nodes
         .iter()

@@ -493,26 +493,14 @@ async fn fanout(
         sample.error(e);
     }
     anyhow::ensure!(!conns.is_empty(), "no connection opened");
-    let mut publisher = conns.pop().expect("not empty");
+    let publisher = conns.pop().expect("not empty");
     let expected = publishes as u64;
     let receivers: Vec<_> = conns
         .into_iter()
         .map(|conn| tokio::spawn(receive_news(conn, expected)))
         .collect();
     let start = Instant::now() + Duration::from_millis(200);
-    let publishing = tokio::spawn(async move {
-        sleep_until(start).await;
-        for i in 0..expected {
-            publisher.queue_publish(published_text(i))?;
-            if i % 16 == 15 {
-                publisher.flush().await?;
-            }
-        }
-        publisher.flush().await?;
-        // The publisher gets the news too: keep reading so that the server never
-        // finds its queue full.
-        Ok::<_, anyhow::Error>(receive_news(publisher, expected).await)
-    });
+    let publishing = tokio::spawn(publish(publisher, expected, start));
     sleep_until(start).await;
     let meter = CpuMeter::start(target.server)?;
     let mut received = 0;
@@ -545,6 +533,25 @@ async fn fanout(
         .insert("deliveries_per_s".into(), received as f64 / time);
     sample.metrics.insert("time_ms".into(), time * 1e3);
     Ok(())
+}
+
+/// From `start`, publishes items 0 to `expected - 1` (flushed every 16), then
+/// reads the news as a subscriber does: the publisher gets them too, and must
+/// keep reading so that the server never finds its queue full.
+pub(crate) async fn publish(
+    mut publisher: Conn,
+    expected: u64,
+    start: Instant,
+) -> anyhow::Result<FanoutStats> {
+    sleep_until(start).await;
+    for i in 0..expected {
+        publisher.queue_publish(published_text(i))?;
+        if i % 16 == 15 {
+            publisher.flush().await?;
+        }
+    }
+    publisher.flush().await?;
+    Ok(receive_news(publisher, expected).await)
 }
 
 /// Reads news until `expected` published items came, or nothing came for 5 s.

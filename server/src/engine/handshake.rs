@@ -18,7 +18,20 @@ pub struct Handshake {
     pub remote: Option<SocketAddr>,
 }
 
+/// The `name=value` pairs of a raw query string, as they came (not
+/// percent-decoded); a name without `=` has an empty value.
+pub fn query_pairs(raw: &str) -> impl Iterator<Item = (&str, &str)> {
+    raw.split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
+}
+
 impl Handshake {
+    /// The pairs of the request's query string.
+    pub fn query(&self) -> impl Iterator<Item = (&str, &str)> {
+        query_pairs(self.uri.split_once('?').map_or("", |(_, query)| query))
+    }
+
     /// The first value of header `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name)

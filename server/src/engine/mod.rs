@@ -27,7 +27,7 @@ mod app;
 mod handshake;
 
 pub use app::{EngineApp, EngineHandler, EngineMachine, EngineMessage, EngineSocket};
-pub use handshake::{Handshake, Headers};
+pub use handshake::{Handshake, Headers, query_pairs};
 
 /// Why a client went away. Every disconnect reaches the application with one.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]

@@ -15,6 +15,7 @@ use thiserror::Error;
 use super::Io;
 use super::adapter::{Forward, Target};
 use super::handler::{AckError, AckResponse};
+use super::namespace::Namespace;
 use super::remote::{FetchError, RemoteAcks, RemoteSocket};
 use super::socket::Socket;
 
@@ -173,37 +174,34 @@ impl Broadcast {
     /// Every targeted socket joins `room` (Socket.IO's `socketsJoin`); returns
     /// how many sockets that was.
     pub fn join(&self, room: &str) -> usize {
-        self.io
-            .with_namespace(&self.nsp, |ns| {
-                if !self.local {
-                    ns.forward(Forward::Join {
-                        target: &self.target,
-                        room,
-                    });
-                }
-                let ids = ns.recipient_ids(&self.target);
-                for id in &ids {
-                    ns.join(id, room.to_owned());
-                }
-                ids.len()
-            })
-            .unwrap_or(0)
+        let op = Forward::Join {
+            target: &self.target,
+            room,
+        };
+        self.for_each_selected(op, |ns, id| ns.join(id, room.to_owned()))
     }
 
     /// Every targeted socket leaves `room` (Socket.IO's `socketsLeave`);
     /// returns how many sockets that was.
     pub fn leave(&self, room: &str) -> usize {
+        let op = Forward::Leave {
+            target: &self.target,
+            room,
+        };
+        self.for_each_selected(op, |ns, id| ns.leave(id, room))
+    }
+
+    /// Under the namespace's lock: forwards `op` (unless `local`), then applies
+    /// `f` to each targeted socket here; returns how many there were.
+    fn for_each_selected(&self, op: Forward<'_>, f: impl Fn(&mut Namespace, &str)) -> usize {
         self.io
             .with_namespace(&self.nsp, |ns| {
                 if !self.local {
-                    ns.forward(Forward::Leave {
-                        target: &self.target,
-                        room,
-                    });
+                    ns.forward(op);
                 }
                 let ids = ns.recipient_ids(&self.target);
                 for id in &ids {
-                    ns.leave(id, room);
+                    f(ns, id);
                 }
                 ids.len()
             })

@@ -35,16 +35,8 @@ impl RemoteSocket {
             .map(|(name, value)| (name.to_owned(), Value::from(value)))
             .collect();
         let query: Map<String, Value> = handshake
-            .uri
-            .split_once('?')
-            .map(|(_, query)| query)
-            .unwrap_or_default()
-            .split('&')
-            .filter(|pair| !pair.is_empty())
-            .map(|pair| {
-                let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-                (name.to_owned(), Value::from(value))
-            })
+            .query()
+            .map(|(name, value)| (name.to_owned(), Value::from(value)))
             .collect();
         RemoteSocket {
             id: socket.id().to_owned(),

@@ -3,6 +3,8 @@
 use serde::Serialize;
 use thiserror::Error;
 
+use crate::engine::query_pairs;
+
 /// The transport a request asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TransportKind {
@@ -69,8 +71,7 @@ pub fn parse(raw: &str) -> Result<EngineQuery, HandshakeError> {
     let mut transport = None;
     let mut sid = None;
     let mut t = None;
-    for pair in raw.split('&').filter(|p| !p.is_empty()) {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+    for (key, value) in query_pairs(raw) {
         match key {
             "EIO" => eio = Some(value),
             "transport" => transport = Some(value),

@@ -250,6 +250,22 @@ struct Outgoing {
     to: Option<String>,
 }
 
+/// After a failed attempt to reach Redis: marks that connection (`up`) down,
+/// warns once per outage (`what`: which connection, and what happens
+/// meanwhile), and waits the backoff. False if the server is shutting down.
+async fn retry_after(
+    error: &redis::RedisError,
+    what: &str,
+    up: &AtomicBool,
+    delay: &mut Duration,
+    shutdown: &CancellationToken,
+) -> bool {
+    if up.swap(false, Ordering::Relaxed) || *delay == BACKOFF.0 {
+        warn!(%error, "Redis unreachable ({what})");
+    }
+    pause(delay, shutdown).await
+}
+
 /// Waits `delay` (doubled for next time, up to the last backoff step); false
 /// if the server is shutting down.
 async fn pause(delay: &mut Duration, shutdown: &CancellationToken) -> bool {

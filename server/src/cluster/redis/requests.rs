@@ -2,6 +2,7 @@
 //! server-side emits) waiting for the others' answers, and the task that
 //! answers the others' requests.
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -14,7 +15,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::{
-    BACKOFF, COMMAND_TIMEOUT, RedisCluster, opts, pause, random_id, server_side_emit, target,
+    BACKOFF, COMMAND_TIMEOUT, RedisCluster, opts, pause, random_id, retry_after, server_side_emit,
+    target,
 };
 use crate::cluster::wire::{Body, EventPacket, Message};
 use crate::socketio::{
@@ -77,10 +79,8 @@ impl RedisCluster {
             let mut pubsub = match self.client.get_async_pubsub().await {
                 Ok(pubsub) => pubsub,
                 Err(error) => {
-                    if self.subscriber_up.swap(false, Ordering::Relaxed) || delay == BACKOFF.0 {
-                        warn!(%error, "Redis unreachable (subscriber); retrying");
-                    }
-                    if !pause(&mut delay, &shutdown).await {
+                    let (what, up) = ("subscriber; retrying", &self.subscriber_up);
+                    if !retry_after(&error, what, up, &mut delay, &shutdown).await {
                         return;
                     }
                     continue;
@@ -155,42 +155,21 @@ impl RedisCluster {
             Body::FetchSocketsResponse {
                 request_id,
                 sockets,
-            } => {
-                let mut requests = self
-                    .requests
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                if let Some(request) = requests.get_mut(&request_id) {
-                    request
-                        .sockets
-                        .extend(sockets.iter().filter_map(RemoteSocket::from_json));
-                    request.received += 1;
-                    request.check();
-                }
-            }
+            } => self.update(&request_id, |request| {
+                request
+                    .sockets
+                    .extend(sockets.iter().filter_map(RemoteSocket::from_json));
+                request.received += 1;
+            }),
             Body::BroadcastClientCount {
                 request_id,
                 client_count,
-            } => {
-                let mut requests = self
-                    .requests
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                if let Some(request) = requests.get_mut(&request_id) {
-                    request.received += 1;
-                    request.clients += usize::try_from(client_count).unwrap_or(usize::MAX);
-                    request.check();
-                }
-            }
+            } => self.update(&request_id, |request| {
+                request.received += 1;
+                request.clients += usize::try_from(client_count).unwrap_or(usize::MAX);
+            }),
             Body::BroadcastAck { request_id, packet } => {
-                let mut requests = self
-                    .requests
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                if let Some(request) = requests.get_mut(&request_id) {
-                    request.acks.push(packet);
-                    request.check();
-                }
+                self.update(&request_id, |request| request.acks.push(packet));
             }
             Body::Broadcast {
                 packet,
@@ -251,15 +230,10 @@ impl RedisCluster {
                 server_side_emit(io, &nsp, packet, ack);
             }
             Body::ServerSideEmitResponse { request_id, packet } => {
-                let mut requests = self
-                    .requests
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                if let Some(request) = requests.get_mut(&request_id) {
+                self.update(&request_id, |request| {
                     request.acks.push(packet);
                     request.received += 1;
-                    request.check();
-                }
+                });
             }
             other => debug!(
                 kind = other.kind(),
@@ -290,6 +264,59 @@ impl RedisCluster {
     }
 }
 
+impl RedisCluster {
+    fn requests(&self) -> std::sync::MutexGuard<'_, HashMap<String, Request>> {
+        self.requests
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// An answer to request `id`, if it is still waiting: `f` records it, then
+    /// the request is told if it is complete.
+    fn update(&self, id: &str, f: impl FnOnce(&mut Request)) {
+        if let Some(request) = self.requests().get_mut(id) {
+            f(request);
+            request.check();
+        }
+    }
+
+    /// Asks the other servers listening on `nsp`: publishes the body `ask`
+    /// makes of a fresh request id, then waits at most `timeout` for every
+    /// answer. `Ok(None)` when no other server listens; otherwise the request
+    /// as it stood, and whether every answer came. `Err` when the others
+    /// cannot be asked (not subscribed, or Redis unreachable).
+    async fn ask(
+        &self,
+        nsp: String,
+        timeout: Duration,
+        ask: impl FnOnce(String) -> Body,
+    ) -> Result<Option<(Request, bool)>, String> {
+        if !self.subscriber_up.load(Ordering::Relaxed) {
+            return Err("not subscribed to Redis".to_owned());
+        }
+        let servers = self.server_count(&nsp).await.map_err(|e| e.to_string())?;
+        // Everyone listening on the namespace's channel but this server.
+        let expected = servers.saturating_sub(1);
+        if expected == 0 {
+            return Ok(None);
+        }
+        let request_id = random_id();
+        let (done, finished) = oneshot::channel();
+        self.requests()
+            .insert(request_id.clone(), Request::new(expected, done));
+        self.publish(Message {
+            uid: self.uid.clone(),
+            nsp,
+            body: ask(request_id.clone()),
+        });
+        let answered = tokio::time::timeout(timeout, finished).await.is_ok();
+        Ok(self
+            .requests()
+            .remove(&request_id)
+            .map(|request| (request, answered)))
+    }
+}
+
 impl Cluster for RedisCluster {
     fn status(&self) -> ClusterStatus {
         ClusterStatus {
@@ -308,51 +335,21 @@ impl Cluster for RedisCluster {
         let nsp = nsp.to_owned();
         let opts = opts(target, false);
         Box::pin(async move {
-            if !self.subscriber_up.load(Ordering::Relaxed) {
-                return Err(FetchError::Unavailable(
-                    "not subscribed to Redis".to_owned(),
-                ));
-            }
-            let servers = self
-                .server_count(&nsp)
-                .await
-                .map_err(|e| FetchError::Unavailable(e.to_string()))?;
-            // Everyone listening on the namespace's channel but this server.
-            let expected = servers.saturating_sub(1);
-            if expected == 0 {
-                return Ok(Vec::new());
-            }
-            let request_id = random_id();
-            let (done, finished) = oneshot::channel();
-            self.requests
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .insert(request_id.clone(), Request::new(expected, done));
-            self.publish(Message {
-                uid: self.uid.clone(),
-                nsp,
-                body: Body::FetchSockets {
+            let asked = self
+                .ask(nsp, timeout, |request_id| Body::FetchSockets {
                     opts,
-                    request_id: request_id.clone(),
-                },
-            });
-            let answered = tokio::time::timeout(timeout, finished).await.is_ok();
-            let request = self
-                .requests
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .remove(&request_id);
-            let Some(request) = request else {
-                return Ok(Vec::new());
-            };
-            if answered {
-                Ok(request.sockets)
-            } else {
-                Err(FetchError::Timeout {
-                    received: request.received,
-                    expected,
-                    sockets: request.sockets,
+                    request_id,
                 })
+                .await
+                .map_err(FetchError::Unavailable)?;
+            match asked {
+                None => Ok(Vec::new()),
+                Some((request, true)) => Ok(request.sockets),
+                Some((request, false)) => Err(FetchError::Timeout {
+                    received: request.received,
+                    expected: request.expected,
+                    sockets: request.sockets,
+                }),
             }
         })
     }
@@ -380,47 +377,21 @@ impl Cluster for RedisCluster {
                 });
                 return Ok(Vec::new());
             };
-            if !self.subscriber_up.load(Ordering::Relaxed) {
-                return Err(ServerSideEmitError::Unavailable(
-                    "not subscribed to Redis".to_owned(),
-                ));
-            }
-            let servers = self
-                .server_count(&nsp)
-                .await
-                .map_err(|e| ServerSideEmitError::Unavailable(e.to_string()))?;
-            let expected = servers.saturating_sub(1);
-            if expected == 0 {
-                return Ok(Vec::new());
-            }
-            let request_id = random_id();
-            let (done, finished) = oneshot::channel();
-            self.requests
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .insert(request_id.clone(), Request::new(expected, done));
-            self.publish(Message {
-                uid: self.uid.clone(),
-                nsp,
-                body: Body::ServerSideEmit {
+            let asked = self
+                .ask(nsp, timeout, |request_id| Body::ServerSideEmit {
                     packet,
-                    request_id: Some(request_id.clone()),
-                },
-            });
-            let answered = tokio::time::timeout(timeout, finished).await.is_ok();
-            let request = self
-                .requests
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .remove(&request_id);
-            match request {
-                Some(request) if !answered => Err(ServerSideEmitError::Timeout {
+                    request_id: Some(request_id),
+                })
+                .await
+                .map_err(ServerSideEmitError::Unavailable)?;
+            match asked {
+                None => Ok(Vec::new()),
+                Some((request, true)) => Ok(request.acks),
+                Some((request, false)) => Err(ServerSideEmitError::Timeout {
                     received: request.received,
-                    expected,
+                    expected: request.expected,
                     responses: request.acks,
                 }),
-                Some(request) => Ok(request.acks),
-                None => Ok(Vec::new()),
             }
         })
     }
@@ -443,53 +414,27 @@ impl Cluster for RedisCluster {
         data.push(Value::String(name.to_owned()));
         data.extend(args);
         Box::pin(async move {
-            let servers = match self.subscriber_up.load(Ordering::Relaxed) {
-                true => self.server_count(&nsp).await.ok(),
-                false => None,
+            let body = |request_id| Body::Broadcast {
+                packet: EventPacket {
+                    data,
+                    attachments: Vec::new(),
+                    id: None,
+                },
+                opts,
+                request_id: Some(request_id),
             };
-            let Some(servers) = servers else {
+            match self.ask(nsp, timeout, body).await {
                 // The others cannot be asked: how many there are is unknown.
-                return RemoteAcks {
+                Err(_) => RemoteAcks {
                     missing_servers: 1,
                     ..RemoteAcks::default()
-                };
-            };
-            let expected = servers.saturating_sub(1);
-            if expected == 0 {
-                return RemoteAcks::default();
-            }
-            let request_id = random_id();
-            let (done, finished) = oneshot::channel();
-            self.requests
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .insert(request_id.clone(), Request::new(expected, done));
-            self.publish(Message {
-                uid: self.uid.clone(),
-                nsp,
-                body: Body::Broadcast {
-                    packet: EventPacket {
-                        data,
-                        attachments: Vec::new(),
-                        id: None,
-                    },
-                    opts,
-                    request_id: Some(request_id.clone()),
                 },
-            });
-            let _ = tokio::time::timeout(timeout, finished).await;
-            let request = self
-                .requests
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .remove(&request_id);
-            match request {
-                Some(request) => RemoteAcks {
+                Ok(None) => RemoteAcks::default(),
+                Ok(Some((request, _))) => RemoteAcks {
                     missing_clients: request.clients.saturating_sub(request.acks.len()),
                     missing_servers: request.expected.saturating_sub(request.received),
                     responses: request.acks,
                 },
-                None => RemoteAcks::default(),
             }
         })
     }

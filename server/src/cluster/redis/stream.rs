@@ -13,7 +13,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::{
-    BACKOFF, BATCH, COMMAND_TIMEOUT, Outgoing, RedisCluster, pause, server_side_emit, target,
+    BACKOFF, BATCH, COMMAND_TIMEOUT, Outgoing, RedisCluster, pause, retry_after, server_side_emit,
+    target,
 };
 use crate::cluster::wire::{Body, Message};
 use crate::socketio::{Broadcast, Io};
@@ -41,10 +42,9 @@ impl RedisCluster {
                         connection.insert(conn)
                     }
                     Err(error) => {
-                        if self.writer_up.swap(false, Ordering::Relaxed) || delay == BACKOFF.0 {
-                            warn!(%error, "Redis unreachable (writer); messages wait in the outbox");
-                        }
-                        if !pause(&mut delay, &shutdown).await {
+                        let what = "writer; messages wait in the outbox";
+                        if !retry_after(&error, what, &self.writer_up, &mut delay, &shutdown).await
+                        {
                             return;
                         }
                         continue;
@@ -112,10 +112,8 @@ impl RedisCluster {
             let mut conn = match self.connect(Some(block + COMMAND_TIMEOUT)).await {
                 Ok(conn) => conn,
                 Err(error) => {
-                    if self.reader_up.swap(false, Ordering::Relaxed) || delay == BACKOFF.0 {
-                        warn!(%error, "Redis unreachable (reader); retrying");
-                    }
-                    if !pause(&mut delay, &shutdown).await {
+                    let what = "reader; retrying";
+                    if !retry_after(&error, what, &self.reader_up, &mut delay, &shutdown).await {
                         return;
                     }
                     continue;
