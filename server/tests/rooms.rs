@@ -841,15 +841,15 @@ impl duplex_server::socketio::Adapter for Counting {
     fn recovery_enabled(&self) -> bool {
         self.inner.recovery_enabled()
     }
-    fn next_offset(&mut self) -> Option<u64> {
+    fn next_offset(&mut self) -> Option<duplex_server::socketio::Offset> {
         self.inner.next_offset()
     }
-    fn last_offset(&self) -> u64 {
+    fn last_offset(&self) -> duplex_server::socketio::Offset {
         self.inner.last_offset()
     }
     fn log(
         &mut self,
-        offset: u64,
+        offset: duplex_server::socketio::Offset,
         target: duplex_server::socketio::Target,
         frames: Arc<[protocol::Frame]>,
         now: protocol::Time,
@@ -879,7 +879,7 @@ impl duplex_server::socketio::Adapter for Counting {
     }
     fn missed(
         &self,
-        offset: u64,
+        offset: duplex_server::socketio::Offset,
         id: &str,
         rooms: &std::collections::HashSet<String>,
     ) -> Option<Vec<protocol::Frame>> {

@@ -454,6 +454,56 @@ fn body(kind: u64, data: Value, attachments: Vec<Vec<u8>>) -> Result<Body, WireE
     })
 }
 
+/// A departed socket's session as the adapter keeps it under
+/// `sio:session:<pid>`: `{sid, pid, rooms, data}` (its rooms with its own id
+/// among them), msgpack then base64. duplex adds `base`, the offset its client
+/// resumes from if it got no event since it joined; Node ignores it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredSession {
+    pub sid: String,
+    pub pid: String,
+    pub rooms: Vec<String>,
+    pub data: Value,
+    pub base: Option<String>,
+}
+
+impl StoredSession {
+    /// The value stored: base64 of the msgpack map.
+    pub fn encode(&self) -> String {
+        let mut map = vec![
+            (Mp::from("sid"), Mp::from(self.sid.as_str())),
+            (Mp::from("pid"), Mp::from(self.pid.as_str())),
+            (
+                Mp::from("rooms"),
+                Mp::Array(self.rooms.iter().map(|r| Mp::from(r.as_str())).collect()),
+            ),
+            (Mp::from("data"), to_mp(&self.data, &[])),
+        ];
+        if let Some(base) = &self.base {
+            map.push((Mp::from("base"), Mp::from(base.as_str())));
+        }
+        let mut bytes = Vec::new();
+        // Writing to a Vec cannot fail.
+        let _ = rmpv::encode::write_value(&mut bytes, &Mp::Map(map));
+        protocol::base64::encode(&bytes)
+    }
+
+    /// Reads a stored value (written by duplex or by Node).
+    pub fn decode(text: &str) -> Result<StoredSession, WireError> {
+        let bytes = protocol::base64::decode(text).map_err(|_| WireError::Base64)?;
+        let value = rmpv::decode::read_value(&mut bytes.as_slice())
+            .map_err(|e| WireError::Msgpack(e.to_string()))?;
+        let (value, _) = from_mp(value);
+        Ok(StoredSession {
+            sid: string(&value, "sid")?,
+            pid: string(&value, "pid")?,
+            rooms: strings(field(&value, "rooms")?, "rooms")?,
+            data: value.get("data").cloned().unwrap_or(Value::Null),
+            base: value.get("base").and_then(Value::as_str).map(str::to_owned),
+        })
+    }
+}
+
 /// JSON (binary as placeholders into `attachments`) → msgpack (binary in place).
 fn to_mp(value: &Value, attachments: &[Vec<u8>]) -> Mp {
     match value {

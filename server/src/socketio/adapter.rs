@@ -60,9 +60,53 @@ impl Default for RecoveryConfig {
     }
 }
 
+/// Where a packet stands in a namespace's order of emits, as clients see it
+/// (the last argument of every logged event): a counter on one server (`7`),
+/// a Redis stream's entry id in a cluster (`1796566870302-0`, as Node's Redis
+/// Streams adapter makes them). Both read as `ms-seq`; a counter is `0-n`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Offset {
+    pub ms: u64,
+    pub seq: u64,
+}
+
+impl Offset {
+    /// The `n`th offset of a server's own counter.
+    pub fn counter(n: u64) -> Offset {
+        Offset { ms: 0, seq: n }
+    }
+
+    /// Reads `n` or `ms-seq`; `None` for anything else (a client can send any
+    /// string).
+    pub fn parse(text: &str) -> Option<Offset> {
+        let digits = |s: &str| {
+            (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| s.parse().ok())
+                .flatten()
+        };
+        match text.split_once('-') {
+            Some((ms, seq)) => Some(Offset {
+                ms: digits(ms)?,
+                seq: digits(seq)?,
+            }),
+            None => Some(Offset::counter(digits(text)?)),
+        }
+    }
+}
+
+impl fmt::Display for Offset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.ms == 0 {
+            write!(f, "{}", self.seq)
+        } else {
+            write!(f, "{}-{}", self.ms, self.seq)
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Logged {
-    offset: u64,
+    offset: Offset,
     at: Time,
     target: Target,
     frames: Arc<[Frame]>,
@@ -77,7 +121,7 @@ pub struct Session {
     pub data: Value,
     /// The last offset logged before the socket joined: where a client that
     /// never got an event with an offset resumes from.
-    pub base: u64,
+    pub base: Offset,
 }
 
 /// What this server did that the other servers of a cluster must do too, as a
@@ -125,11 +169,11 @@ pub trait Adapter: fmt::Debug + Send + 'static {
     /// Whether sessions are kept for recovery and packets logged for replay.
     fn recovery_enabled(&self) -> bool;
     /// The offset of the next packet logged (`None` without recovery).
-    fn next_offset(&mut self) -> Option<u64>;
+    fn next_offset(&mut self) -> Option<Offset>;
     /// The last offset assigned so far (0 before any).
-    fn last_offset(&self) -> u64;
+    fn last_offset(&self) -> Offset;
     /// Logs a packet sent to `target` under `offset`, for replay.
-    fn log(&mut self, offset: u64, target: Target, frames: Arc<[Frame]>, now: Time);
+    fn log(&mut self, offset: Offset, target: Target, frames: Arc<[Frame]>, now: Time);
     /// Keeps the session of a socket that went away under its private id.
     fn persist_session(&mut self, pid: &str, session: Session, now: Time);
     /// The session persisted under `pid`, if it is still within the window.
@@ -139,7 +183,22 @@ pub trait Adapter: fmt::Debug + Send + 'static {
     /// The frames logged after `offset` that socket `id`, in `rooms`, was to
     /// get, in order; `None` if some of them are no longer kept (or `offset`
     /// was never sent).
-    fn missed(&self, offset: u64, id: &str, rooms: &HashSet<String>) -> Option<Vec<Frame>>;
+    fn missed(&self, offset: Offset, id: &str, rooms: &HashSet<String>) -> Option<Vec<Frame>>;
+
+    /// Whether sessions of departed sockets are kept elsewhere (in a cluster,
+    /// on Redis): a private id not known here is then looked up there
+    /// ([`Cluster::take_session`](super::Cluster::take_session)) before the
+    /// socket is admitted.
+    fn sessions_elsewhere(&self) -> bool {
+        false
+    }
+
+    /// Packets up to `offset` may have been given out without being logged
+    /// here (a cluster's stream before this server read it): a client that
+    /// last got one of them cannot recover here; later ones are logged.
+    fn missing_up_to(&mut self, offset: Offset) {
+        let _ = offset;
+    }
 
     /// The namespace has no socket left here: keep only what a client coming
     /// back could use, and give the rest back (a namespace lives as long as the
@@ -150,9 +209,13 @@ pub trait Adapter: fmt::Debug + Send + 'static {
 
     /// Tells the other servers of the cluster what this one did (nothing to
     /// tell without a cluster). Runs under the namespace's lock: it must not
-    /// block, only queue.
-    fn forward(&mut self, op: Forward<'_>) {
+    /// block, only queue. True when the cluster hands a broadcast back to be
+    /// delivered in the cluster's order, with the cluster's offset
+    /// ([`Io::deliver_logged`](super::Io::deliver_logged)): the namespace must
+    /// then not deliver it now.
+    fn forward(&mut self, op: Forward<'_>) -> bool {
         let _ = op;
+        false
     }
 }
 
@@ -172,7 +235,8 @@ impl InMemoryAdapter {
         InMemoryAdapter {
             recovery: recovery.map(|config| Recovery {
                 config,
-                next_offset: 1,
+                last: Offset::default(),
+                floor: Offset::default(),
                 log: VecDeque::new(),
                 saved: HashMap::new(),
             }),
@@ -234,19 +298,20 @@ impl Adapter for InMemoryAdapter {
         self.recovery.is_some()
     }
 
-    fn next_offset(&mut self) -> Option<u64> {
-        let recovery = self.recovery.as_mut()?;
-        let offset = recovery.next_offset;
-        recovery.next_offset += 1;
-        Some(offset)
+    fn next_offset(&mut self) -> Option<Offset> {
+        let recovery = self.recovery.as_ref()?;
+        Some(Offset::counter(recovery.last.seq + 1))
     }
 
-    fn last_offset(&self) -> u64 {
-        self.recovery.as_ref().map_or(0, |r| r.next_offset - 1)
+    fn last_offset(&self) -> Offset {
+        self.recovery
+            .as_ref()
+            .map_or_else(Offset::default, |r| r.last)
     }
 
-    fn log(&mut self, offset: u64, target: Target, frames: Arc<[Frame]>, now: Time) {
+    fn log(&mut self, offset: Offset, target: Target, frames: Arc<[Frame]>, now: Time) {
         if let Some(recovery) = &mut self.recovery {
+            recovery.last = recovery.last.max(offset);
             recovery.log.push_back(Logged {
                 offset,
                 at: now,
@@ -278,6 +343,13 @@ impl Adapter for InMemoryAdapter {
             .map(|(session, _)| session)
     }
 
+    fn missing_up_to(&mut self, offset: Offset) {
+        if let Some(recovery) = &mut self.recovery {
+            recovery.floor = recovery.floor.max(offset);
+            recovery.last = recovery.last.max(offset);
+        }
+    }
+
     fn on_empty(&mut self, now: Time) {
         self.rooms = HashMap::new();
         self.membership = HashMap::new();
@@ -286,21 +358,18 @@ impl Adapter for InMemoryAdapter {
             if recovery.saved.is_empty() {
                 // Nobody left to replay to, and nobody who may come back: the
                 // log (a socket's greeting, say) can only be dropped.
+                recovery.floor = recovery.last;
                 recovery.log = VecDeque::new();
                 recovery.saved = HashMap::new();
             }
         }
     }
 
-    fn missed(&self, offset: u64, id: &str, rooms: &HashSet<String>) -> Option<Vec<Frame>> {
+    fn missed(&self, offset: Offset, id: &str, rooms: &HashSet<String>) -> Option<Vec<Frame>> {
         let recovery = self.recovery.as_ref()?;
-        // Packets after `offset` must all still be there: the oldest kept one
-        // must be at most offset + 1 (or nothing was sent since).
-        let complete = match recovery.log.front() {
-            Some(first) => first.offset <= offset + 1,
-            None => offset + 1 >= recovery.next_offset,
-        };
-        if !complete || offset >= recovery.next_offset {
+        // Packets after `offset` must all still be there (none dropped after
+        // it), and `offset` must have been given out.
+        if offset < recovery.floor || offset > recovery.last {
             return None;
         }
         Some(
@@ -317,7 +386,10 @@ impl Adapter for InMemoryAdapter {
 #[derive(Debug)]
 struct Recovery {
     config: RecoveryConfig,
-    next_offset: u64,
+    /// The last offset given out.
+    last: Offset,
+    /// Packets after this one are all in the log (those up to it may be gone).
+    floor: Offset,
     log: VecDeque<Logged>,
     /// Sessions of sockets that went away, by pid, with when.
     saved: HashMap<String, (Session, Time)>,
@@ -329,7 +401,9 @@ impl Recovery {
         while self.log.front().is_some_and(|l| {
             self.log.len() > self.config.max_packets || now.saturating_sub(l.at) > window
         }) {
-            self.log.pop_front();
+            if let Some(dropped) = self.log.pop_front() {
+                self.floor = self.floor.max(dropped.offset);
+            }
         }
         self.saved
             .retain(|_, (_, at)| now.saturating_sub(*at) <= window);

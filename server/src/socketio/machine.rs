@@ -15,10 +15,14 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 use tracing::{debug, info};
 
-use super::Io;
 use super::handler::{AckError, AckReply, AckResponse, ConnectRequest, Handler, IncomingEvent};
-use super::socket::{AckRequest, Connection, Outbound, Socket, SocketParts};
+use super::socket::{AckRequest, Connection, FetchedSession, Outbound, Socket, SocketParts};
+use super::{Admission, Io};
 use crate::engine::{DisconnectReason, Factory, Handshake, Link, LinkReceiver, Machine};
+
+/// How long a CONNECT waits for this server's cluster reader to reach the
+/// offset its client brings from another server.
+const CATCH_UP: Duration = Duration::from_secs(2);
 
 impl Factory for Io {
     type Machine = SocketIoMachine;
@@ -124,18 +128,53 @@ impl SocketIoMachine {
             auth,
             pid: None,
             recovered: false,
-            base_offset: 0,
+            base_offset: super::adapter::Offset::default(),
             data: Value::Null,
             handshake: self.handshake.clone(),
         };
         // The CONNECT answer must precede the replayed packets. Joining queues the
         // replay on the link, which the task reads only after this dispatch; the
         // answer is written to the session now, so it goes first either way.
-        let Some(socket) = self.io.join_namespace(parts, recover, &self.conn) else {
+        match self.io.join_namespace(parts, recover, &self.conn) {
+            Admission::Joined(socket) => self.connected(nsp, socket, handler),
             // Only namespaces with a handler are served; checked above.
-            self.session.reject_connect(&nsp, "Invalid namespace");
-            return;
-        };
+            Admission::Refused => self.session.reject_connect(&nsp, "Invalid namespace"),
+            Admission::Fetch { parts, pid, offset } => self.fetch_session(parts, pid, offset),
+        }
+    }
+
+    /// Looks session `pid` up in the cluster, then comes back to this
+    /// connection with it ([`Outbound::Admit`]). The client waits for its
+    /// CONNECT answer meanwhile. If the cluster's reader here is behind the
+    /// offset the client brings (it comes from a server that read further), it
+    /// waits for it a moment, so that nothing after that offset is missed.
+    fn fetch_session(&self, parts: SocketParts, pid: String, offset: Option<String>) {
+        let (io, conn) = (self.io.clone(), self.conn.clone());
+        tokio::spawn(async move {
+            let session = match io.cluster().cloned() {
+                Some(cluster) => cluster.take_session(&parts.nsp, &pid).await,
+                None => None,
+            };
+            if let (Some(_), Some(offset)) = (&session, &offset) {
+                let deadline = tokio::time::Instant::now() + CATCH_UP;
+                while !io.has_reached(&parts.nsp, offset) && tokio::time::Instant::now() < deadline
+                {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+            // A connection gone meanwhile takes nothing: its client starts over.
+            let _ = conn.send(Outbound::Admit(Box::new(FetchedSession {
+                parts,
+                pid,
+                offset,
+                session,
+            })));
+        });
+    }
+
+    /// Answers the CONNECT of `socket`, admitted to `nsp`.
+    fn connected(&mut self, nsp: String, socket: Socket, handler: Arc<dyn Handler>) {
+        let sid = &self.handshake.sid;
         let mut reply = serde_json::Map::new();
         reply.insert("sid".into(), Value::String(socket.id().to_owned()));
         if let Some(pid) = socket.pid() {
@@ -208,6 +247,25 @@ impl Machine for SocketIoMachine {
             Outbound::DisconnectNamespace(nsp) => {
                 self.session.disconnect_namespace(&nsp);
                 self.leave(&nsp, &DisconnectReason::ServerDisconnect);
+            }
+            Outbound::Admit(fetched) => {
+                let FetchedSession {
+                    parts,
+                    pid,
+                    offset,
+                    session,
+                } = *fetched;
+                let nsp = parts.nsp.clone();
+                let admitted = self.io.handler(&nsp).and_then(|handler| {
+                    let socket = self
+                        .io
+                        .admit_fetched(parts, pid, offset, session, &self.conn)?;
+                    Some((socket, handler))
+                });
+                match admitted {
+                    Some((socket, handler)) => self.connected(nsp, socket, handler),
+                    None => self.session.reject_connect(&nsp, "Invalid namespace"),
+                }
             }
         }
     }

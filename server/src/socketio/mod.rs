@@ -35,7 +35,9 @@ use protocol::session::ServerConfig;
 use protocol::{Args, Frame, Time, socketio};
 use serde_json::Value;
 
-pub use self::adapter::{Adapter, Forward, InMemoryAdapter, RecoveryConfig, Session, Target};
+pub use self::adapter::{
+    Adapter, Forward, InMemoryAdapter, Offset, RecoveryConfig, Session, Target,
+};
 pub use self::broadcast::{Broadcast, BroadcastAckError};
 pub use self::handler::{
     AckError, AckReply, AckResponse, ConnectRequest, Handler, IncomingEvent, ServerSideAck,
@@ -126,6 +128,64 @@ impl IoBuilder {
     }
 }
 
+/// What admitting a socket came to.
+pub(crate) enum Admission {
+    Joined(Socket),
+    /// The namespace is not served.
+    Refused,
+    /// The session `pid` may be kept elsewhere: fetch it, then
+    /// [`Io::admit_fetched`].
+    Fetch {
+        parts: SocketParts,
+        pid: String,
+        offset: Option<String>,
+    },
+}
+
+/// Queues an event for the sockets `target` designates in `ns`: encoded once,
+/// `offset` (when given) appended as last argument and the frames logged under
+/// it. Returns how many sockets took it.
+#[allow(clippy::too_many_arguments)] // the parts of one emit
+fn deliver(
+    ns: &mut Namespace,
+    nsp: &str,
+    target: &Target,
+    name: &str,
+    mut args: Args,
+    attachments: Vec<Vec<u8>>,
+    volatile: bool,
+    offset: Option<Offset>,
+    now: Time,
+) -> usize {
+    if let Some(offset) = offset {
+        // Socket.IO's recovery convention: the offset is the last argument.
+        let mut values = args.into_values();
+        values.push(Value::String(offset.to_string()));
+        args = values.into();
+    }
+    let packet = socketio::Packet::Event {
+        nsp: nsp.to_owned(),
+        id: None,
+        name: name.to_owned(),
+        args,
+        attachments,
+    };
+    let (frame, binaries) = packet.encode_frame();
+    let frames: Arc<[Frame]> = std::iter::once(frame)
+        .chain(binaries.iter().cloned().map(Frame::Binary))
+        .collect();
+    let mut delivered = 0;
+    ns.for_each_recipient(target, |socket| {
+        if socket.send_shared(&frames, volatile) {
+            delivered += 1;
+        }
+    });
+    if let Some(offset) = offset {
+        ns.log(offset, target.clone(), frames, now);
+    }
+    delivered
+}
+
 /// One namespace of the server: its handler, and its sockets, rooms and
 /// recovery log behind a lock of their own (a std Mutex, not a tokio one: it is
 /// never held across an `.await`; emits only queue frames while holding it).
@@ -201,21 +261,33 @@ impl Io {
     /// old socket was still connected (its client came back before the server
     /// saw the old transport go) takes over from it: the old socket leaves the
     /// namespace under the same lock and its connection is closed as replaced.
+    /// When sessions are kept elsewhere (a cluster) and `pid` is not known
+    /// here, the caller fetches it ([`Admission::Fetch`]) and comes back to
+    /// [`admit_fetched`](Self::admit_fetched).
     pub(crate) fn join_namespace(
         &self,
         mut parts: SocketParts,
         recover: Option<(String, Option<String>)>,
         conn: &Arc<Connection>,
-    ) -> Option<Socket> {
+    ) -> Admission {
         let now = self.now();
-        let mut ns = self.lock(&parts.nsp)?;
+        let Some(mut ns) = self.lock(&parts.nsp) else {
+            return Admission::Refused;
+        };
         let mut rooms = Vec::new();
         let mut missed = Vec::new();
         let mut replaced = None;
         if ns.recovery_enabled() {
-            let restored = recover.and_then(|(pid, offset)| {
-                ns.recover(&pid, offset.as_deref(), now).map(|r| (pid, r))
-            });
+            let restored = match recover {
+                Some((pid, offset)) => match ns.recover(&pid, offset.as_deref(), now) {
+                    Some(recovered) => Some((pid, recovered)),
+                    None if ns.sessions_elsewhere() => {
+                        return Admission::Fetch { parts, pid, offset };
+                    }
+                    None => None,
+                },
+                None => None,
+            };
             match restored {
                 Some((pid, recovered)) => {
                     parts.id = recovered.session.socket_id;
@@ -248,7 +320,72 @@ impl Io {
                 old.close_as(DisconnectReason::Replaced);
             }
         }
+        Admission::Joined(socket)
+    }
+
+    /// Admits a socket whose session `pid` was looked up elsewhere
+    /// ([`Admission::Fetch`]): recovered if `session` was found and every
+    /// packet it missed after `offset` is in the log here, else fresh.
+    pub(crate) fn admit_fetched(
+        &self,
+        mut parts: SocketParts,
+        pid: String,
+        offset: Option<String>,
+        session: Option<Session>,
+        conn: &Arc<Connection>,
+    ) -> Option<Socket> {
+        let mut ns = self.lock(&parts.nsp)?;
+        let recovered = session.and_then(|session| {
+            let missed = ns.recover_fetched(&session, offset.as_deref())?;
+            Some((session, missed))
+        });
+        let mut rooms = Vec::new();
+        let mut missed = Vec::new();
+        match recovered {
+            Some((session, frames)) => {
+                // Until its client gets an event it resumes from where it was.
+                parts.base_offset = match offset.as_deref().and_then(Offset::parse) {
+                    Some(offset) => offset,
+                    None => session.base,
+                };
+                parts.id = session.socket_id;
+                parts.data = session.data;
+                parts.pid = Some(pid);
+                parts.recovered = true;
+                rooms = session.rooms.into_iter().collect();
+                missed = frames;
+            }
+            None => {
+                parts.pid = Some(namespace::pid_for(&parts.id));
+                parts.base_offset = ns.last_offset();
+            }
+        }
+        let socket = Socket::new(parts, conn.clone(), self.me.clone());
+        ns.insert(&socket, rooms);
+        if !missed.is_empty() {
+            socket.send_frames(missed);
+        }
         Some(socket)
+    }
+
+    /// Every namespace's packets up to `offset` were given out before this
+    /// server could log them (see [`Adapter::missing_up_to`]).
+    pub(crate) fn missing_up_to(&self, offset: Offset) {
+        for nsp in self.namespaces.keys() {
+            self.with_namespace(nsp, |ns| ns.missing_up_to(offset));
+        }
+    }
+
+    /// Whether namespace `nsp` has given out `offset` yet (a cluster's reader
+    /// may be a moment behind the server a client comes from).
+    pub(crate) fn has_reached(&self, nsp: &str, offset: &str) -> bool {
+        match Offset::parse(offset) {
+            Some(offset) => self
+                .with_namespace(nsp, |ns| ns.last_offset() >= offset)
+                .unwrap_or(true),
+            // Never will: no reason to wait.
+            None => true,
+        }
     }
 
     /// Removes `socket` from its namespace; keeps its session for recovery when
@@ -289,14 +426,17 @@ impl Io {
     /// encoded once (with its recovery offset when recovery is on) and each
     /// recipient's queue gets the frames. A recipient whose queue is full is
     /// disconnected as too slow, or for a volatile emit skips the packet.
-    /// Unless `local`, the adapter forwards it to the other servers of a cluster.
+    /// Unless `local`, the adapter forwards it to the other servers of a
+    /// cluster; a cluster that orders broadcasts itself (with recovery) hands
+    /// it back to [`deliver_logged`](Self::deliver_logged), and the count
+    /// returned is then of the sockets it is on its way to.
     #[allow(clippy::too_many_arguments)] // the parts of one emit
     pub(crate) fn emit_to(
         &self,
         nsp: &str,
         target: &Target,
         name: &str,
-        mut args: Args,
+        args: Args,
         attachments: Vec<Vec<u8>>,
         volatile: bool,
         local: bool,
@@ -306,42 +446,61 @@ impl Io {
             return 0;
         };
         if !local {
-            ns.forward(Forward::Broadcast {
+            let deferred = ns.forward(Forward::Broadcast {
                 target,
                 name,
                 args: &args,
                 attachments: &attachments,
                 volatile,
             });
+            if deferred {
+                let mut recipients = 0;
+                ns.for_each_recipient(target, |_| recipients += 1);
+                return recipients;
+            }
         }
         let offset = if volatile { None } else { ns.next_offset() };
-        if let Some(offset) = offset {
-            // Socket.IO's recovery convention: the offset is the last argument.
-            let mut values = args.into_values();
-            values.push(Value::String(offset.to_string()));
-            args = values.into();
-        }
-        let packet = socketio::Packet::Event {
-            nsp: nsp.to_owned(),
-            id: None,
-            name: name.to_owned(),
+        deliver(
+            &mut ns,
+            nsp,
+            target,
+            name,
             args,
             attachments,
+            volatile,
+            offset,
+            now,
+        )
+    }
+
+    /// Delivers a broadcast that the cluster put in order, under its offset:
+    /// logged for replay whether or not a socket here gets it, since a client
+    /// of another server may recover here.
+    pub(crate) fn deliver_logged(
+        &self,
+        nsp: &str,
+        offset: Offset,
+        target: &Target,
+        name: &str,
+        args: Args,
+        attachments: Vec<Vec<u8>>,
+    ) -> usize {
+        let now = self.now();
+        let Some(mut ns) = self.lock(nsp) else {
+            return 0;
         };
-        let (frame, binaries) = packet.encode_frame();
-        let frames: Arc<[Frame]> = std::iter::once(frame)
-            .chain(binaries.iter().cloned().map(Frame::Binary))
-            .collect();
-        let mut delivered = 0;
-        ns.for_each_recipient(target, |socket| {
-            if socket.send_shared(&frames, volatile) {
-                delivered += 1;
-            }
-        });
-        if let Some(offset) = offset {
-            ns.log(offset, target.clone(), frames, now);
-        }
-        delivered
+        let offset = ns.recovery_enabled().then_some(offset);
+        deliver(
+            &mut ns,
+            nsp,
+            target,
+            name,
+            args,
+            attachments,
+            false,
+            offset,
+            now,
+        )
     }
 
     /// Emits to every socket of `nsp`.

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use protocol::{Frame, Time};
 
-use super::adapter::{Adapter, Session, Target};
+use super::adapter::{Adapter, Offset, Session, Target};
 #[cfg(test)]
 use super::adapter::{InMemoryAdapter, RecoveryConfig};
 use super::socket::Socket;
@@ -127,8 +127,37 @@ impl Namespace {
     }
 
     /// Hands the adapter what the other servers of a cluster must do too.
-    pub(crate) fn forward(&mut self, op: super::adapter::Forward<'_>) {
-        self.adapter.forward(op);
+    /// True when the cluster delivers it back in its own order (see
+    /// [`Adapter::forward`]).
+    pub(crate) fn forward(&mut self, op: super::adapter::Forward<'_>) -> bool {
+        self.adapter.forward(op)
+    }
+
+    /// See [`Adapter::missing_up_to`].
+    pub(crate) fn missing_up_to(&mut self, offset: Offset) {
+        self.adapter.missing_up_to(offset);
+    }
+
+    /// Whether a private id not known here may name a session kept elsewhere.
+    pub(crate) fn sessions_elsewhere(&self) -> bool {
+        self.adapter.sessions_elsewhere()
+    }
+
+    /// Admits the session `session` fetched from elsewhere (see
+    /// [`Adapter::sessions_elsewhere`]) if every packet after `offset` (or its
+    /// base) is in the log here: returns the frames it missed, in order.
+    pub(crate) fn recover_fetched(
+        &self,
+        session: &Session,
+        offset: Option<&str>,
+    ) -> Option<Vec<Frame>> {
+        let offset = match offset {
+            Some(offset) => Offset::parse(offset)?,
+            None => session.base,
+        };
+        let mut rooms = session.rooms.clone();
+        rooms.insert(session.socket_id.clone());
+        self.adapter.missed(offset, &session.socket_id, &rooms)
     }
 
     /// The ids of the sockets `target` designates.
@@ -183,16 +212,16 @@ impl Namespace {
 
     /// The next recovery offset, when recovery is on (the caller appends it to
     /// the packet before encoding, then logs the frames under it).
-    pub(crate) fn next_offset(&mut self) -> Option<u64> {
+    pub(crate) fn next_offset(&mut self) -> Option<Offset> {
         self.adapter.next_offset()
     }
 
     /// The last offset assigned so far (0 before any): a joining socket's base.
-    pub(crate) fn last_offset(&self) -> u64 {
+    pub(crate) fn last_offset(&self) -> Offset {
         self.adapter.last_offset()
     }
 
-    pub(crate) fn log(&mut self, offset: u64, target: Target, frames: Arc<[Frame]>, now: Time) {
+    pub(crate) fn log(&mut self, offset: Offset, target: Target, frames: Arc<[Frame]>, now: Time) {
         self.adapter.log(offset, target, frames, now);
     }
 
@@ -239,8 +268,8 @@ impl Namespace {
             (None, Some((base, _, _))) => *base,
             (None, None) => return None,
         };
-        let offset: u64 = match offset {
-            Some(offset) => offset.parse().ok()?,
+        let offset = match offset {
+            Some(offset) => Offset::parse(offset)?,
             None => base,
         };
         let (socket_id, mut rooms) = match &live {
@@ -341,7 +370,7 @@ mod tests {
             socket_id: "s1".into(),
             rooms: rooms.iter().map(|r| (*r).to_owned()).collect(),
             data: Value::Null,
-            base: 0,
+            base: Offset::default(),
         }
     }
 
@@ -368,7 +397,8 @@ mod tests {
         assert_eq!(recovered.missed, vec![frame("a2"), frame("all")]);
         assert!(recovered.replaced.is_none(), "it was not connected");
         assert_eq!(
-            recovered.session.base, 1,
+            recovered.session.base,
+            Offset::counter(1),
             "it resumes from there until it gets more"
         );
         // A session recovers once.
@@ -397,7 +427,7 @@ mod tests {
         );
         // ...and once nobody can come back, it is dropped, offsets going on.
         let offset = ns.next_offset().expect("recovery on");
-        assert_eq!(offset, 3);
+        assert_eq!(offset, Offset::counter(3));
         ns.log(offset, mine, vec![frame("late")].into(), t);
         ns.release_if_empty(t);
         ns.save("pid2", saved(&[]), t);
@@ -459,7 +489,7 @@ mod tests {
         send(&mut ns, "before");
         // The socket joined after offset 1, then its client got nothing.
         let base = ns.last_offset();
-        assert_eq!(base, 1);
+        assert_eq!(base, Offset::counter(1));
         send(&mut ns, "after 1");
         send(&mut ns, "after 2");
         ns.save("pid", Session { base, ..saved(&[]) }, t);

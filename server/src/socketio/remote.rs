@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 use thiserror::Error;
 
-use super::adapter::Target;
+use super::adapter::{Session, Target};
 use super::socket::Socket;
 
 /// A socket of some server of the cluster, as Socket.IO's `fetchSockets`
@@ -161,6 +161,11 @@ pub trait Cluster: Send + Sync + 'static {
         args: Vec<Value>,
         timeout: Option<Duration>,
     ) -> Pending<Result<Vec<Value>, ServerSideEmitError>>;
+
+    /// Takes the session a server of the cluster kept under private id `pid`
+    /// for recovery in namespace `nsp` (once: a second take finds nothing).
+    /// `None` when there is none, or the cluster cannot be reached.
+    fn take_session(self: std::sync::Arc<Self>, nsp: &str, pid: &str) -> Pending<Option<Session>>;
 }
 
 /// Why not every other server answered a server-side emit.

@@ -12,7 +12,7 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 
 use super::Io;
-use super::adapter::Target;
+use super::adapter::{Offset, Target};
 use super::broadcast::Broadcast;
 use super::handler::{AckError, AckResponse};
 use crate::engine::{DisconnectReason, Handshake, Link, SendError};
@@ -33,6 +33,17 @@ pub enum Outbound {
     Shared(Arc<[Frame]>),
     EmitWithAck(Box<AckRequest>),
     DisconnectNamespace(String),
+    /// A namespace CONNECT whose session was looked up in the cluster: admit it.
+    Admit(Box<FetchedSession>),
+}
+
+/// A CONNECT waiting for its session from the cluster, and what came back.
+#[derive(Debug)]
+pub struct FetchedSession {
+    pub(crate) parts: SocketParts,
+    pub(crate) pid: String,
+    pub(crate) offset: Option<String>,
+    pub(crate) session: Option<super::adapter::Session>,
 }
 
 /// An emit that waits for the client's ack.
@@ -82,7 +93,7 @@ struct SocketInner {
     recovered: bool,
     /// The last recovery offset before the socket joined (or the one it
     /// recovered from): where it resumes if its client got no event since.
-    base_offset: u64,
+    base_offset: Offset,
     /// Application data (the authenticated user, say); restored by recovery.
     data: Mutex<Value>,
     handshake: Arc<Handshake>,
@@ -257,7 +268,8 @@ impl Socket {
         };
         match self
             .io()
-            // A socket's own room is on this server alone: not forwarded.
+            // Forwarded in a cluster, as Node's adapter does: the other servers
+            // log it too, so that the client can recover it on any of them.
             .emit_to(
                 self.nsp(),
                 &target,
@@ -265,7 +277,7 @@ impl Socket {
                 args.into(),
                 attachments,
                 false,
-                true,
+                false,
             ) {
             0 => Err(SendError::Closed),
             _ => Ok(()),
@@ -341,7 +353,7 @@ impl Socket {
         self.inner.pid.as_deref()
     }
 
-    pub(crate) fn base_offset(&self) -> u64 {
+    pub(crate) fn base_offset(&self) -> Offset {
         self.inner.base_offset
     }
 
@@ -358,13 +370,14 @@ impl Socket {
 }
 
 /// What a socket is made of, before it is bound to its connection.
+#[derive(Debug)]
 pub(crate) struct SocketParts {
     pub id: String,
     pub nsp: String,
     pub auth: Value,
     pub pid: Option<String>,
     pub recovered: bool,
-    pub base_offset: u64,
+    pub base_offset: Offset,
     pub data: Value,
     pub handshake: Arc<Handshake>,
 }

@@ -1,19 +1,27 @@
 //! A namespace's adapter in a cluster.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::{RedisCluster, opts};
-use crate::cluster::wire::{Body, EventPacket, Message};
-use crate::socketio::{Adapter, Forward, InMemoryAdapter, Session, Target};
+use crate::cluster::wire::{Body, EventPacket, Message, StoredSession};
+use crate::socketio::{Adapter, Forward, InMemoryAdapter, Offset, RecoveryConfig, Session, Target};
 use protocol::{Frame, Time};
 
 /// A namespace's adapter in a cluster: this server's sockets in memory, and
 /// what the others must hear forwarded.
+///
+/// With recovery, the cluster's stream orders every broadcast: this server's
+/// own come back to it from the stream and are delivered then, like the other
+/// servers', with the entry id as offset; every one is logged here (whoever
+/// its recipients), so that a client of any server can recover here. Sessions
+/// of departed sockets are kept in Redis, for any server to take.
 #[derive(Debug)]
 pub(super) struct RedisAdapter {
     pub(super) local: InMemoryAdapter,
+    pub(super) recovery: Option<RecoveryConfig>,
     pub(super) nsp: String,
     pub(super) cluster: Arc<RedisCluster>,
 }
@@ -25,13 +33,13 @@ impl Adapter for RedisAdapter {
     fn del(&mut self, id: &str, room: &str) {
         self.local.del(id, room);
     }
-    fn del_all(&mut self, id: &str) -> std::collections::HashSet<String> {
+    fn del_all(&mut self, id: &str) -> HashSet<String> {
         self.local.del_all(id)
     }
-    fn socket_rooms(&self, id: &str) -> Option<&std::collections::HashSet<String>> {
+    fn socket_rooms(&self, id: &str) -> Option<&HashSet<String>> {
         self.local.socket_rooms(id)
     }
-    fn members(&self, room: &str) -> Option<&std::collections::HashSet<String>> {
+    fn members(&self, room: &str) -> Option<&HashSet<String>> {
         self.local.members(room)
     }
     fn rooms(&self) -> Vec<String> {
@@ -40,38 +48,62 @@ impl Adapter for RedisAdapter {
     fn recovery_enabled(&self) -> bool {
         self.local.recovery_enabled()
     }
-    fn next_offset(&mut self) -> Option<u64> {
-        self.local.next_offset()
+    /// None: offsets are the stream's entry ids, given by the reader. What is
+    /// delivered here without going through the stream (a `local` emit, or an
+    /// emit while Redis is away) has no offset, as in Node's adapter.
+    fn next_offset(&mut self) -> Option<Offset> {
+        None
     }
-    fn last_offset(&self) -> u64 {
+    fn last_offset(&self) -> Offset {
         self.local.last_offset()
     }
-    fn log(&mut self, offset: u64, target: Target, frames: Arc<[Frame]>, now: Time) {
+    fn log(&mut self, offset: Offset, target: Target, frames: Arc<[Frame]>, now: Time) {
         self.local.log(offset, target, frames, now);
     }
-    fn persist_session(&mut self, pid: &str, session: Session, now: Time) {
-        self.local.persist_session(pid, session, now);
+    fn persist_session(&mut self, pid: &str, session: Session, _now: Time) {
+        let Some(recovery) = self.recovery else {
+            return;
+        };
+        let mut rooms = vec![session.socket_id.clone()];
+        rooms.extend(session.rooms);
+        self.cluster.persist(
+            &StoredSession {
+                sid: session.socket_id,
+                pid: pid.to_owned(),
+                rooms,
+                // Node's sockets always have data (`{}` by default).
+                data: match session.data {
+                    Value::Null => Value::Object(Map::new()),
+                    data => data,
+                },
+                base: Some(session.base.to_string()),
+            },
+            recovery.window,
+        );
     }
-    fn persisted(&mut self, pid: &str, now: Time) -> Option<&Session> {
-        self.local.persisted(pid, now)
+    fn persisted(&mut self, _pid: &str, _now: Time) -> Option<&Session> {
+        // Kept in Redis, taken from there (`sessions_elsewhere`).
+        None
     }
-    fn restore_session(&mut self, pid: &str) -> Option<Session> {
-        self.local.restore_session(pid)
+    fn restore_session(&mut self, _pid: &str) -> Option<Session> {
+        None
     }
-    fn missed(
-        &self,
-        offset: u64,
-        id: &str,
-        rooms: &std::collections::HashSet<String>,
-    ) -> Option<Vec<Frame>> {
+    fn missed(&self, offset: Offset, id: &str, rooms: &HashSet<String>) -> Option<Vec<Frame>> {
         self.local.missed(offset, id, rooms)
+    }
+    fn sessions_elsewhere(&self) -> bool {
+        self.recovery.is_some()
+    }
+    fn missing_up_to(&mut self, offset: Offset) {
+        self.local.missing_up_to(offset);
     }
 
     fn on_empty(&mut self, now: Time) {
         self.local.on_empty(now);
     }
 
-    fn forward(&mut self, op: Forward<'_>) {
+    fn forward(&mut self, op: Forward<'_>) -> bool {
+        let mut ordered = false;
         let body = match op {
             Forward::Broadcast {
                 target,
@@ -80,6 +112,8 @@ impl Adapter for RedisAdapter {
                 attachments,
                 volatile,
             } => {
+                // Volatile broadcasts are not kept for recovery: delivered now.
+                ordered = self.recovery.is_some() && !volatile;
                 let mut data = Vec::with_capacity(args.values().len() + 1);
                 data.push(Value::String(name.to_owned()));
                 data.extend(args.values().iter().cloned());
@@ -106,10 +140,16 @@ impl Adapter for RedisAdapter {
                 close,
             },
         };
-        self.cluster.publish(Message {
+        let message = Message {
             uid: self.cluster.uid.clone(),
             nsp: self.nsp.clone(),
             body,
-        });
+        };
+        if ordered {
+            self.cluster.publish_ordered(message)
+        } else {
+            self.cluster.publish(message);
+            false
+        }
     }
 }

@@ -24,7 +24,7 @@
 //!   server-side emits), this server's and the answers to the others';
 //! - `adapter`: `RedisAdapter`, a namespace's adapter in the cluster.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -36,7 +36,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::wire::{Body, Message, Opts};
+use super::wire::{Body, Message, Opts, StoredSession};
 use crate::socketio::{
     Adapter, InMemoryAdapter, Io, IoBuilder, RecoveryConfig, ServerSideAck, ServerSideEvent, Target,
 };
@@ -108,7 +108,19 @@ pub struct RedisCluster {
     commands: tokio::sync::Mutex<Option<MultiplexedConnection>>,
     dropped: AtomicU64,
     lost: AtomicU64,
+    /// The id of this server's next ordered broadcast (`publish_ordered`).
+    next_mid: AtomicU64,
+    /// This server's ordered broadcasts it delivered already (Redis was away).
+    skip: Mutex<HashSet<u64>>,
 }
+
+/// Where sessions are kept: `sio:session:<pid>`, as Node's adapter keeps them.
+const SESSION_PREFIX: &str = "sio:session:";
+/// Most ordered broadcasts remembered as delivered already.
+const SKIP_LIMIT: usize = 100_000;
+/// How many times a CONNECT looks for its session, and how long apart: the
+/// server the client left may store it a moment after the client is back.
+const SESSION_LOOKUPS: (usize, Duration) = (3, Duration::from_millis(100));
 
 impl RedisCluster {
     /// Checks the URL; connects only when started.
@@ -132,6 +144,8 @@ impl RedisCluster {
             commands: tokio::sync::Mutex::new(None),
             dropped: AtomicU64::new(0),
             lost: AtomicU64::new(0),
+            next_mid: AtomicU64::new(0),
+            skip: Mutex::new(HashSet::new()),
         }))
     }
 
@@ -174,6 +188,7 @@ impl RedisCluster {
         move |nsp: &str, recovery: Option<RecoveryConfig>| {
             Box::new(RedisAdapter {
                 local: InMemoryAdapter::new(recovery),
+                recovery,
                 nsp: nsp.to_owned(),
                 cluster: cluster.clone(),
             }) as Box<dyn Adapter>
@@ -192,7 +207,10 @@ impl RedisCluster {
             return;
         };
         info!(uid = %self.uid, url = %self.options.url, stream = %self.options.stream, "joining the Redis cluster");
-        tokio::spawn(self.clone().write(receiver, shutdown.clone()));
+        tokio::spawn(
+            self.clone()
+                .write(receiver, Arc::downgrade(io), shutdown.clone()),
+        );
         tokio::spawn(self.clone().read(Arc::downgrade(io), shutdown.clone()));
         tokio::spawn(
             self.clone()
@@ -200,32 +218,96 @@ impl RedisCluster {
         );
     }
 
-    /// Queues `message` for the other servers; never waits.
-    fn publish(&self, message: Message) {
-        self.send(Outgoing { message, to: None });
+    /// Queues `message` for the other servers; never waits. False if the
+    /// outbox was full and it was dropped.
+    fn publish(&self, message: Message) -> bool {
+        self.send(Outgoing::Message {
+            message,
+            to: None,
+            mid: None,
+        })
+    }
+
+    /// Queues a broadcast that this server delivers to its own sockets when
+    /// it reads it back from the stream, in the stream's order and with its
+    /// entry id as offset (recovery). Returns false when it must be delivered
+    /// here now instead, without an offset: Redis is unreachable (local
+    /// delivery does not wait for it; the entry is still written when Redis is
+    /// back, and skipped here then) or the outbox is full.
+    fn publish_ordered(&self, message: Message) -> bool {
+        let mid = self.next_mid.fetch_add(1, Ordering::Relaxed);
+        let up = self.writer_up.load(Ordering::Relaxed);
+        if !up {
+            self.skip_mid(mid);
+        }
+        let queued = self.send(Outgoing::Message {
+            message,
+            to: None,
+            mid: Some(mid),
+        });
+        up && queued
+    }
+
+    /// This server's entry `mid` was delivered here already: skip it when read.
+    fn skip_mid(&self, mid: u64) {
+        let mut skip = self
+            .skip
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if skip.len() >= SKIP_LIMIT {
+            // Entries Redis never took (a pipeline cut in flight) stay here:
+            // forget them rather than grow.
+            skip.clear();
+        }
+        skip.insert(mid);
+    }
+
+    /// Whether this server's entry `mid` was delivered here already (forgets it).
+    fn skipped(&self, mid: u64) -> bool {
+        self.skip
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&mid)
+    }
+
+    /// Keeps a departed socket's session in Redis for `ttl`, for any server
+    /// of the cluster to recover it.
+    fn persist(&self, session: &StoredSession, ttl: Duration) {
+        self.send(Outgoing::Session {
+            key: format!("{SESSION_PREFIX}{}", session.pid),
+            value: session.encode(),
+            ttl,
+        });
     }
 
     /// Queues `body` as an answer to server `uid`'s request in `nsp`.
     fn reply(&self, nsp: &str, uid: &str, body: Body) {
-        self.send(Outgoing {
+        self.send(Outgoing::Message {
             message: Message {
                 uid: self.uid.clone(),
                 nsp: nsp.to_owned(),
                 body,
             },
             to: Some(format!("socket.io#{nsp}#{uid}#")),
+            mid: None,
         });
     }
 
-    fn send(&self, outgoing: Outgoing) {
-        if let Err(mpsc::error::TrySendError::Full(_)) = self.outbox.try_send(outgoing) {
-            let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-            if dropped.is_power_of_two() {
-                warn!(
-                    dropped,
-                    "the Redis outbox is full: messages for the other servers are dropped"
-                );
+    /// Queues `outgoing`; false if the outbox was full and it was dropped.
+    fn send(&self, outgoing: Outgoing) -> bool {
+        match self.outbox.try_send(outgoing) {
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                if dropped.is_power_of_two() {
+                    warn!(
+                        dropped,
+                        "the Redis outbox is full: messages for the other servers are dropped"
+                    );
+                }
+                false
             }
+            // Closed: the writer is gone with the server.
+            _ => true,
         }
     }
 
@@ -242,12 +324,24 @@ impl RedisCluster {
     }
 }
 
-/// A message for the outbox: to the stream or the public channel by its type,
-/// or to one server's private channel (`to`) when it answers a request.
+/// What the outbox holds.
 #[derive(Debug)]
-struct Outgoing {
-    message: Message,
-    to: Option<String>,
+enum Outgoing {
+    /// A message: to the stream or the public channel by its type, or to one
+    /// server's private channel (`to`) when it answers a request. `mid`: a
+    /// broadcast this server delivers when it reads it back (written as an
+    /// extra field of the entry, which Node ignores).
+    Message {
+        message: Message,
+        to: Option<String>,
+        mid: Option<u64>,
+    },
+    /// A departed socket's session (`SET key value PX ttl`).
+    Session {
+        key: String,
+        value: String,
+        ttl: Duration,
+    },
 }
 
 /// After a failed attempt to reach Redis: marks that connection (`up`) down,

@@ -15,13 +15,13 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::{
-    BACKOFF, COMMAND_TIMEOUT, RedisCluster, opts, pause, random_id, retry_after, server_side_emit,
-    target,
+    BACKOFF, COMMAND_TIMEOUT, RedisCluster, SESSION_LOOKUPS, SESSION_PREFIX, opts, pause,
+    random_id, retry_after, server_side_emit, target,
 };
-use crate::cluster::wire::{Body, EventPacket, Message};
+use crate::cluster::wire::{Body, EventPacket, Message, StoredSession};
 use crate::socketio::{
-    Broadcast, Cluster, ClusterStatus, FetchError, Io, Pending, RemoteAcks, RemoteSocket,
-    ServerSideAck, ServerSideEmitError, Target,
+    Broadcast, Cluster, ClusterStatus, FetchError, Io, Offset, Pending, RemoteAcks, RemoteSocket,
+    ServerSideAck, ServerSideEmitError, Session, Target,
 };
 
 /// A request of this server waiting for the others' answers.
@@ -244,6 +244,20 @@ impl RedisCluster {
 
     /// How many servers listen on `nsp`'s public channel, this one included.
     async fn server_count(&self, nsp: &str) -> redis::RedisResult<usize> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg(format!("socket.io#{nsp}#"));
+        let ((_, count),): ((String, usize),) = self.query(&pipe).await?;
+        Ok(count)
+    }
+
+    /// Runs `pipe` on this server's connection for its own commands (made when
+    /// first needed, and again after a failure).
+    async fn query<T: redis::FromRedisValue>(
+        &self,
+        pipe: &redis::Pipeline,
+    ) -> redis::RedisResult<T> {
         let mut commands = self.commands.lock().await;
         let conn = match &mut *commands {
             Some(conn) => conn,
@@ -252,15 +266,42 @@ impl RedisCluster {
                 commands.insert(conn)
             }
         };
-        let reply: redis::RedisResult<(String, usize)> = redis::cmd("PUBSUB")
-            .arg("NUMSUB")
-            .arg(format!("socket.io#{nsp}#"))
-            .query_async(conn)
-            .await;
+        let reply = pipe.query_async(conn).await;
         if reply.is_err() {
             *commands = None;
         }
-        reply.map(|(_, count)| count)
+        reply
+    }
+
+    /// Takes (`GET` and `DEL` in one transaction, as Node's adapter does for
+    /// Redis before 6.2) the session kept under `pid`, looking a few times: the
+    /// server the client left may store it a moment after the client is back.
+    async fn take_stored(&self, pid: &str) -> Option<StoredSession> {
+        let key = format!("{SESSION_PREFIX}{pid}");
+        let mut pipe = redis::pipe();
+        pipe.atomic().get(&key).del(&key).ignore();
+        for attempt in 0..SESSION_LOOKUPS.0 {
+            if attempt > 0 {
+                tokio::time::sleep(SESSION_LOOKUPS.1).await;
+            }
+            match self.query::<(Option<String>,)>(&pipe).await {
+                Ok((Some(value),)) => {
+                    return match StoredSession::decode(&value) {
+                        Ok(session) => Some(session),
+                        Err(error) => {
+                            warn!(%error, %key, "a stored session that cannot be read: the client starts over");
+                            None
+                        }
+                    };
+                }
+                Ok((None,)) => {}
+                Err(error) => {
+                    warn!(%error, "taking a session from Redis failed: the client starts over");
+                    return None;
+                }
+            }
+        }
+        None
     }
 }
 
@@ -393,6 +434,29 @@ impl Cluster for RedisCluster {
                     responses: request.acks,
                 }),
             }
+        })
+    }
+
+    fn take_session(self: Arc<Self>, nsp: &str, pid: &str) -> Pending<Option<Session>> {
+        let (nsp, pid) = (nsp.to_owned(), pid.to_owned());
+        Box::pin(async move {
+            let stored = self.take_stored(&pid).await?;
+            debug!(%nsp, %pid, sid = %stored.sid, "session taken from Redis");
+            let rooms = stored
+                .rooms
+                .into_iter()
+                .filter(|r| *r != stored.sid)
+                .collect();
+            Some(Session {
+                socket_id: stored.sid,
+                rooms,
+                data: stored.data,
+                base: stored
+                    .base
+                    .as_deref()
+                    .and_then(Offset::parse)
+                    .unwrap_or_default(),
+            })
         })
     }
 

@@ -17,7 +17,7 @@ use super::{
     target,
 };
 use crate::cluster::wire::{Body, Message};
-use crate::socketio::{Broadcast, Io};
+use crate::socketio::{Broadcast, Io, Offset};
 use protocol::Args;
 
 impl RedisCluster {
@@ -25,6 +25,7 @@ impl RedisCluster {
     pub(super) async fn write(
         self: Arc<Self>,
         mut outbox: mpsc::Receiver<Outgoing>,
+        io: Weak<Io>,
         shutdown: CancellationToken,
     ) {
         let mut connection = None;
@@ -67,33 +68,100 @@ impl RedisCluster {
                 }
             }
             let mut pipe = redis::pipe();
-            for Outgoing { message, to } in &batch {
-                if let Some(channel) = to {
-                    pipe.publish(channel, message.to_pubsub()).ignore();
-                } else if message.body.is_ephemeral() {
-                    pipe.publish(format!("socket.io#{}#", message.nsp), message.to_pubsub())
-                        .ignore();
-                } else {
-                    let fields = message.to_entry();
-                    pipe.cmd("XADD")
-                        .arg(&self.options.stream)
-                        .arg("MAXLEN")
-                        .arg("~")
-                        .arg(self.options.max_len)
-                        .arg("*")
-                        .arg(&fields[..])
-                        .ignore();
-                }
+            for outgoing in &batch {
+                self.add_to(&mut pipe, outgoing);
             }
             match pipe.query_async::<()>(conn).await {
                 Ok(()) => batch.clear(),
                 Err(error) => {
                     self.lost.fetch_add(batch.len() as u64, Ordering::Relaxed);
                     warn!(%error, lost = batch.len(), "writing to Redis failed; reconnecting");
+                    self.writer_up.store(false, Ordering::Relaxed);
+                    // This server's ordered broadcasts in the pipeline may never
+                    // come back from the stream: its own sockets get them now
+                    // (without offset), and they are skipped if they do.
+                    if let Some(io) = io.upgrade() {
+                        for outgoing in batch.drain(..) {
+                            self.deliver_cut(&io, outgoing);
+                        }
+                    }
                     batch.clear();
                     connection = None;
-                    self.writer_up.store(false, Ordering::Relaxed);
                 }
+            }
+        }
+    }
+
+    /// Adds `outgoing`'s command to `pipe`.
+    fn add_to(&self, pipe: &mut redis::Pipeline, outgoing: &Outgoing) {
+        match outgoing {
+            Outgoing::Message {
+                message,
+                to: Some(channel),
+                ..
+            } => {
+                pipe.publish(channel, message.to_pubsub()).ignore();
+            }
+            Outgoing::Message { message, mid, .. } if !message.body.is_ephemeral() => {
+                let fields = message.to_entry();
+                let command = pipe
+                    .cmd("XADD")
+                    .arg(&self.options.stream)
+                    .arg("MAXLEN")
+                    .arg("~")
+                    .arg(self.options.max_len)
+                    .arg("*")
+                    .arg(&fields[..]);
+                if let Some(mid) = mid {
+                    command.arg(MID).arg(mid);
+                }
+                command.ignore();
+            }
+            Outgoing::Message { message, .. } => {
+                pipe.publish(format!("socket.io#{}#", message.nsp), message.to_pubsub())
+                    .ignore();
+            }
+            Outgoing::Session { key, value, ttl } => {
+                pipe.cmd("SET")
+                    .arg(key)
+                    .arg(value)
+                    .arg("PX")
+                    .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1))
+                    .ignore();
+            }
+        }
+    }
+
+    /// An ordered broadcast of this server's whose write failed: delivered
+    /// here now, and skipped if Redis took it after all.
+    fn deliver_cut(&self, io: &Arc<Io>, outgoing: Outgoing) {
+        let Outgoing::Message {
+            message,
+            mid: Some(mid),
+            ..
+        } = outgoing
+        else {
+            return;
+        };
+        if self.skipped(mid) {
+            // Delivered when it was emitted (Redis was away then).
+            self.skip_mid(mid);
+            return;
+        }
+        self.skip_mid(mid);
+        if let Body::Broadcast { packet, opts, .. } = message.body {
+            let mut data = packet.data.into_iter();
+            if let Some(Value::String(name)) = data.next() {
+                let args: Args = data.collect::<Vec<_>>().into();
+                io.emit_to(
+                    &message.nsp,
+                    &target(opts),
+                    &name,
+                    args,
+                    packet.attachments,
+                    false,
+                    true,
+                );
             }
         }
     }
@@ -121,7 +189,13 @@ impl RedisCluster {
             };
             if last.is_none() {
                 match self.stream_end(&mut conn).await {
-                    Ok(end) => last = Some(end),
+                    Ok(end) => {
+                        // What was written before cannot be replayed from here.
+                        if let (Some(io), Some(offset)) = (io.upgrade(), Offset::parse(&end)) {
+                            io.missing_up_to(offset);
+                        }
+                        last = Some(end);
+                    }
                     Err(error) => {
                         warn!(%error, "reading the stream's end failed; retrying");
                         if !pause(&mut delay, &shutdown).await {
@@ -180,9 +254,24 @@ impl RedisCluster {
             redis::Value::SimpleString(text) => Some((name.as_str(), text.as_bytes())),
             _ => None,
         });
-        match Message::from_entry(fields) {
-            Ok(Some(message)) if message.uid != self.uid => apply(io, message),
-            Ok(_) => {}
+        let fields: Vec<(&str, &[u8])> = fields.collect();
+        match Message::from_entry(fields.iter().copied()) {
+            Ok(Some(message)) if message.uid != self.uid => apply(io, &entry.id, message),
+            Ok(Some(message)) => {
+                // One of this server's: its ordered broadcasts are delivered
+                // here now (unless they were already); the rest were done when
+                // they happened.
+                let mid = fields
+                    .iter()
+                    .find(|(name, _)| *name == MID)
+                    .and_then(|(_, value)| std::str::from_utf8(value).ok()?.parse().ok());
+                if let Some(mid) = mid
+                    && !self.skipped(mid)
+                {
+                    apply(io, &entry.id, message);
+                }
+            }
+            Ok(None) => {}
             Err(error) => {
                 debug!(id = %entry.id, %error, "skipping a stream entry that is not a cluster message")
             }
@@ -190,8 +279,13 @@ impl RedisCluster {
     }
 }
 
-/// Does on this server's sockets what another server did on its own.
-fn apply(io: &Arc<Io>, message: Message) {
+/// The extra field of this server's ordered broadcasts (see
+/// `RedisCluster::publish_ordered`).
+const MID: &str = "mid";
+
+/// Does on this server's sockets what another server did on its own (or what
+/// this one left to the stream's order): entry `id`'s message.
+fn apply(io: &Arc<Io>, id: &str, message: Message) {
     let nsp = message.nsp.as_str();
     match message.body {
         Body::Broadcast {
@@ -206,15 +300,24 @@ fn apply(io: &Arc<Io>, message: Message) {
             let volatile = opts.volatile();
             let target = target(opts);
             let args: Args = data.collect::<Vec<_>>().into();
-            io.emit_to(
-                nsp,
-                &target,
-                &name,
-                args,
-                packet.attachments,
-                volatile,
-                true,
-            );
+            match Offset::parse(id) {
+                // Socket.IO's cluster adapter gives every broadcast but a
+                // volatile one its entry id as offset.
+                Some(offset) if !volatile && packet.id.is_none() => {
+                    io.deliver_logged(nsp, offset, &target, &name, args, packet.attachments);
+                }
+                _ => {
+                    io.emit_to(
+                        nsp,
+                        &target,
+                        &name,
+                        args,
+                        packet.attachments,
+                        volatile,
+                        true,
+                    );
+                }
+            }
         }
         Body::SocketsJoin { opts, rooms } => {
             let selection = Broadcast::targeted(io.clone(), nsp, target(opts), false).local();

@@ -290,3 +290,32 @@ fn bad_input_is_an_error_and_old_types_are_skipped() {
     assert!(Message::from_pubsub(&[0xc1]).is_err());
     assert!(Message::from_pubsub(&[0x91, 0x01]).is_err());
 }
+
+/// A session Node 4.8.4 stored (`SET sio:session:idvdkPYW9uANo7jIAAAB … PX 60000`,
+/// recorded with `redis-cli MONITOR`): duplex reads it, and writes the same bytes.
+#[test]
+fn sessions_are_stored_as_node_stores_them() {
+    let node = "hKNzaWS0TEh4ZVJ5aF9jc0R4ZGgzWkFBQUGjcGlktGlkdmRrUFlXOXVBTm83aklBQUFCpXJvb21zkrRMSHhlUnloX2NzRHhkaDNaQUFBQaVyb29tM6RkYXRhgaR1c2Vyo2JvYg==";
+    let session = StoredSession::decode(node).expect("Node's session");
+    assert_eq!(
+        session,
+        StoredSession {
+            sid: "LHxeRyh_csDxdh3ZAAAA".into(),
+            pid: "idvdkPYW9uANo7jIAAAB".into(),
+            rooms: vec!["LHxeRyh_csDxdh3ZAAAA".into(), "room3".into()],
+            data: json!({"user": "bob"}),
+            base: None,
+        }
+    );
+    assert_eq!(session.encode(), node);
+    let ours = StoredSession {
+        base: Some("1796566870302-0".into()),
+        ..session
+    };
+    assert_eq!(StoredSession::decode(&ours.encode()), Ok(ours));
+    assert!(StoredSession::decode("not base64!").is_err());
+    assert!(
+        StoredSession::decode("gA==").is_err(),
+        "an empty map has no sid"
+    );
+}
