@@ -151,6 +151,14 @@ impl ChaosProxy {
     /// Listens on an ephemeral port of `127.0.0.1` and forwards to `upstream`, on the
     /// current tokio runtime.
     pub async fn start(upstream: SocketAddr, config: ChaosConfig) -> Result<Self> {
+        Self::start_spread(vec![upstream], config).await
+    }
+
+    /// Like [`start`](Self::start), each connection going to one of `upstreams`
+    /// drawn at random (the servers of a cluster behind a load balancer with no
+    /// stickiness: each reconnection lands on any of them).
+    pub async fn start_spread(upstreams: Vec<SocketAddr>, config: ChaosConfig) -> Result<Self> {
+        anyhow::ensure!(!upstreams.is_empty(), "the chaos proxy needs an upstream");
         let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
             .await
             .context("cannot bind the chaos proxy")?;
@@ -166,7 +174,7 @@ impl ChaosProxy {
             bytes_to_server: AtomicU64::new(0),
             bytes_to_client: AtomicU64::new(0),
         });
-        let task = tokio::spawn(accept(listener, upstream, shared.clone()));
+        let task = tokio::spawn(accept(listener, upstreams.into(), shared.clone()));
         Ok(Self { addr, shared, task })
     }
 
@@ -222,10 +230,12 @@ struct Plan {
     kind: Cut,
     /// Seeds its two directions' delays.
     rng: Rng,
+    /// Which upstream it goes to.
+    upstream: usize,
 }
 
 impl Shared {
-    fn plan(&self) -> Plan {
+    fn plan(&self, upstreams: usize) -> Plan {
         let mut rng = self
             .rng
             .lock()
@@ -242,10 +252,19 @@ impl Shared {
         } else {
             Cut::Fin
         };
+        let connection_rng = Rng::new(rng.next_u64());
+        // Drawn only with a choice to make, so that a seed replays as before
+        // with one upstream.
+        let upstream = if upstreams > 1 {
+            (rng.next_u64() % upstreams as u64) as usize
+        } else {
+            0
+        };
         Plan {
             cut_at: Instant::now() + lifetime,
             kind,
-            rng: Rng::new(rng.next_u64()),
+            rng: connection_rng,
+            upstream,
         }
     }
 
@@ -277,7 +296,7 @@ impl Shared {
     }
 }
 
-async fn accept(listener: TcpListener, upstream: SocketAddr, shared: Arc<Shared>) {
+async fn accept(listener: TcpListener, upstreams: Arc<[SocketAddr]>, shared: Arc<Shared>) {
     // Owned here so that aborting this task aborts every connection's.
     let mut connections = JoinSet::new();
     loop {
@@ -287,7 +306,8 @@ async fn accept(listener: TcpListener, upstream: SocketAddr, shared: Arc<Shared>
                     continue;
                 };
                 shared.accepted.fetch_add(1, Ordering::SeqCst);
-                let plan = shared.plan();
+                let plan = shared.plan(upstreams.len());
+                let upstream = upstreams[plan.upstream];
                 connections.spawn(connection(client, upstream, plan, shared.clone()));
             }
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
@@ -307,6 +327,7 @@ async fn connection(mut client: TcpStream, upstream: SocketAddr, plan: Plan, sha
         cut_at,
         kind,
         mut rng,
+        ..
     } = plan;
     let mut up_rng = Rng::new(rng.next_u64());
     let mut down_rng = Rng::new(rng.next_u64());

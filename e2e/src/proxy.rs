@@ -53,6 +53,8 @@ struct Shared {
 
 struct CutState {
     open: bool,
+    /// Where new connections go.
+    upstream: SocketAddr,
     /// Cancelled by `cut`: every connection forwarded so far ends.
     live: CancellationToken,
 }
@@ -70,10 +72,11 @@ impl Proxy {
             refused: AtomicUsize::new(0),
             state: Mutex::new(CutState {
                 open: true,
+                upstream,
                 live: CancellationToken::new(),
             }),
         });
-        let task = handle.spawn(accept(listener, upstream, shared.clone()));
+        let task = handle.spawn(accept(listener, shared.clone()));
         Ok(Self { addr, shared, task })
     }
 
@@ -103,6 +106,12 @@ impl Proxy {
     pub fn restore(&self) {
         self.shared.lock().open = true;
     }
+
+    /// Sends new connections to `upstream` (another server of a cluster, say);
+    /// live ones stay where they are.
+    pub fn set_upstream(&self, upstream: SocketAddr) {
+        self.shared.lock().upstream = upstream;
+    }
 }
 
 impl Drop for Proxy {
@@ -119,19 +128,19 @@ impl Shared {
             .expect("the proxy's lock is never held by a panicking thread")
     }
 
-    /// The token of the live connections, or `None` while cut.
-    fn admit(&self) -> Option<CancellationToken> {
+    /// The token of the live connections and where to forward, or `None` while cut.
+    fn admit(&self) -> Option<(CancellationToken, SocketAddr)> {
         let state = self.lock();
-        state.open.then(|| state.live.clone())
+        state.open.then(|| (state.live.clone(), state.upstream))
     }
 }
 
-async fn accept(listener: TcpListener, upstream: SocketAddr, shared: Arc<Shared>) {
+async fn accept(listener: TcpListener, shared: Arc<Shared>) {
     loop {
         let Ok((client, _)) = listener.accept().await else {
             continue;
         };
-        let Some(live) = shared.admit() else {
+        let Some((live, upstream)) = shared.admit() else {
             // Cut off: the page's attempt fails at once.
             drop(client);
             continue;

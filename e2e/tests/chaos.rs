@@ -9,6 +9,11 @@
 //!   a shorter connection attempt timeout: see [`CLIENT_CONNECT_TIMEOUT`]);
 //! - `native_client_under_chaos`: 50 `duplex-native` clients, half polling-then-upgrade,
 //!   half WebSocket only (`tests/chaos/native.rs`);
+//! - `cluster_*`: the same against three duplex servers on one Redis
+//!   (`duplex_e2e::RedisServer`), the proxy sending each connection to one of them at
+//!   random, so that a client reconnects to any server and recovers there what it
+//!   missed (issue 15); WebSocket only, since long-polling needs a sticky balancer.
+//!   The publisher is connected to the first server.
 //! - `oversized_messages_close_1009_with_reason`: official clients sending 2 MB and 8 MB
 //!   over WebSocket (three rounds of both) are closed with 1009 and a reason while a
 //!   bystander keeps doing round trips (`interop/oversized.mjs`; no proxy).
@@ -41,7 +46,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use duplex_e2e::chaos::script::{self, CutPhases, Event, Script, ScriptOutcome, Stopped};
 use duplex_e2e::chaos::seed_from_env;
-use duplex_e2e::{ChaosConfig, ChaosProxy, TestServer};
+use duplex_e2e::{ChaosConfig, ChaosProxy, RedisServer, TestServer};
 use duplex_server::socketio::RecoveryConfig;
 use serde_json::{Value, json};
 use tokio::runtime::Runtime;
@@ -93,6 +98,23 @@ fn official_client_websocket_only_under_chaos() -> Result<()> {
 #[test]
 fn native_client_under_chaos() -> Result<()> {
     let chaos = Chaos::start("native_client_under_chaos")?;
+    chaos.outcome(|chaos| {
+        let summary = chaos.rt.block_on(native::native_clients(chaos))?;
+        chaos.expect_cuts()?;
+        println!("summary {summary}");
+        Ok(())
+    })
+}
+
+#[test]
+fn cluster_official_client_websocket_only_under_chaos() -> Result<()> {
+    let chaos = Chaos::start_cluster("cluster_official_client_websocket_only_under_chaos")?;
+    official_clients(chaos, true)
+}
+
+#[test]
+fn cluster_native_client_under_chaos() -> Result<()> {
+    let chaos = Chaos::start_cluster("cluster_native_client_under_chaos")?;
     chaos.outcome(|chaos| {
         let summary = chaos.rt.block_on(native::native_clients(chaos))?;
         chaos.expect_cuts()?;
@@ -158,7 +180,10 @@ fn oversized_messages_close_1009_with_reason() -> Result<()> {
 }
 
 fn official_client_under_chaos(name: &str, websocket_only: bool) -> Result<()> {
-    let chaos = Chaos::start(name)?;
+    official_clients(Chaos::start(name)?, websocket_only)
+}
+
+fn official_clients(chaos: Chaos, websocket_only: bool) -> Result<()> {
     chaos.outcome(|chaos| {
         let mut args = vec![
             chaos.proxy.url(),
@@ -208,6 +233,10 @@ struct Chaos {
     proxy: ChaosProxy,
     rt: Runtime,
     server: TestServer,
+    /// The cluster's other servers (none for a single server).
+    others: Vec<TestServer>,
+    /// The cluster's Redis, stopped after the servers.
+    _redis: Option<RedisServer>,
     _alone: MutexGuard<'static, ()>,
 }
 
@@ -217,6 +246,15 @@ static ALONE: Mutex<()> = Mutex::new(());
 
 impl Chaos {
     fn start(name: &str) -> Result<Chaos> {
+        Chaos::start_servers(name, 1)
+    }
+
+    /// Three servers on one Redis, behind a proxy that spreads connections.
+    fn start_cluster(name: &str) -> Result<Chaos> {
+        Chaos::start_servers(name, 3)
+    }
+
+    fn start_servers(name: &str, servers: usize) -> Result<Chaos> {
         // A test that failed (panicked) while holding it does not concern the next.
         let alone = ALONE.lock().unwrap_or_else(PoisonError::into_inner);
         let seed = seed_from_env()?;
@@ -230,14 +268,26 @@ impl Chaos {
             }
             _ => Some(RecoveryConfig::default()),
         };
-        let server = TestServer::start_with(duplex_server::Config {
-            dist,
-            recovery,
-            ping_interval: HEARTBEAT.0,
-            ping_timeout: HEARTBEAT.1,
-            shutdown_timeout: Duration::from_secs(2),
-            ..duplex_server::Config::default()
-        })?;
+        let redis = (servers > 1).then(RedisServer::start).transpose()?;
+        let mut cluster = (0..servers)
+            .map(|_| {
+                TestServer::start_with(duplex_server::Config {
+                    dist: dist.clone(),
+                    recovery,
+                    ping_interval: HEARTBEAT.0,
+                    ping_timeout: HEARTBEAT.1,
+                    shutdown_timeout: Duration::from_secs(2),
+                    redis: redis.as_ref().map(RedisServer::url),
+                    ..duplex_server::Config::default()
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        for server in &cluster {
+            // In a cluster: connected to Redis, reading the stream.
+            server.wait_ready()?;
+        }
+        let upstreams: Vec<_> = cluster.iter().map(TestServer::addr).collect();
+        let server = cluster.remove(0);
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("chaos")
@@ -250,7 +300,7 @@ impl Chaos {
             ..ChaosConfig::default()
         };
         println!("proxy: {config:?}");
-        let proxy = rt.block_on(ChaosProxy::start(server.addr(), config))?;
+        let proxy = rt.block_on(ChaosProxy::start_spread(upstreams, config))?;
         Ok(Chaos {
             name: name.to_owned(),
             seed,
@@ -258,6 +308,8 @@ impl Chaos {
             proxy,
             rt,
             server,
+            others: cluster,
+            _redis: redis,
             _alone: alone,
         })
     }
