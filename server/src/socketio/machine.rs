@@ -139,7 +139,7 @@ impl SocketIoMachine {
             Admission::Joined(socket) => self.connected(nsp, socket, handler),
             // Only namespaces with a handler are served; checked above.
             Admission::Refused => self.session.reject_connect(&nsp, "Invalid namespace"),
-            Admission::Fetch { parts, pid, offset } => self.fetch_session(parts, pid, offset),
+            Admission::Fetch { parts, pid, offset } => self.fetch_session(*parts, pid, offset),
         }
     }
 

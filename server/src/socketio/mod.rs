@@ -136,7 +136,7 @@ pub(crate) enum Admission {
     /// The session `pid` may be kept elsewhere: fetch it, then
     /// [`Io::admit_fetched`].
     Fetch {
-        parts: SocketParts,
+        parts: Box<SocketParts>,
         pid: String,
         offset: Option<String>,
     },
@@ -282,7 +282,11 @@ impl Io {
                 Some((pid, offset)) => match ns.recover(&pid, offset.as_deref(), now) {
                     Some(recovered) => Some((pid, recovered)),
                     None if ns.sessions_elsewhere() => {
-                        return Admission::Fetch { parts, pid, offset };
+                        return Admission::Fetch {
+                            parts: Box::new(parts),
+                            pid,
+                            offset,
+                        };
                     }
                     None => None,
                 },

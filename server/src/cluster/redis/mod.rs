@@ -240,6 +240,7 @@ impl RedisCluster {
         if !up {
             self.skip_mid(mid);
         }
+        // Delivered here now, without offset, when it cannot be written now.
         let queued = self.send(Outgoing::Message {
             message,
             to: None,
@@ -248,8 +249,9 @@ impl RedisCluster {
         up && queued
     }
 
-    /// This server's entry `mid` was delivered here already: skip it when read.
-    fn skip_mid(&self, mid: u64) {
+    /// This server's entry `mid` was delivered here already: skip it when
+    /// read. False if it was marked so before.
+    fn skip_mid(&self, mid: u64) -> bool {
         let mut skip = self
             .skip
             .lock()
@@ -259,7 +261,7 @@ impl RedisCluster {
             // forget them rather than grow.
             skip.clear();
         }
-        skip.insert(mid);
+        skip.insert(mid)
     }
 
     /// Whether this server's entry `mid` was delivered here already (forgets it).
@@ -326,6 +328,8 @@ impl RedisCluster {
 
 /// What the outbox holds.
 #[derive(Debug)]
+// Nearly everything queued is a message: boxing it would allocate for each.
+#[allow(clippy::large_enum_variant)]
 enum Outgoing {
     /// A message: to the stream or the public channel by its type, or to one
     /// server's private channel (`to`) when it answers a request. `mid`: a

@@ -1,6 +1,7 @@
 //! The stream: the writer task that publishes the outbox in order, and the
 //! reader task that applies what the other servers wrote.
 
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
@@ -30,7 +31,8 @@ impl RedisCluster {
     ) {
         let mut connection = None;
         let mut delay = BACKOFF.0;
-        let mut batch = Vec::with_capacity(BATCH);
+        // Taken from the outbox, not written yet (in order).
+        let mut pending = VecDeque::new();
         loop {
             // Connected first (readiness tells), then waiting for messages.
             let conn = match &mut connection {
@@ -43,6 +45,7 @@ impl RedisCluster {
                         connection.insert(conn)
                     }
                     Err(error) => {
+                        self.hold_while_down(&mut outbox, &mut pending, &io);
                         let what = "writer; messages wait in the outbox";
                         if !retry_after(&error, what, &self.writer_up, &mut delay, &shutdown).await
                         {
@@ -52,43 +55,67 @@ impl RedisCluster {
                     }
                 },
             };
-            if batch.is_empty() {
+            if pending.is_empty() {
                 tokio::select! {
                     message = outbox.recv() => match message {
-                        Some(message) => batch.push(message),
+                        Some(message) => pending.push_back(message),
                         None => return,
                     },
                     () = shutdown.cancelled() => return,
                 }
             }
-            while batch.len() < BATCH {
+            while pending.len() < BATCH {
                 match outbox.try_recv() {
-                    Ok(message) => batch.push(message),
+                    Ok(message) => pending.push_back(message),
                     Err(_) => break,
                 }
             }
+            let batch: Vec<Outgoing> = pending.drain(..pending.len().min(BATCH)).collect();
             let mut pipe = redis::pipe();
             for outgoing in &batch {
                 self.add_to(&mut pipe, outgoing);
             }
-            match pipe.query_async::<()>(conn).await {
-                Ok(()) => batch.clear(),
-                Err(error) => {
-                    self.lost.fetch_add(batch.len() as u64, Ordering::Relaxed);
-                    warn!(%error, lost = batch.len(), "writing to Redis failed; reconnecting");
-                    self.writer_up.store(false, Ordering::Relaxed);
-                    // This server's ordered broadcasts in the pipeline may never
-                    // come back from the stream: its own sockets get them now
-                    // (without offset), and they are skipped if they do.
-                    if let Some(io) = io.upgrade() {
-                        for outgoing in batch.drain(..) {
-                            self.deliver_cut(&io, outgoing);
-                        }
+            if let Err(error) = pipe.query_async::<()>(conn).await {
+                self.lost.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                warn!(%error, lost = batch.len(), "writing to Redis failed; reconnecting");
+                self.writer_up.store(false, Ordering::Relaxed);
+                connection = None;
+                // This server's ordered broadcasts in the pipeline may never
+                // come back from the stream: its own sockets get them now
+                // (without offset), and they are skipped if they do.
+                if let Some(io) = io.upgrade() {
+                    for outgoing in &batch {
+                        self.deliver_here(&io, outgoing);
                     }
-                    batch.clear();
-                    connection = None;
                 }
+                self.hold_while_down(&mut outbox, &mut pending, &io);
             }
+        }
+    }
+
+    /// While Redis is away: the ordered broadcasts queued before that was
+    /// known reach this server's sockets now, rather than when Redis is back
+    /// (they are written then, and skipped here when read). They are taken
+    /// from the outbox into `pending`, up to the outbox's bound; what does not
+    /// fit stays in the outbox.
+    fn hold_while_down(
+        &self,
+        outbox: &mut mpsc::Receiver<Outgoing>,
+        pending: &mut VecDeque<Outgoing>,
+        io: &Weak<Io>,
+    ) {
+        let Some(io) = io.upgrade() else {
+            return;
+        };
+        for outgoing in pending.iter() {
+            self.deliver_here(&io, outgoing);
+        }
+        while pending.len() < self.options.outbox {
+            let Ok(outgoing) = outbox.try_recv() else {
+                break;
+            };
+            self.deliver_here(&io, &outgoing);
+            pending.push_back(outgoing);
         }
     }
 
@@ -132,9 +159,10 @@ impl RedisCluster {
         }
     }
 
-    /// An ordered broadcast of this server's whose write failed: delivered
-    /// here now, and skipped if Redis took it after all.
-    fn deliver_cut(&self, io: &Arc<Io>, outgoing: Outgoing) {
+    /// An ordered broadcast of this server's that may not come back from the
+    /// stream soon (or ever): delivered to this server's sockets now, without
+    /// offset, unless it was already; skipped when read.
+    fn deliver_here(&self, io: &Arc<Io>, outgoing: &Outgoing) {
         let Outgoing::Message {
             message,
             mid: Some(mid),
@@ -143,22 +171,20 @@ impl RedisCluster {
         else {
             return;
         };
-        if self.skipped(mid) {
-            // Delivered when it was emitted (Redis was away then).
-            self.skip_mid(mid);
+        if !self.skip_mid(*mid) {
+            // Delivered already (when emitted, Redis being away then).
             return;
         }
-        self.skip_mid(mid);
-        if let Body::Broadcast { packet, opts, .. } = message.body {
-            let mut data = packet.data.into_iter();
+        if let Body::Broadcast { packet, opts, .. } = &message.body {
+            let mut data = packet.data.iter().cloned();
             if let Some(Value::String(name)) = data.next() {
                 let args: Args = data.collect::<Vec<_>>().into();
                 io.emit_to(
                     &message.nsp,
-                    &target(opts),
+                    &target(opts.clone()),
                     &name,
                     args,
-                    packet.attachments,
+                    packet.attachments.clone(),
                     false,
                     true,
                 );
