@@ -2,8 +2,10 @@
 // @socket.io/redis-streams-adapter (default options): the peer of duplex's
 // cluster tests (server/tests/cluster.rs).
 //
-//   node cluster-node.mjs <redis-url>
+//   node cluster-node.mjs <redis-url> [--recovery]
 //
+// --recovery turns on connection state recovery (maxDisconnectionDuration 120 s,
+// as duplex's default window): sessions and offsets through the adapter.
 // Listens on 127.0.0.1 (a free port), prints `listening <port>`, and exits when
 // its standard input closes (the test that started it ended) or after 120 s.
 //
@@ -29,6 +31,7 @@ import { createClient } from "redis";
 import { createAdapter } from "@socket.io/redis-streams-adapter";
 
 const [url] = process.argv.slice(2);
+const recovery = process.argv.includes("--recovery");
 if (!url) {
   console.error("usage: node cluster-node.mjs <redis-url>");
   process.exit(2);
@@ -39,7 +42,10 @@ redis.on("error", (e) => console.error(`redis: ${e.message}`));
 await redis.connect();
 
 const http = createServer();
-const io = new Server(http, { adapter: createAdapter(redis) });
+const io = new Server(http, {
+  adapter: createAdapter(redis),
+  ...(recovery ? { connectionStateRecovery: { maxDisconnectionDuration: 120_000 } } : {}),
+});
 
 io.on("ping", (...args) => {
   const ack = args[args.length - 1];

@@ -4,8 +4,11 @@
 // one server and lets it reconnect to another.
 //
 //   node cluster-recover.mjs <url> <channel> <last item> [--timeout-ms 30000]
+//        [--join-room]
 //
-// Joins the news channel <channel> once first connected, then prints one line per
+// Joins the news channel <channel> once first connected (duplex's app:
+// `join {"channel"}`; with --join-room, as interop/cluster-node.mjs takes it:
+// `join "channel:<channel>"`, the room duplex's app publishes a channel to), then prints one line per
 // event: `connect {"id","recovered"}`, `joined`, `news {"text","offset"}` (the
 // offset: the event's last argument, which recovery appends), `disconnect <reason>`.
 // Once it has the `news` item <last item> (or after the timeout) it prints
@@ -39,7 +42,8 @@ socket.on("connect", () => {
   connects.push({ id: socket.id, recovered: socket.recovered === true });
   console.log(`connect ${JSON.stringify({ id: socket.id, recovered: socket.recovered === true })}`);
   if (!joined) {
-    socket.emit("join", { channel }, () => {
+    const room = process.argv.includes("--join-room") ? `channel:${channel}` : { channel };
+    socket.emit("join", room, () => {
       joined = true;
       console.log("joined");
     });

@@ -7,6 +7,9 @@
 //!
 //! Three duplex servers on one real `redis-server`, a loopback proxy in front
 //! (`duplex_e2e::Proxy`, its upstream switched from A to B during the cut), and
+//! — for a team moving one server at a time — A or B a Node socket.io 4 server
+//! with `@socket.io/redis-streams-adapter` and recovery (`interop/cluster-node.mjs`);
+//! in every case
 //! both clients people use: the official `socket.io-client` with its default
 //! options (`interop/cluster-recover.mjs`; long-polling, then the upgrade) and
 //! duplex's native client. Needs Node.js and `npm ci` in `interop/`:
@@ -16,6 +19,7 @@
 //! ```
 
 use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -40,20 +44,70 @@ const WAIT: Duration = Duration::from_secs(20);
 
 #[test]
 fn official_and_native_clients_recover_100_missed_items_on_another_server() -> Result<()> {
-    let redis = RedisServer::start()?;
-    let servers = (0..3)
-        .map(|_| {
-            TestServer::start_with(duplex_server::Config {
-                dist: empty_dist()?,
-                redis: Some(redis.url()),
-                recovery: Some(RecoveryConfig::default()),
-                ..duplex_server::Config::default()
-            })
+    recover_across(Kind::Duplex, Kind::Duplex)
+}
+
+/// A team moving from Node to duplex one server at a time: the clients of a
+/// Node server that goes away recover on a duplex server.
+#[test]
+fn clients_of_a_node_js_server_recover_on_a_duplex_server() -> Result<()> {
+    recover_across(Kind::NodeJs, Kind::Duplex)
+}
+
+/// And back: sessions and offsets written by duplex are Node's.
+#[test]
+fn clients_of_a_duplex_server_recover_on_a_node_js_server() -> Result<()> {
+    recover_across(Kind::Duplex, Kind::NodeJs)
+}
+
+/// Which server: duplex, or Node socket.io 4 with `@socket.io/redis-streams-adapter`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Duplex,
+    NodeJs,
+}
+
+/// A server of the cluster, stopped when dropped.
+enum Server {
+    Duplex(TestServer),
+    NodeJs(NodeServer),
+}
+
+impl Server {
+    fn start(kind: Kind, redis: &RedisServer) -> Result<Server> {
+        Ok(match kind {
+            Kind::Duplex => {
+                let server = TestServer::start_with(duplex_server::Config {
+                    dist: empty_dist()?,
+                    redis: Some(redis.url()),
+                    recovery: Some(RecoveryConfig::default()),
+                    ..duplex_server::Config::default()
+                })?;
+                server.wait_ready()?;
+                Server::Duplex(server)
+            }
+            Kind::NodeJs => Server::NodeJs(NodeServer::start(redis)?),
         })
-        .collect::<Result<Vec<_>>>()?;
-    for server in &servers {
-        server.wait_ready()?;
     }
+
+    fn addr(&self) -> SocketAddr {
+        match self {
+            Server::Duplex(server) => server.addr(),
+            Server::NodeJs(server) => server.addr,
+        }
+    }
+}
+
+/// The clients connect to a server of kind `first` (A), are cut off while the
+/// items are published from a duplex server (C), and come back to a server of
+/// kind `second` (B).
+fn recover_across(first: Kind, second: Kind) -> Result<()> {
+    let redis = RedisServer::start()?;
+    let servers = [
+        Server::start(first, &redis)?,
+        Server::start(second, &redis)?,
+        Server::start(Kind::Duplex, &redis)?,
+    ];
     let (a, b, c) = (servers[0].addr(), servers[1].addr(), servers[2].addr());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -61,10 +115,16 @@ fn official_and_native_clients_recover_100_missed_items_on_another_server() -> R
         .build()?;
     let proxy = Proxy::start(rt.handle(), a, WebSockets::Allow)?;
 
+    // The channel is joined on A: duplex's app takes `{"channel"}`, the Node
+    // peer a room's name.
+    let join = match first {
+        Kind::Duplex => json!({ "channel": CHANNEL }),
+        Kind::NodeJs => json!(format!("channel:{CHANNEL}")),
+    };
     // The official client, through the proxy (to A for now).
     // The last item, to everyone, after the other channel's.
     let last = format!("item-{}", BEFORE + 2 * MISSED_EACH + OTHERS);
-    let mut official = NodeClient::start(&proxy.url(), &last)?;
+    let mut official = NodeClient::start(&proxy.url(), &last, first == Kind::NodeJs)?;
     rt.block_on(async {
         let options = Options {
             reconnection: Some(Backoff::default()),
@@ -76,9 +136,7 @@ fn official_and_native_clients_recover_100_missed_items_on_another_server() -> R
             .into_emitter();
         let mut observer =
             duplex_native::connect(&format!("http://{b}"), Options::default()).await?;
-        native
-            .emit_with_ack("join", vec![json!({ "channel": CHANNEL })])
-            .await?;
+        native.emit_with_ack("join", vec![join]).await?;
         official.wait_for("joined").await?;
         let first_sid = native.sid();
 
@@ -218,16 +276,12 @@ struct NodeClient {
 }
 
 impl NodeClient {
-    fn start(url: &str, last: &str) -> Result<NodeClient> {
-        let interop = Path::new(env!("CARGO_MANIFEST_DIR")).join("../interop");
-        ensure!(
-            interop.join("node_modules/socket.io-client").is_dir(),
-            "{} has no node_modules: run `npm ci` there (`cargo xtask test` does)",
-            interop.display()
-        );
+    fn start(url: &str, last: &str, join_room: bool) -> Result<NodeClient> {
+        let interop = interop_dir()?;
         let mut child = Command::new("node")
             .arg("cluster-recover.mjs")
             .args([url, CHANNEL, last])
+            .args(join_room.then_some("--join-room"))
             .current_dir(&interop)
             .stdout(Stdio::piped())
             .spawn()
@@ -269,6 +323,57 @@ impl NodeClient {
         );
         Ok(summary)
     }
+}
+
+/// `node interop/cluster-node.mjs <redis> --recovery`: Node socket.io 4 with
+/// the Redis Streams adapter and connection state recovery.
+struct NodeServer {
+    addr: SocketAddr,
+    child: Child,
+}
+
+impl NodeServer {
+    fn start(redis: &RedisServer) -> Result<NodeServer> {
+        let mut child = Command::new("node")
+            .arg("cluster-node.mjs")
+            .args([redis.url().as_str(), "--recovery"])
+            .current_dir(interop_dir()?)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("starting node")?;
+        let stdout = child.stdout.take().context("node's stdout")?;
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line)?;
+        let port: u16 = line
+            .trim()
+            .strip_prefix("listening ")
+            .and_then(|p| p.parse().ok())
+            .with_context(|| format!("expected `listening <port>` from node, got {line:?}"))?;
+        Ok(NodeServer {
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            child,
+        })
+    }
+}
+
+impl Drop for NodeServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn interop_dir() -> Result<std::path::PathBuf> {
+    let interop = Path::new(env!("CARGO_MANIFEST_DIR")).join("../interop");
+    ensure!(
+        interop
+            .join("node_modules/@socket.io/redis-streams-adapter")
+            .is_dir(),
+        "{} has no node_modules: run `npm ci` there (`cargo xtask test` does)",
+        interop.display()
+    );
+    Ok(interop)
 }
 
 impl Drop for NodeClient {
