@@ -481,10 +481,11 @@ enum Item {
 /// The publish number of a WebSocket message that is exactly a benchmark news
 /// event, `42["news",{"hello":"<n>|xxx…","from":"<id>"}]` (the publisher's id,
 /// as every Socket.IO server of the bench sends it; also accepted without it),
-/// with no escapes, no ack id, no offset: recognised without a JSON
-/// parse, so that the generator, receiving a million of these, does not limit
-/// the fan-out figure. Anything else (other events, a recovery offset, a
-/// different shape) goes through the session.
+/// possibly followed by a recovery offset (`,"12"]` or `,"1796566870302-0"]`,
+/// as duplex and Node with connection state recovery append it), with no
+/// escapes and no ack id: recognised without a JSON parse, so that the
+/// generator, receiving a million of these, does not limit the fan-out figure.
+/// Anything else (other events, a different shape) goes through the session.
 pub fn quick_news(text: &str) -> Option<u64> {
     let rest = text.strip_prefix(r#"42["news",{"hello":""#)?;
     // `hello` ends at the first quote; a backslash before it is an escape, which
@@ -493,12 +494,21 @@ pub fn quick_news(text: &str) -> Option<u64> {
     if rest.as_bytes()[end] != b'"' {
         return None;
     }
-    let (hello, rest) = (&rest[..end], &rest[end + 1..]);
+    let (hello, mut rest) = (&rest[..end], &rest[end + 1..]);
+    if let Some(from) = rest.strip_prefix(r#","from":""#) {
+        let end = memchr::memchr2(b'"', b'\\', from.as_bytes())?;
+        if from.as_bytes()[end] != b'"' {
+            return None;
+        }
+        rest = &from[end + 1..];
+    }
     let tail = rest == "}]"
         || rest
-            .strip_prefix(r#","from":""#)
-            .and_then(|r| r.strip_suffix(r#""}]"#))
-            .is_some_and(|id| memchr::memchr2(b'"', b'\\', id.as_bytes()).is_none());
+            .strip_prefix(r#"},""#)
+            .and_then(|r| r.strip_suffix(r#""]"#))
+            .is_some_and(|offset| {
+                !offset.is_empty() && offset.bytes().all(|b| b.is_ascii_digit() || b == b'-')
+            });
     if !tail {
         return None;
     }
@@ -642,12 +652,27 @@ mod tests {
         assert_eq!(quick_news(&from), Some(7));
         let channel = format!(r#"42["news",{{"hello":"{t}","from":"abc","channel":"c"}}]"#);
         assert_eq!(quick_news(&channel), None);
-        // A recovery offset, another namespace, an escape, another event: the
-        // full session handles those.
+        // A recovery offset, a counter or a stream id, is read past.
         assert_eq!(
             quick_news(&format!(r#"42["news",{{"hello":"{t}"}},"12"]"#)),
+            Some(7)
+        );
+        assert_eq!(
+            quick_news(&format!(
+                r#"42["news",{{"hello":"{t}","from":"abc"}},"1796566870302-0"]"#
+            )),
+            Some(7)
+        );
+        assert_eq!(
+            quick_news(&format!(r#"42["news",{{"hello":"{t}"}},"x"]"#)),
             None
         );
+        assert_eq!(
+            quick_news(&format!(r#"42["news",{{"hello":"{t}"}},{{}}]"#)),
+            None
+        );
+        // Another namespace, an escape, another event: the full session
+        // handles those.
         assert_eq!(
             quick_news(&format!(r#"42/x,["news",{{"hello":"{t}"}}]"#)),
             None

@@ -4,7 +4,8 @@
 //! loopback and three servers of that kind on it; subscribers spread over the
 //! three, one publisher on the first. It reports deliveries per second, what
 //! was missing or out of order, and the CPU of the three servers and of Redis
-//! per delivery, with the same generator for both.
+//! per delivery, then the latency of one publish to a subscriber on each server,
+//! with the same generator for both, both with connection state recovery.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -13,13 +14,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use futures_util::future::join_all;
 use serde::Serialize;
 use tokio::time::sleep_until;
 
 use super::peers::{self, PeerOptions, Prepared, Server};
 use super::scenarios::{publish, receive_news};
 use crate::child::ServerProcess;
-use crate::conn::Conn;
+use crate::conn::{Conn, Incoming, published_text};
 use crate::source::Sources;
 use crate::sys;
 
@@ -59,8 +61,19 @@ pub struct ClusterRun {
     /// CPU of the three servers and of Redis per delivery, in nanoseconds.
     pub servers_cpu_ns_per_delivery: f64,
     pub redis_cpu_ns_per_delivery: f64,
+    /// One publish at a time: from the publisher's write to the subscriber's
+    /// read, on the other servers (cross-node) and on the publisher's own
+    /// server, in microseconds.
+    pub cross_p50_us: f64,
+    pub cross_p99_us: f64,
+    pub local_p50_us: f64,
     pub errors: Vec<String>,
 }
+
+/// Publishes timed one at a time, for the latency figures.
+const LATENCY_SAMPLES: u64 = 500;
+/// Between two timed publishes: the cluster is idle when each is sent.
+const LATENCY_PAUSE: Duration = Duration::from_millis(2);
 
 /// A `redis-server` on a free loopback port, without persistence.
 struct Redis {
@@ -110,10 +123,16 @@ pub async fn run(
     out: &Path,
 ) -> anyhow::Result<Vec<ClusterRun>> {
     let sources = Arc::new(Sources::new(Sources::default_per_address()));
+    // Both with connection state recovery (a 2 minute window), as a cluster
+    // that loses nothing across servers runs: duplex's default, Node's option.
+    let options = PeerOptions {
+        duplex_recovery: true,
+        ..options.clone()
+    };
     let mut runs = Vec::new();
     for rep in 0..repeat {
         for server in [Server::Duplex, Server::Node] {
-            let launch = match peers::prepare(server, options) {
+            let launch = match peers::prepare(server, &options) {
                 Prepared::Ready(launch) => launch,
                 Prepared::Missing(why) => {
                     println!("bench: cluster: {} cannot run: {why}", server.name());
@@ -121,7 +140,11 @@ pub async fn run(
                 }
             };
             let redis = Redis::start()?;
-            let launch = launch.with_args(&["--redis".to_owned(), redis.url()]);
+            let mut args = vec!["--redis".to_owned(), redis.url()];
+            if server == Server::Node {
+                args.push("--recovery".to_owned());
+            }
+            let launch = launch.with_args(&args);
             let mut nodes = Vec::new();
             for i in 0..NODES {
                 let log = out.join(format!("logs/cluster-{}-{rep}-{i}.log", server.name()));
@@ -132,19 +155,31 @@ pub async fn run(
             }
             // Let every node's stream reader start before the first publish.
             tokio::time::sleep(Duration::from_millis(500)).await;
-            let run = fanout(server, &nodes, redis.child.id(), &sources, sizes).await;
+            let mut run = fanout(server, &nodes, redis.child.id(), &sources, sizes).await;
+            if let Ok(run) = &mut run {
+                match latency(server, &nodes, &sources).await {
+                    Ok(figures) => {
+                        [run.cross_p50_us, run.cross_p99_us, run.local_p50_us] = figures;
+                    }
+                    Err(e) => run.errors.push(format!("latency: {e:#}")),
+                }
+            }
             match run {
                 Ok(run) => {
                     println!(
                         "bench: cluster {:<12} run {} deliveries_per_s={:.0} missing={} ooo={} \
-                         servers_cpu_ns={:.0} redis_cpu_ns={:.0}",
+                         servers_cpu_ns={:.0} redis_cpu_ns={:.0} cross_p50_us={:.0} \
+                         cross_p99_us={:.0} local_p50_us={:.0}",
                         run.server,
                         rep + 1,
                         run.deliveries_per_s,
                         run.missing,
                         run.out_of_order,
                         run.servers_cpu_ns_per_delivery,
-                        run.redis_cpu_ns_per_delivery
+                        run.redis_cpu_ns_per_delivery,
+                        run.cross_p50_us,
+                        run.cross_p99_us,
+                        run.local_p50_us
                     );
                     runs.push(run);
                 }
@@ -225,8 +260,76 @@ async fn fanout(
         out_of_order,
         servers_cpu_ns_per_delivery: per_delivery(servers_cpu),
         redis_cpu_ns_per_delivery: per_delivery(redis_cpu),
+        cross_p50_us: f64::NAN,
+        cross_p99_us: f64::NAN,
+        local_p50_us: f64::NAN,
         errors,
     })
+}
+
+/// Cross-node latency: a publisher on the first server, a subscriber on each
+/// server; [`LATENCY_SAMPLES`] publishes, each sent once the previous one
+/// reached all three. Returns the cross-node p50 and p99 and the same-node
+/// p50, in microseconds.
+async fn latency(
+    server: Server,
+    nodes: &[ServerProcess],
+    sources: &Arc<Sources>,
+) -> anyhow::Result<[f64; 3]> {
+    let dialect = server.dialect();
+    let mut publisher = Conn::open(dialect, nodes[0].addr(), sources).await?;
+    let mut subscribers = Vec::new();
+    for node in nodes {
+        subscribers.push(Conn::open(dialect, node.addr(), sources).await?);
+    }
+    let (mut cross, mut local) = (Vec::new(), Vec::new());
+    for n in 0..LATENCY_SAMPLES {
+        tokio::time::sleep(LATENCY_PAUSE).await;
+        let sent = tokio::time::Instant::now();
+        publisher.queue_publish(published_text(n))?;
+        publisher.flush().await?;
+        // Each subscriber's read timed on its own, all waited for at once.
+        let arrivals = join_all(subscribers.iter_mut().map(|subscriber| async move {
+            wait_news(subscriber, n).await?;
+            anyhow::Ok(sent.elapsed().as_secs_f64() * 1e6)
+        }))
+        .await;
+        for (i, took) in arrivals.into_iter().enumerate() {
+            if i == 0 { &mut local } else { &mut cross }.push(took?);
+        }
+        // The publisher gets its own news too: read it, or its socket fills.
+        wait_news(&mut publisher, n).await?;
+    }
+    Ok([
+        percentile(&mut cross, 0.50),
+        percentile(&mut cross, 0.99),
+        percentile(&mut local, 0.50),
+    ])
+}
+
+/// Reads until news item `n` (earlier ones are skipped), at most 5 s.
+async fn wait_news(conn: &mut Conn, n: u64) -> anyhow::Result<()> {
+    tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if let Incoming::News(k) = conn.next().await?
+                && k >= n
+            {
+                return Ok(());
+            }
+        }
+    })
+    .await
+    .with_context(|| format!("news item {n} did not come within 5 s"))?
+}
+
+/// The `q` quantile of `values` (sorted here), NaN when empty.
+fn percentile(values: &mut [f64], q: f64) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    values.sort_by(f64::total_cmp);
+    let index = ((values.len() as f64 * q).ceil() as usize).clamp(1, values.len()) - 1;
+    values[index]
 }
 
 /// One figure of a run.
@@ -235,7 +338,12 @@ type Figure = fn(&ClusterRun) -> f64;
 /// The section's table: medians per server and duplex/Node.
 pub fn markdown(runs: &[ClusterRun], sizes: ClusterSizes) -> String {
     let median = |server: &str, f: Figure| -> Option<f64> {
-        let mut v: Vec<f64> = runs.iter().filter(|r| r.server == server).map(f).collect();
+        let mut v: Vec<f64> = runs
+            .iter()
+            .filter(|r| r.server == server)
+            .map(f)
+            .filter(|v| !v.is_nan())
+            .collect();
         if v.is_empty() {
             return None;
         }
@@ -243,11 +351,12 @@ pub fn markdown(runs: &[ClusterRun], sizes: ClusterSizes) -> String {
         Some(v[v.len() / 2])
     };
     let mut out = format!(
-        "Cluster: {} subscribers spread over {NODES} servers on one Redis, {} publishes on the first \
+        "Cluster: {} subscribers spread over {NODES} servers on one Redis, {} publishes on the first; \
+         then {LATENCY_SAMPLES} publishes one at a time, timed to a subscriber on each server \
          (medians of the runs)\n\n| figure | duplex | node | duplex/node |\n|---|--:|--:|--:|\n",
         sizes.subscribers, sizes.publishes
     );
-    let rows: [(&str, Figure); 3] = [
+    let rows: [(&str, Figure); 6] = [
         ("deliveries/s ↑", |r| r.deliveries_per_s),
         ("servers' CPU per delivery (ns) ↓", |r| {
             r.servers_cpu_ns_per_delivery
@@ -255,6 +364,9 @@ pub fn markdown(runs: &[ClusterRun], sizes: ClusterSizes) -> String {
         ("Redis CPU per delivery (ns) ↓", |r| {
             r.redis_cpu_ns_per_delivery
         }),
+        ("cross-node latency p50 (µs) ↓", |r| r.cross_p50_us),
+        ("cross-node latency p99 (µs) ↓", |r| r.cross_p99_us),
+        ("same-node latency p50 (µs) ↓", |r| r.local_p50_us),
     ];
     for (name, f) in rows {
         let (d, n) = (median("duplex", f), median("node", f));
@@ -294,6 +406,9 @@ mod tests {
             out_of_order: 0,
             servers_cpu_ns_per_delivery: 1e9 / rate,
             redis_cpu_ns_per_delivery: 10.0,
+            cross_p50_us: 300.0,
+            cross_p99_us: 900.0,
+            local_p50_us: 100.0,
             errors: Vec::new(),
         }
     }
@@ -312,6 +427,10 @@ mod tests {
             "{table}"
         );
         assert!(table.contains("| 0 / 0 | 7 / 0 |"), "{table}");
+        assert!(
+            table.contains("| cross-node latency p99 (µs) ↓ | 900 | 900 | 1.00 |"),
+            "{table}"
+        );
         let none = markdown(&runs[..1], ClusterSizes::quick());
         assert!(none.contains("| 3000000 | – | – |"), "{none}");
     }

@@ -498,6 +498,78 @@ mod tests {
     }
 
     #[test]
+    fn offsets_read_as_counters_or_stream_ids() {
+        let id = Offset::parse("1796566870302-7").expect("a stream id");
+        assert_eq!(
+            id,
+            Offset {
+                ms: 1_796_566_870_302,
+                seq: 7
+            }
+        );
+        assert_eq!(id.to_string(), "1796566870302-7");
+        assert_eq!(Offset::parse("42"), Some(Offset::counter(42)));
+        assert_eq!(Offset::counter(42).to_string(), "42");
+        assert!(
+            Offset::counter(u64::MAX) < id,
+            "a counter is before any stream id"
+        );
+        assert!(Offset::parse("1796566870302-7") < Offset::parse("1796566870302-10"));
+        for bad in [
+            "",
+            "x",
+            "1-",
+            "-1",
+            "1-2-3",
+            "+5",
+            " 5",
+            "5 ",
+            "1.5",
+            "99999999999999999999",
+        ] {
+            assert_eq!(Offset::parse(bad), None, "{bad:?}");
+        }
+    }
+
+    /// A cluster's server logs the stream from where it started reading: a
+    /// client whose offset is before that cannot recover there, one after can.
+    #[test]
+    fn a_log_that_starts_late_replays_only_what_it_saw() {
+        let mut ns = Namespace::new(Some(RecoveryConfig::default()));
+        let t = Time::from_secs(1);
+        let id = |seq| Offset { ms: 1000, seq };
+        ns.missing_up_to(id(5));
+        assert_eq!(ns.last_offset(), id(5), "a joining socket's base");
+        for seq in 6..=8 {
+            ns.log(
+                id(seq),
+                Target::default(),
+                vec![frame(&seq.to_string())].into(),
+                t,
+            );
+        }
+        let fetched = saved(&[]);
+        assert_eq!(
+            ns.recover_fetched(&fetched, Some("1000-4")),
+            None,
+            "before the log"
+        );
+        assert_eq!(
+            ns.recover_fetched(&fetched, Some("1000-5")),
+            Some(vec![frame("6"), frame("7"), frame("8")])
+        );
+        assert_eq!(
+            ns.recover_fetched(&fetched, Some("1000-7")),
+            Some(vec![frame("8")])
+        );
+        assert_eq!(
+            ns.recover_fetched(&fetched, Some("1000-9")),
+            None,
+            "not read yet"
+        );
+    }
+
+    #[test]
     fn pids_name_their_socket_and_cannot_be_guessed_from_it() {
         let a = pid_for("s1");
         let b = pid_for("s1");

@@ -9,9 +9,17 @@
 //! forwarded again. A server skips its own entries: its sockets got them when
 //! they were emitted.
 //!
-//! Redis away (at start or later) never stops or slows local delivery: emits
-//! reach this server's sockets at once, the outbox keeps what the others must
-//! hear until Redis is back, and both tasks reconnect with a backoff. The
+//! With connection state recovery, the stream orders every broadcast: this
+//! server's own are delivered to its sockets when read back (marked with a
+//! `mid` field), with the entry id as offset like every other server's, and
+//! every server logs every broadcast so that a client recovers on any of them;
+//! sessions of departed sockets are kept in Redis (`sio:session:<pid>`, Node's
+//! format) and taken by the server the client comes back to.
+//!
+//! Redis away (at start or later) never stops local delivery: emits reach
+//! this server's sockets at once (without offset, with recovery), the outbox
+//! keeps what the others must hear until Redis is back, and both tasks
+//! reconnect with a backoff. The
 //! policy when the outbox is full (`outbox` messages waiting): a new message is
 //! dropped and counted ([`RedisCluster::dropped`]), so the other servers' clients
 //! miss it; a pipeline in flight when the connection fails is counted as lost
