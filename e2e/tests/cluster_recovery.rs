@@ -168,11 +168,19 @@ fn recover_across(first: Kind, second: Kind) -> Result<()> {
         proxy.set_upstream(b);
         proxy.restore();
         native_texts.extend(texts_until(&mut native, &last).await?);
-        let Status::Connected { sid, recovered } = native.status().borrow().clone() else {
-            bail!(
-                "the native client is not connected: {:?}",
-                native.status().borrow()
-            );
+        // A Node server sends the missed events before its CONNECT answer: the
+        // client may have them before it reports itself connected.
+        let mut status = native.status();
+        let connected = tokio::time::timeout(
+            WAIT,
+            status.wait_for(|s| matches!(s, Status::Connected { .. })),
+        )
+        .await
+        .context("the native client did not report itself connected")?
+        .context("the native client is gone")?
+        .clone();
+        let Status::Connected { sid, recovered } = connected else {
+            bail!("the native client is not connected: {connected:?}");
         };
         ensure!(recovered, "the native client's session was not recovered");
         ensure!(

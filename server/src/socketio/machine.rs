@@ -2,7 +2,7 @@
 //! ([`SocketIoMachine`], the protocol's `ServerSession` plus this server's
 //! sockets, handlers and pending acks), and how [`Io`] opens one per client.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,6 +46,7 @@ impl Factory for Io {
             conn,
             handshake: Arc::new(handshake),
             sockets: HashMap::new(),
+            fetching: HashSet::new(),
             acks: HashMap::new(),
             closing: None,
             connect_answered: false,
@@ -79,6 +80,8 @@ pub struct SocketIoMachine {
     handshake: Arc<Handshake>,
     /// This connection's sockets, one per joined namespace, with their handler.
     sockets: HashMap<String, (Socket, Arc<dyn Handler>)>,
+    /// Namespaces whose CONNECT waits for its session from the cluster.
+    fetching: HashSet<String>,
     /// Our emits waiting for the client's ack.
     acks: HashMap<u64, (Duration, oneshot::Sender<Result<AckResponse, AckError>>)>,
     /// Set when the server itself decided to close (shutdown, slow client, kick).
@@ -91,6 +94,11 @@ pub struct SocketIoMachine {
 impl SocketIoMachine {
     fn on_connect(&mut self, nsp: String, auth: Option<Value>) {
         let sid = &self.handshake.sid;
+        if self.fetching.contains(&nsp) {
+            // The first CONNECT is still being answered.
+            debug!(%sid, %nsp, "a second CONNECT while the first waits for its session: ignored");
+            return;
+        }
         let Some(handler) = self.io.handler(&nsp) else {
             info!(%sid, %nsp, "connect refused: invalid namespace");
             self.session.reject_connect(&nsp, "Invalid namespace");
@@ -139,7 +147,10 @@ impl SocketIoMachine {
             Admission::Joined(socket) => self.connected(nsp, socket, handler),
             // Only namespaces with a handler are served; checked above.
             Admission::Refused => self.session.reject_connect(&nsp, "Invalid namespace"),
-            Admission::Fetch { parts, pid, offset } => self.fetch_session(*parts, pid, offset),
+            Admission::Fetch { parts, pid, offset } => {
+                self.fetching.insert(nsp);
+                self.fetch_session(*parts, pid, offset);
+            }
         }
     }
 
@@ -162,13 +173,20 @@ impl SocketIoMachine {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
             }
-            // A connection gone meanwhile takes nothing: its client starts over.
-            let _ = conn.send(Outbound::Admit(Box::new(FetchedSession {
+            let nsp = parts.nsp.clone();
+            let kept = session.clone().map(|session| (pid.clone(), session));
+            let sent = conn.send(Outbound::Admit(Box::new(FetchedSession {
                 parts,
                 pid,
                 offset,
                 session,
             })));
+            if let (Err(_), Some((pid, session))) = (sent, kept) {
+                // The connection went meanwhile: the session goes back where it
+                // was, for the client's next attempt.
+                let now = io.now();
+                io.with_namespace(&nsp, |ns| ns.save(&pid, session, now));
+            }
         });
     }
 
@@ -256,6 +274,10 @@ impl Machine for SocketIoMachine {
                     session,
                 } = *fetched;
                 let nsp = parts.nsp.clone();
+                if !self.fetching.remove(&nsp) {
+                    // The client left the namespace meanwhile.
+                    return;
+                }
                 let admitted = self.io.handler(&nsp).and_then(|handler| {
                     let socket = self
                         .io
@@ -324,6 +346,7 @@ impl Machine for SocketIoMachine {
                     }
                 }
                 ServerEvent::Disconnect { nsp } => {
+                    self.fetching.remove(&nsp);
                     self.leave(&nsp, &DisconnectReason::ClientNamespaceDisconnect);
                 }
                 ServerEvent::Closed(reason) => {
