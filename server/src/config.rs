@@ -35,6 +35,22 @@ pub struct Config {
     /// A Redis server shared with the other servers of a cluster
     /// (`redis://host:port`); `None` keeps everything in this server's memory.
     pub redis: Option<String>,
+    /// Where Prometheus metrics are served (nowhere by default).
+    pub metrics: MetricsEndpoint,
+    /// The official Socket.IO Admin UI's `/admin` namespace (off by default).
+    pub admin: Option<crate::admin::AdminConfig>,
+}
+
+/// Where `GET /metrics` answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MetricsEndpoint {
+    /// Nowhere.
+    #[default]
+    Off,
+    /// On the server's own address, beside the app (outside the Origin check).
+    Main,
+    /// On an address of its own (a port the scraper reaches and clients do not).
+    Separate(std::net::SocketAddr),
 }
 
 impl Default for Config {
@@ -53,6 +69,8 @@ impl Default for Config {
             origins: OriginPolicy::Any,
             max_connections: 100_000,
             redis: None,
+            metrics: MetricsEndpoint::Off,
+            admin: None,
         }
     }
 }

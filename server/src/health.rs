@@ -1,7 +1,8 @@
 //! `GET /healthz`: the process answers. `GET /readyz`: it should get traffic —
 //! not shutting down and, in a cluster, connected to its Redis. Small JSON
 //! bodies, outside the Origin check (load balancers and orchestrators call
-//! them, not pages), computed from a few atomics.
+//! them, not pages), computed from a few atomics. `GET /metrics` (when turned
+//! on): the Prometheus metrics of [`crate::metrics`].
 
 use std::sync::Arc;
 
@@ -30,6 +31,44 @@ pub(crate) fn routes(
             },
         );
     healthz.or(readyz).unify()
+}
+
+/// `GET /metrics`, when `enabled` (else it does not match).
+pub(crate) fn metrics_route(
+    registry: Arc<SessionRegistry<Io>>,
+    enabled: bool,
+) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
+    warp::path!("metrics").and(warp::get()).and_then(move || {
+        let registry = registry.clone();
+        async move {
+            if enabled {
+                Ok(metrics_reply(registry.factory()))
+            } else {
+                Err(warp::reject::not_found())
+            }
+        }
+    })
+}
+
+/// The metrics' text, the cluster's state read now.
+pub(crate) fn metrics_reply(io: &Io) -> Response {
+    let metrics = crate::metrics::metrics();
+    if let Some(cluster) = io.cluster() {
+        let status = cluster.status();
+        metrics.cluster_connected.set(i64::from(status.connected));
+        metrics
+            .cluster_dropped
+            .set(i64::try_from(status.dropped).unwrap_or(i64::MAX));
+        metrics
+            .cluster_lost
+            .set(i64::try_from(status.lost).unwrap_or(i64::MAX));
+    }
+    warp::reply::with_header(
+        metrics.render(),
+        "content-type",
+        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+    )
+    .into_response()
 }
 
 fn readiness(io: &Io, shutting_down: bool) -> Response {

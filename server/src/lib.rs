@@ -17,12 +17,14 @@
 //! [`run`] serves until its `CancellationToken` is cancelled, then tells every
 //! client, waits for the connection tasks and returns.
 
+pub mod admin;
 pub mod app;
 pub mod cluster;
 pub mod config;
 pub mod engine;
 mod health;
 mod memory;
+pub mod metrics;
 mod queue;
 mod routes;
 mod sid;
@@ -79,9 +81,16 @@ pub async fn run(
         }
         None => None,
     };
+    let admin = config.admin.clone().map(admin::Admin::new);
+    if let Some(admin) = &admin {
+        builder = admin.configure(builder);
+    }
     let io = builder.build();
     if let Some(cluster) = &cluster {
         cluster.start(&io, shutdown.clone());
+    }
+    if let Some(admin) = &admin {
+        admin.start(&io, shutdown.clone());
     }
     serve(listener, config, io, shutdown)
         .await
@@ -103,6 +112,21 @@ pub async fn serve(
         move || watched.session_count(),
         shutdown.clone(),
     ));
+    if let config::MetricsEndpoint::Separate(metrics_addr) = config.metrics {
+        let listener = bind(metrics_addr).await?;
+        let route = warp::Filter::recover(
+            health::metrics_route(endpoint.clone(), true),
+            routes::not_found,
+        );
+        let stop = shutdown.clone();
+        tracing::info!(%metrics_addr, "metrics on http://{metrics_addr}/metrics");
+        tokio::spawn(
+            warp::serve(warp::Filter::unify(route))
+                .incoming(listener)
+                .graceful(async move { stop.cancelled().await })
+                .run(),
+        );
+    }
     let routes = routes::routes(Arc::new(config.clone()), endpoint, shutdown.clone());
     if !config.dist.join("index.html").is_file() {
         tracing::warn!(

@@ -58,6 +58,86 @@ struct Args {
     /// Socket.IO servers with @socket.io/redis-streams-adapter among them.
     #[arg(long, env = "DUPLEX_REDIS")]
     redis: Option<String>,
+    /// Serve Prometheus metrics at `/metrics` on the server's address.
+    #[arg(long, env = "DUPLEX_METRICS")]
+    metrics: bool,
+    /// Serve Prometheus metrics at `/metrics` on this address instead (e.g.
+    /// `127.0.0.1:9124`, a port the scraper reaches and clients do not).
+    #[arg(long, env = "DUPLEX_METRICS_ADDR")]
+    metrics_addr: Option<SocketAddr>,
+    /// Turn on the official Socket.IO Admin UI's `/admin` namespace
+    /// (@socket.io/admin-ui). Needs --admin-username and --admin-password, or
+    /// --admin-no-auth.
+    #[arg(long, env = "DUPLEX_ADMIN_UI")]
+    admin_ui: bool,
+    /// The Admin UI's user name.
+    #[arg(long, env = "DUPLEX_ADMIN_USERNAME")]
+    admin_username: Option<String>,
+    /// The Admin UI's password: a bcrypt hash (`$2b$10$...`, as Node's
+    /// instrument takes it) or the password itself.
+    #[arg(long, env = "DUPLEX_ADMIN_PASSWORD", hide_env_values = true)]
+    admin_password: Option<String>,
+    /// Let anyone who reaches the server use the Admin UI, without credentials.
+    #[arg(long, env = "DUPLEX_ADMIN_NO_AUTH")]
+    admin_no_auth: bool,
+    /// The Admin UI may look but not act (no disconnect, join, leave, emit).
+    #[arg(long, env = "DUPLEX_ADMIN_READONLY")]
+    admin_readonly: bool,
+    /// `development` (sockets, rooms and events reported) or `production`
+    /// (server statistics only).
+    #[arg(long, env = "DUPLEX_ADMIN_MODE", default_value = "development")]
+    admin_mode: String,
+    /// The Admin UI's bundle (`node_modules/@socket.io/admin-ui/ui/dist`), to
+    /// serve at `/admin-ui/`.
+    #[arg(long, env = "DUPLEX_ADMIN_UI_DIST")]
+    admin_ui_dist: Option<PathBuf>,
+    /// This server's name in the Admin UI (the host name by default).
+    #[arg(long, env = "DUPLEX_ADMIN_SERVER_ID")]
+    admin_server_id: Option<String>,
+}
+
+/// The Admin UI's settings from the flags; an error when they do not say who
+/// may use it.
+fn admin_config(args: &Args) -> anyhow::Result<Option<duplex_server::admin::AdminConfig>> {
+    use duplex_server::admin::{AdminAuth, AdminConfig, AdminMode};
+    if !args.admin_ui {
+        anyhow::ensure!(
+            args.admin_username.is_none()
+                && args.admin_password.is_none()
+                && !args.admin_no_auth
+                && args.admin_ui_dist.is_none(),
+            "the --admin-* options need --admin-ui"
+        );
+        return Ok(None);
+    }
+    let auth = match (
+        &args.admin_username,
+        &args.admin_password,
+        args.admin_no_auth,
+    ) {
+        (Some(username), Some(password), false) => AdminAuth::Basic {
+            username: username.clone(),
+            password: password.clone(),
+        },
+        (None, None, true) => AdminAuth::None,
+        (_, _, true) => anyhow::bail!("--admin-no-auth and credentials exclude each other"),
+        _ => anyhow::bail!(
+            "--admin-ui needs --admin-username and --admin-password (a bcrypt hash or the \
+             password), or --admin-no-auth to let anyone who reaches the server in"
+        ),
+    };
+    let mode = match args.admin_mode.as_str() {
+        "development" => AdminMode::Development,
+        "production" => AdminMode::Production,
+        other => anyhow::bail!("--admin-mode is development or production, not {other:?}"),
+    };
+    Ok(Some(AdminConfig {
+        auth,
+        readonly: args.admin_readonly,
+        mode,
+        server_id: args.admin_server_id.clone(),
+        ui_dist: args.admin_ui_dist.clone(),
+    }))
 }
 
 #[tokio::main]
@@ -66,6 +146,12 @@ async fn main() -> anyhow::Result<()> {
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
     let args = Args::parse();
+    let admin = admin_config(&args)?;
+    let metrics = match (args.metrics_addr, args.metrics) {
+        (Some(addr), _) => duplex_server::config::MetricsEndpoint::Separate(addr),
+        (None, true) => duplex_server::config::MetricsEndpoint::Main,
+        (None, false) => duplex_server::config::MetricsEndpoint::Off,
+    };
     let config = duplex_server::Config {
         dist: args.dist,
         ping_interval: Duration::from_millis(args.ping_interval),
@@ -84,6 +170,8 @@ async fn main() -> anyhow::Result<()> {
         max_payload: args.max_payload,
         max_connections: args.max_connections,
         redis: args.redis,
+        metrics,
+        admin,
         ..duplex_server::Config::default()
     };
     let listener = duplex_server::bind(args.addr)

@@ -20,12 +20,20 @@ pub(crate) fn routes(
     shutdown: tokio_util::sync::CancellationToken,
 ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
     let health = crate::health::routes(socket_io.clone(), shutdown);
+    let metrics = crate::health::metrics_route(
+        socket_io.clone(),
+        config.metrics == crate::config::MetricsEndpoint::Main,
+    );
     let admission = transport::routes::Admission {
         origins: config.origins.clone(),
         max_sessions: config.max_connections,
     };
     transport::routes::mount("socket.io", socket_io, admission)
         .or(health)
+        .unify()
+        .or(metrics)
+        .unify()
+        .or(crate::admin::ui_routes(config.admin.clone()))
         .unify()
         .or(index(config.clone()))
         .unify()

@@ -72,6 +72,7 @@ impl AckReply {
         attachments: Vec<Vec<u8>>,
     ) -> Result<(), SendError> {
         let frame = socketio::ack_frame(&self.nsp, self.id, &args.into(), attachments.len());
+        crate::metrics::metrics().acks_sent.inc();
         self.conn.send(Outbound::encoded(frame, &attachments))
     }
 }

@@ -4,6 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use protocol::session::{
@@ -17,8 +18,9 @@ use tracing::{debug, info};
 
 use super::handler::{AckError, AckReply, AckResponse, ConnectRequest, Handler, IncomingEvent};
 use super::socket::{AckRequest, Connection, FetchedSession, Outbound, Socket, SocketParts};
-use super::{Admission, Io};
+use super::{Admission, Io, Observed};
 use crate::engine::{DisconnectReason, Factory, Handshake, Link, LinkReceiver, Machine};
+use crate::metrics::Traffic;
 
 /// How long a CONNECT waits for this server's cluster reader to reach the
 /// offset its client brings from another server.
@@ -41,7 +43,12 @@ impl Factory for Io {
             .me
             .upgrade()
             .expect("an Io only opens sessions from the routes, which hold it");
+        let metrics = crate::metrics::metrics();
+        metrics.connections_opened.inc();
+        metrics.connection(transport_label(transport == Transport::WebSocket), 1);
         let machine = SocketIoMachine {
+            websocket: Arc::new(AtomicBool::new(transport == Transport::WebSocket)),
+            traffic: Traffic::default(),
             io,
             conn,
             handshake: Arc::new(handshake),
@@ -82,6 +89,10 @@ pub struct SocketIoMachine {
     sockets: HashMap<String, (Socket, Arc<dyn Handler>)>,
     /// Namespaces whose CONNECT waits for its session from the cluster.
     fetching: HashSet<String>,
+    /// Whether the connection is on WebSocket, shared with its sockets.
+    websocket: Arc<AtomicBool>,
+    /// Engine.IO packets and bytes not yet added to the metrics.
+    traffic: Traffic,
     /// Our emits waiting for the client's ack.
     acks: HashMap<u64, (Duration, oneshot::Sender<Result<AckResponse, AckError>>)>,
     /// Set when the server itself decided to close (shutdown, slow client, kick).
@@ -139,6 +150,7 @@ impl SocketIoMachine {
             base_offset: super::adapter::Offset::default(),
             data: Value::Null,
             handshake: self.handshake.clone(),
+            websocket: self.websocket.clone(),
         };
         // The CONNECT answer must precede the replayed packets. Joining queues the
         // replay on the link, which the task reads only after this dispatch; the
@@ -201,16 +213,52 @@ impl SocketIoMachine {
         self.session.accept_connect_with(&nsp, Value::Object(reply));
         self.connect_answered = true;
         debug!(%sid, %nsp, socket = socket.id(), recovered = socket.recovered(), "namespace joined");
+        crate::metrics::metrics().socket(&nsp, socket.transport(), 1);
+        self.io.observe(Observed::Connected(&socket));
         handler.on_connect(&socket);
         self.sockets.insert(nsp, (socket, handler));
     }
 
     fn leave(&mut self, nsp: &str, reason: &DisconnectReason) {
         if let Some((socket, handler)) = self.sockets.remove(nsp) {
+            let rooms = socket.rooms();
             self.io.leave_namespace(&socket, reason);
+            crate::metrics::metrics().socket(nsp, socket.transport(), -1);
+            self.io.observe(Observed::Disconnected {
+                socket: &socket,
+                reason,
+                rooms: &rooms,
+            });
             handler.on_disconnect(&socket, reason);
         }
     }
+
+    /// The connection is on WebSocket now: its sockets move there.
+    fn upgraded(&mut self) {
+        self.websocket.store(true, Ordering::Relaxed);
+        let metrics = crate::metrics::metrics();
+        metrics.upgrades.inc();
+        metrics.connection("polling", -1);
+        metrics.connection("websocket", 1);
+        for (nsp, (socket, _)) in &self.sockets {
+            metrics.socket(nsp, "polling", -1);
+            metrics.socket(nsp, "websocket", 1);
+            self.io.observe(Observed::Upgraded(socket));
+        }
+    }
+}
+
+impl Drop for SocketIoMachine {
+    fn drop(&mut self) {
+        let metrics = crate::metrics::metrics();
+        // What the last turn wrote.
+        metrics.traffic(&mut self.traffic);
+        metrics.connection(transport_label(self.websocket.load(Ordering::Relaxed)), -1);
+    }
+}
+
+fn transport_label(websocket: bool) -> &'static str {
+    if websocket { "websocket" } else { "polling" }
 }
 
 impl Machine for SocketIoMachine {
@@ -221,11 +269,17 @@ impl Machine for SocketIoMachine {
     }
 
     fn handle_frame(&mut self, frame: Frame, now: Time) -> Result<(), ProtocolError> {
+        self.traffic.count_in(&frame);
         self.session.handle_frame(frame, now)
     }
 
     fn handle_probe_frame(&mut self, frame: Frame) -> Result<Probe, ProtocolError> {
-        self.session.handle_probe_frame(frame)
+        self.traffic.count_in(&frame);
+        let probe = self.session.handle_probe_frame(frame);
+        if let Ok(Probe::Upgraded) = probe {
+            self.upgraded();
+        }
+        probe
     }
 
     fn probe_failed(&mut self) {
@@ -302,6 +356,8 @@ impl Machine for SocketIoMachine {
     }
 
     fn dispatch(&mut self) {
+        // Once per turn of the connection's task: what it counted since.
+        crate::metrics::metrics().traffic(&mut self.traffic);
         while let Some(event) = self.session.poll_event() {
             match event {
                 ServerEvent::Connect { nsp, auth } => self.on_connect(nsp, auth),
@@ -312,7 +368,13 @@ impl Machine for SocketIoMachine {
                     args,
                     attachments,
                 } => {
+                    crate::metrics::metrics().event_received(&nsp, &name);
                     if let Some((socket, handler)) = self.sockets.get(&nsp) {
+                        self.io.observe(Observed::EventReceived {
+                            socket,
+                            name: &name,
+                            args: &args,
+                        });
                         let ack = id.map(|id| AckReply {
                             id,
                             nsp,
@@ -336,12 +398,14 @@ impl Machine for SocketIoMachine {
                     ..
                 } => {
                     if let Some((_, reply)) = self.acks.remove(&id) {
+                        crate::metrics::metrics().acks_received.inc();
                         // The caller may have stopped waiting; nothing to do then.
                         let _ = reply.send(Ok(AckResponse { args, attachments }));
                     }
                 }
                 ServerEvent::AckTimeout { id, .. } => {
                     if let Some((timeout, reply)) = self.acks.remove(&id) {
+                        crate::metrics::metrics().ack_timeouts.inc();
                         let _ = reply.send(Err(AckError::Timeout(timeout)));
                     }
                 }
@@ -358,6 +422,7 @@ impl Machine for SocketIoMachine {
                     for nsp in namespaces {
                         self.leave(&nsp, &reason);
                     }
+                    crate::metrics::metrics().closed(&reason);
                     // Dropping the senders tells every waiting caller `Closed`.
                     self.acks.clear();
                 }
@@ -370,7 +435,11 @@ impl Machine for SocketIoMachine {
     }
 
     fn poll_transmit(&mut self) -> Option<Frame> {
-        self.session.poll_transmit()
+        let frame = self.session.poll_transmit();
+        if let Some(frame) = &frame {
+            self.traffic.count_out(frame);
+        }
+        frame
     }
 
     fn take_connect_answered(&mut self) -> bool {

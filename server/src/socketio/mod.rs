@@ -23,6 +23,7 @@ mod broadcast;
 mod handler;
 mod machine;
 mod namespace;
+mod observer;
 mod remote;
 mod socket;
 
@@ -45,6 +46,7 @@ pub use self::handler::{
 };
 pub use self::machine::SocketIoMachine;
 use self::namespace::Namespace;
+pub use self::observer::{Observed, Observer};
 pub use self::remote::{
     Cluster, ClusterStatus, FetchError, Pending, RemoteAcks, RemoteSocket, ServerSideEmitError,
 };
@@ -81,9 +83,16 @@ pub struct IoBuilder {
     handlers: HashMap<String, Arc<dyn Handler>>,
     adapter: Box<AdapterFactory>,
     cluster: Option<Arc<dyn Cluster>>,
+    observer: Option<Arc<dyn Observer>>,
 }
 
 impl IoBuilder {
+    /// Tells `observer` what happens to the sockets of every namespace.
+    pub fn observer(mut self, observer: Arc<dyn Observer>) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
     /// Serves namespace `nsp` (e.g. `/`, `/admin`) with `handler`.
     pub fn namespace(mut self, nsp: &str, handler: impl Handler) -> Self {
         self.handlers.insert(nsp.to_owned(), Arc::new(handler));
@@ -114,7 +123,9 @@ impl IoBuilder {
             .into_iter()
             .map(|(name, handler)| {
                 let adapter = (self.adapter)(&name, recovery);
-                let state = Mutex::new(Namespace::with_adapter(adapter));
+                let state = Mutex::new(
+                    Namespace::with_adapter(adapter).observed_by(&name, self.observer.clone()),
+                );
                 (name, Nsp { handler, state })
             })
             .collect();
@@ -123,6 +134,7 @@ impl IoBuilder {
             settings: self.settings,
             namespaces,
             cluster: self.cluster,
+            observer: self.observer,
             epoch: tokio::time::Instant::now(),
         })
     }
@@ -175,11 +187,17 @@ fn deliver(
         .chain(binaries.iter().cloned().map(Frame::Binary))
         .collect();
     let mut delivered = 0;
+    let mut dropped = 0;
     ns.for_each_recipient(target, |socket| {
         if socket.send_shared(&frames, volatile) {
             delivered += 1;
+        } else if volatile {
+            dropped += 1;
         }
     });
+    if dropped > 0 {
+        crate::metrics::metrics().volatile_dropped.inc_by(dropped);
+    }
     if let Some(offset) = offset {
         ns.log(offset, target.clone(), frames, now);
     }
@@ -205,6 +223,7 @@ pub struct Io {
     namespaces: HashMap<String, Nsp>,
     /// The other servers, when this one is in a cluster.
     cluster: Option<Arc<dyn Cluster>>,
+    observer: Option<Arc<dyn Observer>>,
     epoch: tokio::time::Instant,
 }
 
@@ -223,6 +242,7 @@ impl Io {
             handlers: HashMap::new(),
             adapter: Box::new(|_, recovery| Box::new(InMemoryAdapter::new(recovery))),
             cluster: None,
+            observer: None,
         }
     }
 
@@ -278,6 +298,7 @@ impl Io {
         let mut missed = Vec::new();
         let mut replaced = None;
         if ns.recovery_enabled() {
+            let asked = recover.is_some();
             let restored = match recover {
                 Some((pid, offset)) => match ns.recover(&pid, offset.as_deref(), now) {
                     Some(recovered) => Some((pid, recovered)),
@@ -292,6 +313,9 @@ impl Io {
                 },
                 None => None,
             };
+            if asked {
+                crate::metrics::metrics().recovery(restored.is_some());
+            }
             match restored {
                 Some((pid, recovered)) => {
                     parts.id = recovered.session.socket_id;
@@ -345,6 +369,7 @@ impl Io {
         });
         let mut rooms = Vec::new();
         let mut missed = Vec::new();
+        crate::metrics::metrics().recovery(recovered.is_some());
         match recovered {
             Some((session, frames)) => {
                 // Until its client gets an event it resumes from where it was.
@@ -574,6 +599,13 @@ impl Io {
 
     pub(crate) fn cluster(&self) -> Option<&Arc<dyn Cluster>> {
         self.cluster.as_ref()
+    }
+
+    /// Tells the observer, if there is one.
+    pub(crate) fn observe(&self, observed: Observed<'_>) {
+        if let Some(observer) = &self.observer {
+            observer.observe(observed);
+        }
     }
 
     /// The socket `id` of `nsp`, if connected.

@@ -16,6 +16,7 @@ use protocol::{Frame, Time};
 use super::adapter::{Adapter, Offset, Session, Target};
 #[cfg(test)]
 use super::adapter::{InMemoryAdapter, RecoveryConfig};
+use super::observer::{Observed, Observer};
 use super::socket::Socket;
 
 /// A recovered session: what it had, the frames it missed, in order, and the
@@ -34,6 +35,10 @@ pub(crate) struct Namespace {
     /// Socket id → socket: also the index of every socket's own room.
     sockets: HashMap<String, Socket>,
     adapter: Box<dyn Adapter>,
+    /// Told of room changes.
+    observer: Option<Arc<dyn Observer>>,
+    /// This namespace's name, for the observer.
+    name: String,
 }
 
 impl Namespace {
@@ -46,7 +51,16 @@ impl Namespace {
         Namespace {
             sockets: HashMap::new(),
             adapter,
+            observer: None,
+            name: String::new(),
         }
+    }
+
+    /// Tells `observer` (named `name`'s) room changes.
+    pub(crate) fn observed_by(mut self, name: &str, observer: Option<Arc<dyn Observer>>) -> Self {
+        self.name = name.to_owned();
+        self.observer = observer;
+        self
     }
 
     pub(crate) fn recovery_enabled(&self) -> bool {
@@ -83,6 +97,18 @@ impl Namespace {
             // Its own room needs no entry.
             return;
         }
+        if let Some(observer) = &self.observer
+            && !self
+                .adapter
+                .socket_rooms(id)
+                .is_some_and(|r| r.contains(&room))
+        {
+            observer.observe(Observed::Joined {
+                nsp: &self.name,
+                room: &room,
+                id,
+            });
+        }
         self.adapter.add(id, room);
     }
 
@@ -90,6 +116,18 @@ impl Namespace {
         if room == id {
             // A socket is always in its own room.
             return;
+        }
+        if let Some(observer) = &self.observer
+            && self
+                .adapter
+                .socket_rooms(id)
+                .is_some_and(|r| r.contains(room))
+        {
+            observer.observe(Observed::Left {
+                nsp: &self.name,
+                room,
+                id,
+            });
         }
         self.adapter.del(id, room);
     }

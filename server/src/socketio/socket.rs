@@ -3,6 +3,7 @@
 //! wait for an ack, a namespace disconnect.
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -97,6 +98,9 @@ struct SocketInner {
     /// Application data (the authenticated user, say); restored by recovery.
     data: Mutex<Value>,
     handshake: Arc<Handshake>,
+    /// Whether its connection is on WebSocket (shared by the connection's
+    /// sockets; set when it upgrades).
+    websocket: Arc<AtomicBool>,
     conn: Arc<Connection>,
     io: Weak<Io>,
 }
@@ -122,6 +126,7 @@ impl Socket {
                 base_offset: parts.base_offset,
                 data: Mutex::new(parts.data),
                 handshake: parts.handshake,
+                websocket: parts.websocket,
                 conn,
                 io,
             }),
@@ -181,6 +186,15 @@ impl Socket {
     pub fn leave(&self, room: &str) {
         self.io()
             .with_namespace(self.nsp(), |ns| ns.leave(self.id(), room));
+    }
+
+    /// The transport its connection is on now: `"polling"` or `"websocket"`.
+    pub fn transport(&self) -> &'static str {
+        if self.inner.websocket.load(Ordering::Relaxed) {
+            "websocket"
+        } else {
+            "polling"
+        }
     }
 
     /// The rooms this socket is in, its own id among them.
@@ -380,4 +394,5 @@ pub(crate) struct SocketParts {
     pub base_offset: Offset,
     pub data: Value,
     pub handshake: Arc<Handshake>,
+    pub websocket: Arc<AtomicBool>,
 }

@@ -111,6 +111,7 @@ async fn handle<F: Factory>(
             ?remote,
             "request from a forbidden origin refused"
         );
+        crate::metrics::metrics().refused("origin");
         return status_json(StatusCode::FORBIDDEN, 4, "Forbidden origin");
     }
     let opens_session = !raw_query.contains("sid=");
@@ -120,6 +121,7 @@ async fn handle<F: Factory>(
             limit = admission.max_sessions,
             "session refused: server full"
         );
+        crate::metrics::metrics().refused("capacity");
         let message = format!("server full: {} sessions", admission.max_sessions);
         return cors(
             status_json(StatusCode::SERVICE_UNAVAILABLE, 3, &message),
@@ -133,6 +135,7 @@ async fn handle<F: Factory>(
                 endpoint.factory().engine_config().max_payload
             );
             info!(?remote, "{message}");
+            crate::metrics::metrics().refused("payload_too_large");
             return cors(
                 status_json(StatusCode::PAYLOAD_TOO_LARGE, 3, &message),
                 origin.as_ref(),
