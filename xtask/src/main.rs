@@ -10,11 +10,13 @@
 //! - `exec.rs`: runs child processes with the tool `PATH` and names their failures
 
 mod autobahn;
+mod devproxy;
 mod exec;
 mod lockfile;
 mod setup;
 
 use std::ffi::OsString;
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -33,8 +35,9 @@ commands:
   build | dist            trunk build --release: the bundle in dist/
   run [-- SERVER_ARGS]    build the bundle, then run the release server on it
                           (http://127.0.0.1:8124 unless SERVER_ARGS say otherwise)
-  dev [-- SERVER_ARGS]    the debug server in the background and `trunk serve` in front
-                          (trunk proxies /socket.io/ to the server); Ctrl-C stops both
+  dev [-- SERVER_ARGS]    the debug server in the background, `trunk serve` on :8081, and on
+                          http://127.0.0.1:8080 a proxy: /socket.io/ (WebSocket and
+                          long-polling) to the server, the rest to trunk; Ctrl-C stops all
   test                    fmt, clippy, unit and integration tests, the bundle, browser tests
   autobahn [--peer duplex|tungstenite] [--cases 6.*,7.1.6]
                           the Autobahn|Testsuite fuzzingclient (RFC 6455 conformance, all
@@ -344,13 +347,16 @@ fn run_server(env: &Env, server_args: Vec<OsString>) -> Result<()> {
 ///
 /// Ctrl-C in the terminal reaches the whole foreground process group, so trunk and the
 /// server both stop on their own; when trunk exits any other way, the server is killed here.
+/// Where `cargo xtask dev` serves the page.
+const DEV_PORT: u16 = 8080;
+
 fn dev(env: &Env, server_args: Vec<OsString>) -> Result<()> {
     // Build first, so the server starts at once and its compile output does not interleave
     // with trunk's.
     fetch_crates(env)?;
     exec::run(env.cargo().args(["build", "-p", "duplex-server"]))?;
     let mut server_command = env.cargo();
-    // trunk's proxy forwards the page's Origin (the dev server's): let it in.
+    // The dev proxy forwards the page's Origin (the dev address): let it in.
     server_command
         .args(["run", "-p", "duplex-server", "--"])
         .args([
@@ -365,7 +371,27 @@ fn dev(env: &Env, server_args: Vec<OsString>) -> Result<()> {
         .spawn()
         .context("cannot start the server with cargo run")?;
 
-    let trunk = exec::run(env.command("trunk").args(["serve", "--offline"]));
+    // The page's address: /socket.io/ (WebSocket and long-polling) to the
+    // server, the rest to trunk, which serves on the port after it.
+    let proxy = devproxy::bind(SocketAddr::from(([127, 0, 0, 1], DEV_PORT)))?;
+    devproxy::spawn(
+        proxy,
+        devproxy::Backends {
+            server: SocketAddr::from(([127, 0, 0, 1], 8124)),
+            trunk: SocketAddr::from(([127, 0, 0, 1], DEV_PORT + 1)),
+        },
+    );
+    eprintln!(
+        "xtask: open http://127.0.0.1:{DEV_PORT}/ — /socket.io/ goes to the server (WebSocket and \
+         long-polling), the rest to trunk serve on :{}",
+        DEV_PORT + 1
+    );
+    let trunk = exec::run(env.command("trunk").args([
+        "serve",
+        "--offline",
+        "--port",
+        &(DEV_PORT + 1).to_string(),
+    ]));
 
     match server.try_wait() {
         Ok(Some(status)) => eprintln!("xtask: the server had already exited ({status})"),
