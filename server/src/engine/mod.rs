@@ -103,6 +103,8 @@ pub(crate) struct Link<C> {
     queue: BoundedQueue<C>,
     kill: Stop,
     kill_reason: Mutex<Option<DisconnectReason>>,
+    /// Whether the session is on WebSocket (set when it opens there or upgrades).
+    websocket: std::sync::atomic::AtomicBool,
 }
 
 impl<C> fmt::Debug for Link<C> {
@@ -118,8 +120,20 @@ impl<C> Link<C> {
             queue: BoundedQueue::new(capacity),
             kill: Stop::new(),
             kill_reason: Mutex::new(None),
+            websocket: std::sync::atomic::AtomicBool::new(false),
         });
         (link.clone(), LinkReceiver(link))
+    }
+
+    /// The session is on WebSocket from now on.
+    pub(crate) fn set_websocket(&self) {
+        self.websocket
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether the session is on WebSocket.
+    pub(crate) fn is_websocket(&self) -> bool {
+        self.websocket.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Queues `command`, or tells why not.

@@ -2,9 +2,8 @@
 //! ([`SocketIoMachine`], the protocol's `ServerSession` plus this server's
 //! sockets, handlers and pending acks), and how [`Io`] opens one per client.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use protocol::session::{
@@ -37,6 +36,9 @@ impl Factory for Io {
     ) -> (SocketIoMachine, LinkReceiver<Outbound>) {
         handshake.sid.clone_from(&sid);
         let (conn, rx) = Link::new(self.settings.outbound_queue);
+        if transport == Transport::WebSocket {
+            conn.set_websocket();
+        }
         let session =
             ServerSession::new(sid, self.settings.protocol.clone(), transport, self.now());
         let io = self
@@ -47,13 +49,12 @@ impl Factory for Io {
         metrics.connections_opened.inc();
         metrics.connection(transport_label(transport == Transport::WebSocket), 1);
         let machine = SocketIoMachine {
-            websocket: Arc::new(AtomicBool::new(transport == Transport::WebSocket)),
             traffic: Traffic::default(),
             io,
             conn,
             handshake: Arc::new(handshake),
             sockets: HashMap::new(),
-            fetching: HashSet::new(),
+            fetching: Vec::new(),
             acks: HashMap::new(),
             closing: None,
             connect_answered: false,
@@ -87,10 +88,9 @@ pub struct SocketIoMachine {
     handshake: Arc<Handshake>,
     /// This connection's sockets, one per joined namespace, with their handler.
     sockets: HashMap<String, (Socket, Arc<dyn Handler>)>,
-    /// Namespaces whose CONNECT waits for its session from the cluster.
-    fetching: HashSet<String>,
-    /// Whether the connection is on WebSocket, shared with its sockets.
-    websocket: Arc<AtomicBool>,
+    /// Namespaces whose CONNECT waits for its session from the cluster (a
+    /// Vec: nearly always empty, and smaller than a set per connection).
+    fetching: Vec<String>,
     /// Engine.IO packets and bytes not yet added to the metrics.
     traffic: Traffic,
     /// Our emits waiting for the client's ack.
@@ -150,7 +150,6 @@ impl SocketIoMachine {
             base_offset: super::adapter::Offset::default(),
             data: Value::Null,
             handshake: self.handshake.clone(),
-            websocket: self.websocket.clone(),
         };
         // The CONNECT answer must precede the replayed packets. Joining queues the
         // replay on the link, which the task reads only after this dispatch; the
@@ -160,7 +159,7 @@ impl SocketIoMachine {
             // Only namespaces with a handler are served; checked above.
             Admission::Refused => self.session.reject_connect(&nsp, "Invalid namespace"),
             Admission::Fetch { parts, pid, offset } => {
-                self.fetching.insert(nsp);
+                self.fetching.push(nsp);
                 self.fetch_session(*parts, pid, offset);
             }
         }
@@ -235,7 +234,7 @@ impl SocketIoMachine {
 
     /// The connection is on WebSocket now: its sockets move there.
     fn upgraded(&mut self) {
-        self.websocket.store(true, Ordering::Relaxed);
+        self.conn.set_websocket();
         let metrics = crate::metrics::metrics();
         metrics.upgrades.inc();
         metrics.connection("polling", -1);
@@ -253,8 +252,15 @@ impl Drop for SocketIoMachine {
         let metrics = crate::metrics::metrics();
         // What the last turn wrote.
         metrics.traffic(&mut self.traffic);
-        metrics.connection(transport_label(self.websocket.load(Ordering::Relaxed)), -1);
+        metrics.connection(transport_label(self.conn.is_websocket()), -1);
     }
+}
+
+/// Removes `nsp` from `list`; whether it was there.
+fn remove(list: &mut Vec<String>, nsp: &str) -> bool {
+    let before = list.len();
+    list.retain(|n| n != nsp);
+    list.len() != before
 }
 
 fn transport_label(websocket: bool) -> &'static str {
@@ -328,7 +334,7 @@ impl Machine for SocketIoMachine {
                     session,
                 } = *fetched;
                 let nsp = parts.nsp.clone();
-                if !self.fetching.remove(&nsp) {
+                if !remove(&mut self.fetching, &nsp) {
                     // The client left the namespace meanwhile.
                     return;
                 }
@@ -410,7 +416,7 @@ impl Machine for SocketIoMachine {
                     }
                 }
                 ServerEvent::Disconnect { nsp } => {
-                    self.fetching.remove(&nsp);
+                    remove(&mut self.fetching, &nsp);
                     self.leave(&nsp, &DisconnectReason::ClientNamespaceDisconnect);
                 }
                 ServerEvent::Closed(reason) => {

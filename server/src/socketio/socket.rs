@@ -3,7 +3,6 @@
 //! wait for an ack, a namespace disconnect.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -98,9 +97,6 @@ struct SocketInner {
     /// Application data (the authenticated user, say); restored by recovery.
     data: Mutex<Value>,
     handshake: Arc<Handshake>,
-    /// Whether its connection is on WebSocket (shared by the connection's
-    /// sockets; set when it upgrades).
-    websocket: Arc<AtomicBool>,
     conn: Arc<Connection>,
     io: Weak<Io>,
 }
@@ -126,7 +122,6 @@ impl Socket {
                 base_offset: parts.base_offset,
                 data: Mutex::new(parts.data),
                 handshake: parts.handshake,
-                websocket: parts.websocket,
                 conn,
                 io,
             }),
@@ -190,7 +185,7 @@ impl Socket {
 
     /// The transport its connection is on now: `"polling"` or `"websocket"`.
     pub fn transport(&self) -> &'static str {
-        if self.inner.websocket.load(Ordering::Relaxed) {
+        if self.inner.conn.is_websocket() {
             "websocket"
         } else {
             "polling"
@@ -394,5 +389,4 @@ pub(crate) struct SocketParts {
     pub base_offset: Offset,
     pub data: Value,
     pub handshake: Arc<Handshake>,
-    pub websocket: Arc<AtomicBool>,
 }
