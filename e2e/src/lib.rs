@@ -13,6 +13,10 @@
 //!   section (the `chaos` feature, which `server` turns on; alone it needs no server);
 //!   `chaos::script`: the phases of its cuts, and running `interop/chaos-clients.mjs`
 //!   while reading its output, for both of them
+//! - `deploy`: the README's deployment recipes' moving parts (`tests/recipes.rs`): the
+//!   `duplex-server` binary as a child process, Debian's nginx on a recipe of `deploy/`
+//!   rendered with a test's ports and paths, plain HTTP requests (with the `server`
+//!   feature)
 //!
 //! Run them with `cargo xtask test`, which builds the bundle first and sets `DUPLEX_DIST`,
 //! `CHROMEDRIVER` and `CHROMIUM`. The chaos tests of `tests/chaos.rs` need no browser and
@@ -21,6 +25,8 @@
 
 #[cfg(feature = "chaos")]
 pub mod chaos;
+#[cfg(feature = "server")]
+pub mod deploy;
 #[cfg(feature = "server")]
 pub mod proxy;
 #[cfg(feature = "server")]

@@ -294,32 +294,42 @@ impl ChromeDriver {
     /// Starts a headless Chromium (`$CHROMIUM`, else `/usr/bin/chromium`) with a fresh
     /// profile directory.
     pub fn new_session(&self) -> Result<Session> {
-        let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| DEFAULT_CHROMIUM.to_owned());
-        self.new_session_with(&chromium)
+        self.new_session_with_args(&[])
     }
 
     /// Starts the headless Chromium at `chromium` with a fresh profile directory.
     pub fn new_session_with(&self, chromium: &str) -> Result<Session> {
+        self.start_session(chromium, &[])
+    }
+
+    /// Starts a headless Chromium (`$CHROMIUM`, else `/usr/bin/chromium`) with a fresh
+    /// profile directory and `extra_args` after the usual ones, e.g.
+    /// `--ignore-certificate-errors` for a server with a self-signed certificate.
+    pub fn new_session_with_args(&self, extra_args: &[&str]) -> Result<Session> {
+        let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| DEFAULT_CHROMIUM.to_owned());
+        self.start_session(&chromium, extra_args)
+    }
+
+    fn start_session(&self, chromium: &str, extra_args: &[&str]) -> Result<Session> {
         let profile = TempDir::new("profile")?;
+        let mut args = vec![
+            "--headless".to_owned(),
+            "--no-sandbox".to_owned(),
+            "--disable-gpu".to_owned(),
+            "--disable-quic".to_owned(),
+            "--no-first-run".to_owned(),
+            "--disable-background-networking".to_owned(),
+            "--disable-component-update".to_owned(),
+            "--disable-sync".to_owned(),
+            "--disable-dev-shm-usage".to_owned(),
+            "--window-size=1280,1400".to_owned(),
+            format!("--user-data-dir={}", profile.path().display()),
+        ];
+        args.extend(extra_args.iter().map(|&arg| arg.to_owned()));
         let mut capabilities = fantoccini::wd::Capabilities::new();
         capabilities.insert(
             "goog:chromeOptions".to_owned(),
-            json!({
-                "binary": chromium,
-                "args": [
-                    "--headless",
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-quic",
-                    "--no-first-run",
-                    "--disable-background-networking",
-                    "--disable-component-update",
-                    "--disable-sync",
-                    "--disable-dev-shm-usage",
-                    "--window-size=1280,1400",
-                    format!("--user-data-dir={}", profile.path().display()),
-                ]
-            }),
+            json!({ "binary": chromium, "args": args }),
         );
         let url = format!("http://{}", self.addr);
         let client = run(&self.runtime, "new session", COMMAND_TIMEOUT, async {

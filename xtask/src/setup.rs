@@ -23,6 +23,8 @@ const CHROMIUM: &str = "/usr/bin/chromium";
 const REDIS_SERVER: &str = "/usr/bin/redis-server";
 /// And nginx in front of a cluster, as the README's recipe (Debian's package).
 const NGINX: &str = "/usr/sbin/nginx";
+/// The TLS recipe's test makes its self-signed certificate with it.
+const OPENSSL: &str = "/usr/bin/openssl";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
 /// npm packages the tests need, installed into `<root>/.tools` beside binaryen:
@@ -198,16 +200,17 @@ fn browser(env: &Env) -> Result<()> {
     Ok(())
 }
 
-/// Redis and nginx, which the cluster tests start on loopback themselves.
+/// Redis and nginx, which the cluster and recipe tests start on loopback themselves, and
+/// openssl, which makes the TLS recipe's certificate.
 fn cluster_services(env: &Env) -> Result<()> {
     let server = Path::new(REDIS_SERVER);
     let nginx = Path::new(NGINX);
-    if !server.exists() || !nginx.exists() {
+    if !server.exists() || !nginx.exists() || !Path::new(OPENSSL).exists() {
         progress(
             "redis-server",
-            "missing redis-server or nginx, installing them",
+            "missing redis-server, nginx or openssl, installing them",
         );
-        apt_install(env, &["redis-server", "nginx"])?;
+        apt_install(env, &["redis-server", "nginx", "openssl"])?;
     }
     let version = probe(env.command(server).arg("--version"))
         .with_context(|| format!("`{REDIS_SERVER} --version` fails"))?;
