@@ -249,6 +249,34 @@ impl Metrics {
         (polling + on("websocket"), polling)
     }
 
+    /// Engine.IO packets and bytes, in and out, reported so far by every
+    /// connection (each reports once per turn of its task).
+    pub fn traffic_totals(&self) -> Traffic {
+        let read = |family: &Family<DirectionLabels, Counter>, direction| {
+            family
+                .get(&DirectionLabels { direction })
+                .map_or(0, |counter| counter.get())
+        };
+        Traffic {
+            packets_in: read(&self.packets, "in"),
+            bytes_in: read(&self.bytes, "in"),
+            packets_out: read(&self.packets, "out"),
+            bytes_out: read(&self.bytes, "out"),
+        }
+    }
+
+    /// Engine.IO connections closed so far, by reason label; the reasons that
+    /// never happened are left out.
+    pub fn closed_totals(&self) -> Vec<(&'static str, u64)> {
+        REASON_LABELS
+            .iter()
+            .filter_map(|&reason| {
+                let closed = self.connections_closed.get(&ReasonLabels { reason })?.get();
+                (closed > 0).then_some((reason, closed))
+            })
+            .collect()
+    }
+
     /// An Engine.IO connection closed for `reason`.
     pub fn closed(&self, reason: &DisconnectReason) {
         let reason = reason_label(reason);
@@ -323,6 +351,20 @@ fn frame_len(frame: &protocol::Frame) -> u64 {
     }
 }
 
+/// Every label [`reason_label`] gives.
+pub const REASON_LABELS: [&str; 10] = [
+    "client_namespace_disconnect",
+    "client_closed",
+    "ping_timeout",
+    "transport_error",
+    "protocol_error",
+    "message_too_large",
+    "slow_client",
+    "server_shutdown",
+    "server_disconnect",
+    "replaced",
+];
+
 /// The label of a disconnect reason: a fixed set.
 pub fn reason_label(reason: &DisconnectReason) -> &'static str {
     match reason {
@@ -370,6 +412,29 @@ mod tests {
             .filter(|l| l.starts_with("duplex_events_received_total{"))
             .count();
         assert_eq!(series, MAX_EVENT_NAMES + 1);
+    }
+
+    #[test]
+    fn totals_read_back_without_creating_series() {
+        let m = Metrics::new();
+        assert_eq!(m.closed_totals(), []);
+        assert_eq!(m.traffic_totals().bytes_in, 0);
+        m.closed(&DisconnectReason::PingTimeout);
+        m.closed(&DisconnectReason::PingTimeout);
+        m.closed(&DisconnectReason::ClientClosed);
+        let mut t = Traffic::default();
+        t.count_in(&protocol::Frame::Text("4hi".into()));
+        m.traffic(&mut t);
+        assert_eq!(
+            m.closed_totals(),
+            [("client_closed", 1), ("ping_timeout", 2)]
+        );
+        let totals = m.traffic_totals();
+        assert_eq!((totals.packets_in, totals.bytes_in), (1, 3));
+        assert_eq!((totals.packets_out, totals.bytes_out), (0, 0));
+        for reason in REASON_LABELS {
+            assert!(!m.render().contains(&format!("reason=\"{reason}\"}} 0")));
+        }
     }
 
     #[test]
