@@ -189,6 +189,7 @@ impl Node {
         let config = Config {
             dist: std::env::temp_dir().join("duplex-no-bundle"),
             recovery: recovery.then(RecoveryConfig::default),
+            metrics: duplex_server::config::MetricsEndpoint::Main,
             ..Config::default()
         };
         let cluster = RedisCluster::new(RedisOptions::new(redis.url())).expect("valid url");
@@ -850,6 +851,16 @@ async fn readiness_follows_the_link_to_redis() {
         common::http::get(node.addr, "/healthz").await.json()["status"],
         "alive"
     );
+    let link = |text: String| {
+        text.lines()
+            .find(|l| l.starts_with("duplex_cluster_connected "))
+            .map(str::to_owned)
+    };
+    assert_eq!(
+        link(common::http::get(node.addr, "/metrics").await.text()).as_deref(),
+        Some("duplex_cluster_connected 1"),
+        "the metrics tell the link is up"
+    );
 
     redis.stop();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
@@ -866,6 +877,11 @@ async fn readiness_follows_the_link_to_redis() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    assert_eq!(
+        link(common::http::get(node.addr, "/metrics").await.text()).as_deref(),
+        Some("duplex_cluster_connected 0"),
+        "and down"
+    );
     // Alive all along, and serving its own clients.
     assert_eq!(common::http::get(node.addr, "/healthz").await.status, 200);
     let mut c = Client::connect(node.addr).await;
