@@ -102,13 +102,32 @@ impl Server {
 /// items are published from a duplex server (C), and come back to a server of
 /// kind `second` (B).
 fn recover_across(first: Kind, second: Kind) -> Result<()> {
+    recover_across_with(first, second, false)
+}
+
+/// A rolling restart behind a sticky balancer: the server the clients come
+/// back to started after their last event, so its own log does not reach
+/// back to their offsets; the rest comes from the stream itself.
+#[test]
+fn clients_recover_on_a_server_started_after_their_last_event() -> Result<()> {
+    recover_across_with(Kind::Duplex, Kind::Duplex, true)
+}
+
+/// With `b_late`, server B starts only once every item is published.
+fn recover_across_with(first: Kind, second: Kind, b_late: bool) -> Result<()> {
     let redis = RedisServer::start()?;
-    let servers = [
+    let mut servers = vec![
         Server::start(first, &redis)?,
-        Server::start(second, &redis)?,
         Server::start(Kind::Duplex, &redis)?,
     ];
-    let (a, b, c) = (servers[0].addr(), servers[1].addr(), servers[2].addr());
+    if !b_late {
+        servers.push(Server::start(second, &redis)?);
+    }
+    let (a, c) = (servers[0].addr(), servers[1].addr());
+    // The observer is on B, or on C while B is not started: once it has the
+    // last item, the server the clients come back to has read them all (or
+    // will start after them).
+    let watched = servers.last().map_or(c, Server::addr);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -135,7 +154,7 @@ fn recover_across(first: Kind, second: Kind) -> Result<()> {
             .await?
             .into_emitter();
         let mut observer =
-            duplex_native::connect(&format!("http://{b}"), Options::default()).await?;
+            duplex_native::connect(&format!("http://{watched}"), Options::default()).await?;
         native.emit_with_ack("join", vec![join]).await?;
         official.wait_for("joined").await?;
         let first_sid = native.sid();
@@ -165,6 +184,23 @@ fn recover_across(first: Kind, second: Kind) -> Result<()> {
         texts_until(&mut observer, &last).await?;
 
         // Back, to B.
+        let b = if b_late {
+            let redis = &redis;
+            // Started on a thread of its own: it runs its own runtime.
+            let started = tokio::task::block_in_place(|| {
+                std::thread::scope(|scope| {
+                    scope
+                        .spawn(|| Server::start(second, redis))
+                        .join()
+                        .map_err(|_| anyhow::anyhow!("starting server B panicked"))?
+                })
+            })?;
+            let b = started.addr();
+            servers.push(started);
+            b
+        } else {
+            servers[2].addr()
+        };
         proxy.set_upstream(b);
         proxy.restore();
         native_texts.extend(texts_until(&mut native, &last).await?);

@@ -193,6 +193,12 @@ pub trait Adapter: fmt::Debug + Send + 'static {
         false
     }
 
+    /// Packets after this offset are all in the log (those up to it may not
+    /// be): where a replay from elsewhere must reach.
+    fn floor(&self) -> Offset {
+        Offset::default()
+    }
+
     /// Packets up to `offset` may have been given out without being logged
     /// here (a cluster's stream before this server read it): a client that
     /// last got one of them cannot recover here; later ones are logged.
@@ -341,6 +347,12 @@ impl Adapter for InMemoryAdapter {
             .saved
             .remove(pid)
             .map(|(session, _)| session)
+    }
+
+    fn floor(&self) -> Offset {
+        self.recovery
+            .as_ref()
+            .map_or_else(Offset::default, |r| r.floor)
     }
 
     fn missing_up_to(&mut self, offset: Offset) {

@@ -17,7 +17,7 @@ use tracing::{debug, info};
 
 use super::handler::{AckError, AckReply, AckResponse, ConnectRequest, Handler, IncomingEvent};
 use super::socket::{AckRequest, Connection, FetchedSession, Outbound, Socket, SocketParts};
-use super::{Admission, Io, Observed};
+use super::{Admission, Io, Observed, Offset};
 use crate::engine::{DisconnectReason, Factory, Handshake, Link, LinkReceiver, Machine};
 use crate::metrics::Traffic;
 
@@ -173,8 +173,9 @@ impl SocketIoMachine {
     fn fetch_session(&self, parts: SocketParts, pid: String, offset: Option<String>) {
         let (io, conn) = (self.io.clone(), self.conn.clone());
         tokio::spawn(async move {
-            let session = match io.cluster().cloned() {
-                Some(cluster) => cluster.take_session(&parts.nsp, &pid).await,
+            let cluster = io.cluster().cloned();
+            let mut session = match &cluster {
+                Some(cluster) => cluster.clone().take_session(&parts.nsp, &pid).await,
                 None => None,
             };
             if let (Some(_), Some(offset)) = (&session, &offset) {
@@ -184,6 +185,25 @@ impl SocketIoMachine {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
             }
+            // An offset from before this server's log began (it started after
+            // the client's last event): what lies between comes from the
+            // cluster's record, or the session cannot be recovered.
+            let mut replayed = None;
+            if let (Some(found), Some(cluster)) = (&session, &cluster) {
+                let from = match offset.as_deref() {
+                    Some(text) => Offset::parse(text),
+                    None => Some(found.base),
+                };
+                let floor = io.with_namespace(&parts.nsp, |ns| ns.floor());
+                if let (Some(from), Some(floor)) = (from, floor)
+                    && from < floor
+                {
+                    match cluster.clone().replay(&parts.nsp, from, floor, found).await {
+                        Some(frames) => replayed = Some((floor, frames)),
+                        None => session = None,
+                    }
+                }
+            }
             let nsp = parts.nsp.clone();
             let kept = session.clone().map(|session| (pid.clone(), session));
             let sent = conn.send(Outbound::Admit(Box::new(FetchedSession {
@@ -191,6 +211,7 @@ impl SocketIoMachine {
                 pid,
                 offset,
                 session,
+                replayed,
             })));
             if let (Err(_), Some((pid, session))) = (sent, kept) {
                 // The connection went meanwhile: the session goes back where it
@@ -332,6 +353,7 @@ impl Machine for SocketIoMachine {
                     pid,
                     offset,
                     session,
+                    replayed,
                 } = *fetched;
                 let nsp = parts.nsp.clone();
                 if !remove(&mut self.fetching, &nsp) {
@@ -341,7 +363,7 @@ impl Machine for SocketIoMachine {
                 let admitted = self.io.handler(&nsp).and_then(|handler| {
                     let socket = self
                         .io
-                        .admit_fetched(parts, pid, offset, session, &self.conn)?;
+                        .admit_fetched(parts, pid, offset, session, replayed, &self.conn)?;
                     Some((socket, handler))
                 });
                 match admitted {

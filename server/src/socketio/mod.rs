@@ -154,23 +154,17 @@ pub(crate) enum Admission {
     },
 }
 
-/// Queues an event for the sockets `target` designates in `ns`: encoded once,
-/// `offset` (when given) appended as last argument and the frames logged under
-/// it. Returns how many sockets took it.
-#[allow(clippy::too_many_arguments)] // the parts of one emit
-fn deliver(
-    ns: &mut Namespace,
+/// The frames of event `name` with `args` (and binary `attachments`) in `nsp`,
+/// `offset` (when given) appended as last argument, as Socket.IO's recovery
+/// has it.
+pub(crate) fn event_frames(
     nsp: &str,
-    target: &Target,
     name: &str,
     mut args: Args,
     attachments: Vec<Vec<u8>>,
-    volatile: bool,
     offset: Option<Offset>,
-    now: Time,
-) -> usize {
+) -> Arc<[Frame]> {
     if let Some(offset) = offset {
-        // Socket.IO's recovery convention: the offset is the last argument.
         let mut values = args.into_values();
         values.push(Value::String(offset.to_string()));
         args = values.into();
@@ -183,9 +177,27 @@ fn deliver(
         attachments,
     };
     let (frame, binaries) = packet.encode_frame();
-    let frames: Arc<[Frame]> = std::iter::once(frame)
+    std::iter::once(frame)
         .chain(binaries.iter().cloned().map(Frame::Binary))
-        .collect();
+        .collect()
+}
+
+/// Queues an event for the sockets `target` designates in `ns`: encoded once,
+/// `offset` (when given) appended as last argument and the frames logged under
+/// it. Returns how many sockets took it.
+#[allow(clippy::too_many_arguments)] // the parts of one emit
+fn deliver(
+    ns: &mut Namespace,
+    nsp: &str,
+    target: &Target,
+    name: &str,
+    args: Args,
+    attachments: Vec<Vec<u8>>,
+    volatile: bool,
+    offset: Option<Offset>,
+    now: Time,
+) -> usize {
+    let frames = event_frames(nsp, name, args, attachments, offset);
     let mut delivered = 0;
     let mut dropped = 0;
     ns.for_each_recipient(target, |socket| {
@@ -353,18 +365,28 @@ impl Io {
 
     /// Admits a socket whose session `pid` was looked up elsewhere
     /// ([`Admission::Fetch`]): recovered if `session` was found and every
-    /// packet it missed after `offset` is in the log here, else fresh.
+    /// packet it missed after `offset` is in the log here (or, `replayed`,
+    /// read from the cluster up to where the log begins), else fresh.
     pub(crate) fn admit_fetched(
         &self,
         mut parts: SocketParts,
         pid: String,
         offset: Option<String>,
         session: Option<Session>,
+        replayed: Option<(Offset, Vec<Frame>)>,
         conn: &Arc<Connection>,
     ) -> Option<Socket> {
         let mut ns = self.lock(&parts.nsp)?;
         let recovered = session.and_then(|session| {
-            let missed = ns.recover_fetched(&session, offset.as_deref())?;
+            let missed = match replayed {
+                // The cluster's record up to `reach`, then the log from there
+                // (which must still begin no later).
+                Some((reach, mut frames)) => {
+                    frames.extend(ns.recover_fetched(&session, Some(&reach.to_string()))?);
+                    frames
+                }
+                None => ns.recover_fetched(&session, offset.as_deref())?,
+            };
             Some((session, missed))
         });
         let mut rooms = Vec::new();

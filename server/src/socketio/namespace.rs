@@ -171,6 +171,11 @@ impl Namespace {
         self.adapter.forward(op)
     }
 
+    /// See [`Adapter::floor`].
+    pub(crate) fn floor(&self) -> Offset {
+        self.adapter.floor()
+    }
+
     /// See [`Adapter::missing_up_to`].
     pub(crate) fn missing_up_to(&mut self, offset: Offset) {
         self.adapter.missing_up_to(offset);

@@ -10,8 +10,9 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 use thiserror::Error;
 
-use super::adapter::{Session, Target};
+use super::adapter::{Offset, Session, Target};
 use super::socket::Socket;
+use protocol::Frame;
 
 /// A socket of some server of the cluster, as Socket.IO's `fetchSockets`
 /// describes it: its id, rooms (its own among them), data and handshake.
@@ -166,6 +167,19 @@ pub trait Cluster: Send + Sync + 'static {
     /// for recovery in namespace `nsp` (once: a second take finds nothing).
     /// `None` when there is none, or the cluster cannot be reached.
     fn take_session(self: std::sync::Arc<Self>, nsp: &str, pid: &str) -> Pending<Option<Session>>;
+
+    /// The packets of namespace `nsp` after `after` and up to `until` that
+    /// `session`'s socket was to get, encoded as this server delivers them
+    /// (with their offsets), read from the cluster's own record: for a client
+    /// whose offset is older than this server's log. `None` when they cannot
+    /// all be had (`after` is no longer kept, or the cluster is unreachable).
+    fn replay(
+        self: std::sync::Arc<Self>,
+        nsp: &str,
+        after: Offset,
+        until: Offset,
+        session: &Session,
+    ) -> Pending<Option<Vec<Frame>>>;
 }
 
 /// Why not every other server answered a server-side emit.

@@ -44,6 +44,9 @@ pub struct FetchedSession {
     pub(crate) pid: String,
     pub(crate) offset: Option<String>,
     pub(crate) session: Option<super::adapter::Session>,
+    /// What the session missed before this server's log begins, read from the
+    /// cluster: the frames, and the offset they reach (the log's floor then).
+    pub(crate) replayed: Option<(Offset, Vec<Frame>)>,
 }
 
 /// An emit that waits for the client's ack.

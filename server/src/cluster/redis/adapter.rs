@@ -97,6 +97,9 @@ impl Adapter for RedisAdapter {
     fn missing_up_to(&mut self, offset: Offset) {
         self.local.missing_up_to(offset);
     }
+    fn floor(&self) -> Offset {
+        self.local.floor()
+    }
 
     fn on_empty(&mut self, now: Time) {
         self.local.on_empty(now);

@@ -437,5 +437,6 @@ fn random_id() -> String {
 mod adapter;
 use self::adapter::RedisAdapter;
 use self::requests::Request;
+mod replay;
 mod requests;
 mod stream;

@@ -23,6 +23,7 @@ use crate::socketio::{
     Broadcast, Cluster, ClusterStatus, FetchError, Io, Offset, Pending, RemoteAcks, RemoteSocket,
     ServerSideAck, ServerSideEmitError, Session, Target,
 };
+use protocol::Frame;
 
 /// A request of this server waiting for the others' answers.
 #[derive(Debug)]
@@ -254,7 +255,7 @@ impl RedisCluster {
 
     /// Runs `pipe` on this server's connection for its own commands (made when
     /// first needed, and again after a failure).
-    async fn query<T: redis::FromRedisValue>(
+    pub(super) async fn query<T: redis::FromRedisValue>(
         &self,
         pipe: &redis::Pipeline,
     ) -> redis::RedisResult<T> {
@@ -458,6 +459,16 @@ impl Cluster for RedisCluster {
                     .unwrap_or_default(),
             })
         })
+    }
+
+    fn replay(
+        self: Arc<Self>,
+        nsp: &str,
+        after: Offset,
+        until: Offset,
+        session: &Session,
+    ) -> Pending<Option<Vec<Frame>>> {
+        self.replay_range(nsp, after, until, session)
     }
 
     fn broadcast_with_ack(
