@@ -230,6 +230,12 @@ async fn admin_follows_and_commands_the_app_s_sockets() {
         received[..3],
         [json!("/"), json!(app_id), json!(["hello", 1, {"a": 2}])]
     );
+    // And what the app sends: its echo.
+    let sent = wait_event(&mut admin, "event_sent").await;
+    assert_eq!(sent[..2], [json!("/"), json!(app_id)]);
+    // (With recovery on, the echo carries its offset as a fourth argument.)
+    let event = sent[2].as_array().expect("[event, ...args]");
+    assert_eq!(event[..3], [json!("hello"), json!(1), json!({"a": 2})]);
 
     // The Sockets page's Disconnect button.
     admin

@@ -62,6 +62,13 @@ pub(crate) enum Message {
         args: Args,
         at: u64,
     },
+    EventSent {
+        nsp: String,
+        ids: Vec<String>,
+        name: String,
+        args: Args,
+        at: u64,
+    },
     Upgraded {
         nsp: String,
         id: String,
@@ -83,6 +90,11 @@ impl AdminObserver {
 }
 
 impl Observer for AdminObserver {
+    /// In development mode, while an admin is connected (Node's `event_sent`).
+    fn wants_sent_events(&self) -> bool {
+        self.shared.development() && self.shared.admins_connected()
+    }
+
     fn observe(&self, observed: Observed<'_>) {
         let at = now_ms();
         let message = match observed {
@@ -122,6 +134,24 @@ impl Observer for AdminObserver {
                 Message::EventReceived {
                     nsp: socket.nsp().to_owned(),
                     id: socket.id().to_owned(),
+                    name: name.to_owned(),
+                    args: args.clone(),
+                    at,
+                }
+            }
+            Observed::EventSent {
+                nsp,
+                ids,
+                name,
+                args,
+            } => {
+                // Never the admin namespace's own (each report is one: a loop).
+                if nsp == ADMIN_NAMESPACE {
+                    return;
+                }
+                Message::EventSent {
+                    nsp: nsp.to_owned(),
+                    ids: ids.to_vec(),
                     name: name.to_owned(),
                     args: args.clone(),
                     at,
@@ -373,6 +403,24 @@ impl Pump {
                         json!(iso8601(at)),
                     ],
                 );
+            }
+            Message::EventSent {
+                nsp,
+                ids,
+                name,
+                args,
+                at,
+            } => {
+                let mut event = Vec::with_capacity(1 + args.len());
+                event.push(Value::String(name));
+                event.extend(args.into_values());
+                let event = Value::Array(event);
+                for id in ids {
+                    self.tell(
+                        "event_sent",
+                        vec![json!(nsp), json!(id), event.clone(), json!(iso8601(at))],
+                    );
+                }
             }
             Message::Upgraded { nsp, id } => {
                 if self.picture.get_mut(&nsp, &id).is_some() {

@@ -197,16 +197,30 @@ fn deliver(
     offset: Option<Offset>,
     now: Time,
 ) -> usize {
+    let observer = ns.sent_events_observer();
+    let watched = observer.as_ref().map(|_| args.clone());
     let frames = event_frames(nsp, name, args, attachments, offset);
     let mut delivered = 0;
     let mut dropped = 0;
+    let mut ids = Vec::new();
     ns.for_each_recipient(target, |socket| {
         if socket.send_shared(&frames, volatile) {
             delivered += 1;
+            if observer.is_some() {
+                ids.push(socket.id().to_owned());
+            }
         } else if volatile {
             dropped += 1;
         }
     });
+    if let (Some(observer), Some(args), false) = (observer, watched, ids.is_empty()) {
+        observer.observe(Observed::EventSent {
+            nsp,
+            ids: &ids,
+            name,
+            args: &args,
+        });
+    }
     if dropped > 0 {
         crate::metrics::metrics().volatile_dropped.inc_by(dropped);
     }
@@ -345,7 +359,12 @@ impl Io {
                 }
             }
         }
-        let socket = Socket::new(parts, conn.clone(), self.me.clone());
+        let socket = Socket::new(
+            parts,
+            conn.clone(),
+            self.me.clone(),
+            self.observer.is_some(),
+        );
         ns.insert(&socket, rooms);
         if !missed.is_empty() {
             // One command for the whole replay: however long, it takes one slot of
@@ -411,7 +430,12 @@ impl Io {
                 parts.base_offset = ns.last_offset();
             }
         }
-        let socket = Socket::new(parts, conn.clone(), self.me.clone());
+        let socket = Socket::new(
+            parts,
+            conn.clone(),
+            self.me.clone(),
+            self.observer.is_some(),
+        );
         ns.insert(&socket, rooms);
         if !missed.is_empty() {
             socket.send_frames(missed);
@@ -621,6 +645,13 @@ impl Io {
 
     pub(crate) fn cluster(&self) -> Option<&Arc<dyn Cluster>> {
         self.cluster.as_ref()
+    }
+
+    /// Whether the observer wants to hear of events sent.
+    pub(crate) fn wants_sent_events(&self) -> bool {
+        self.observer
+            .as_ref()
+            .is_some_and(|observer| observer.wants_sent_events())
     }
 
     /// Tells the observer, if there is one.

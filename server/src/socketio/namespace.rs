@@ -171,6 +171,14 @@ impl Namespace {
         self.adapter.forward(op)
     }
 
+    /// The observer, if it wants to hear of events sent.
+    pub(crate) fn sent_events_observer(&self) -> Option<Arc<dyn Observer>> {
+        self.observer
+            .as_ref()
+            .filter(|observer| observer.wants_sent_events())
+            .cloned()
+    }
+
     /// See [`Adapter::floor`].
     pub(crate) fn floor(&self) -> Offset {
         self.adapter.floor()

@@ -37,6 +37,15 @@ pub enum Observed<'a> {
         name: &'a str,
         args: &'a Args,
     },
+    /// An event was sent to sockets `ids` of `nsp` (a direct emit: one id; a
+    /// broadcast: each recipient here). Only when the observer
+    /// [wants](Observer::wants_sent_events) them.
+    EventSent {
+        nsp: &'a str,
+        ids: &'a [String],
+        name: &'a str,
+        args: &'a Args,
+    },
     /// A socket's connection upgraded to WebSocket.
     Upgraded(&'a Socket),
 }
@@ -46,4 +55,10 @@ pub enum Observed<'a> {
 /// what it has to do, and do it on a task of its own).
 pub trait Observer: std::fmt::Debug + Send + Sync + 'static {
     fn observe(&self, observed: Observed<'_>);
+
+    /// Whether [`Observed::EventSent`] is wanted now: asked before each emit,
+    /// so that the recipients are listed only for an observer that looks.
+    fn wants_sent_events(&self) -> bool {
+        false
+    }
 }

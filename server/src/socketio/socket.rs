@@ -100,6 +100,9 @@ struct SocketInner {
     /// Application data (the authenticated user, say); restored by recovery.
     data: Mutex<Value>,
     handshake: Arc<Handshake>,
+    /// Whether its server has an observer (asked on each direct emit, which
+    /// then need not reach the server otherwise).
+    observed: bool,
     conn: Arc<Connection>,
     io: Weak<Io>,
 }
@@ -114,7 +117,12 @@ impl fmt::Debug for Socket {
 }
 
 impl Socket {
-    pub(crate) fn new(parts: SocketParts, conn: Arc<Connection>, io: Weak<Io>) -> Self {
+    pub(crate) fn new(
+        parts: SocketParts,
+        conn: Arc<Connection>,
+        io: Weak<Io>,
+        observed: bool,
+    ) -> Self {
         Socket {
             inner: Arc::new(SocketInner {
                 id: parts.id,
@@ -125,6 +133,7 @@ impl Socket {
                 base_offset: parts.base_offset,
                 data: Mutex::new(parts.data),
                 handshake: parts.handshake,
+                observed,
                 conn,
                 io,
             }),
@@ -264,7 +273,21 @@ impl Socket {
             return self.emit_logged(name, args.values().to_vec(), attachments.to_vec());
         }
         let frame = socketio::event_frame(self.nsp(), None, name, args, attachments.len());
-        self.inner.conn.send(Outbound::encoded(frame, attachments))
+        self.inner
+            .conn
+            .send(Outbound::encoded(frame, attachments))?;
+        if self.inner.observed
+            && let Some(io) = self.inner.io.upgrade()
+            && io.wants_sent_events()
+        {
+            io.observe(super::Observed::EventSent {
+                nsp: self.nsp(),
+                ids: &[self.id().to_owned()],
+                name,
+                args,
+            });
+        }
+        Ok(())
     }
 
     /// An emit with connection state recovery on: through the socket's own room.
