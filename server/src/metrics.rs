@@ -283,8 +283,14 @@ impl Metrics {
         self.connections_closed
             .get_or_create(&ReasonLabels { reason })
             .inc();
-        if reason == "slow_client" {
-            self.slow_client_disconnects.inc();
+        match reason {
+            "slow_client" => {
+                self.slow_client_disconnects.inc();
+            }
+            // Over WebSocket a message past the limit closes with 1009: a
+            // refusal as much as a long-polling POST answered 413.
+            "message_too_large" => self.refused("payload_too_large"),
+            _ => {}
         }
     }
 

@@ -68,6 +68,7 @@ const ACKS_SENT: &str = "duplex_acks_sent_total";
 const PACKETS_IN: &str = r#"duplex_engineio_packets_total{direction="in"}"#;
 const BYTES_OUT: &str = r#"duplex_engineio_bytes_total{direction="out"}"#;
 const ORIGIN: &str = r#"duplex_refusals_total{reason="origin"}"#;
+const TOO_LARGE: &str = r#"duplex_refusals_total{reason="payload_too_large"}"#;
 
 #[tokio::test]
 async fn metrics_move_with_connects_emits_refusals_and_disconnects() {
@@ -121,17 +122,29 @@ async fn metrics_move_with_connects_emits_refusals_and_disconnects() {
     })
     .await;
 
+    // A message past the payload limit over WebSocket: closed with 1009, counted.
+    let (mut big, _) = RawClient::connect_greeted(&server).await;
+    let payload = "x".repeat(Config::default().max_payload + 1);
+    big.send(&format!(r#"42["my other event","{payload}"]"#))
+        .await;
+    let (code, _) = big.expect_closed(PATIENCE).await.expect("closed");
+    assert_eq!(code, 1009);
+    scrape_until(&server, "the payload refusal", |s| {
+        value(s, TOO_LARGE) == value(&before, TOO_LARGE) + 1.0
+    })
+    .await;
+
     // The client leaves: its namespace, then its connection (a close frame).
     client.send("41").await;
     client.ws.close(None).await.expect("close frame sent");
-    let left = scrape_until(&server, "the socket gone", |s| {
-        value(s, SOCKETS_WS) == 0.0 && value(s, CLOSED) >= value(&before, CLOSED) + 1.0
+    drop(big);
+    // The sockets go when they leave, the connections when their task ends.
+    scrape_until(&server, "the sockets and connections gone", |s| {
+        value(s, SOCKETS_WS) == 0.0
+            && value(s, CLOSED) >= value(&before, CLOSED) + 1.0
+            && value(s, r#"duplex_connections{transport="websocket"}"#) == 0.0
     })
     .await;
-    assert_eq!(
-        value(&left, r#"duplex_connections{transport="websocket"}"#),
-        0.0
-    );
     server.stop().await;
 
     // On an address of its own, and not on the app's.
