@@ -486,6 +486,30 @@ impl Session {
         })
     }
 
+    /// Waits until the page's news list (`#news li.news-item`, read in one
+    /// script call per try) has an item whose text contains `needle`.
+    pub fn wait_for_news(&self, needle: &str, timeout: Duration) -> Result<()> {
+        const SCRIPT: &str = "return Array.from(document.querySelectorAll('#news li.news-item'))\
+                              .map(function (item) { return item.textContent; });";
+        poll_until(
+            timeout,
+            &format!("a news item containing {needle:?}"),
+            || {
+                let items = self.execute(SCRIPT, Vec::new())?;
+                let found = items
+                    .as_array()
+                    .with_context(|| format!("the script returned {items}"))?
+                    .iter()
+                    .any(|item| item.as_str().is_some_and(|text| text.contains(needle)));
+                Ok(if found {
+                    Check::Done(())
+                } else {
+                    Check::Waiting(format!("#news items: {items}"))
+                })
+            },
+        )
+    }
+
     /// Ends the session (closes the browser), reporting failure; drop does it quietly.
     pub fn delete(mut self) -> Result<()> {
         self.deleted = true;

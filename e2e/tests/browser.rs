@@ -190,20 +190,7 @@ fn type_into(page: &Session, selector: &str, text: &str) -> Result<()> {
 
 /// Waits for an item of `#news` whose text contains `needle`.
 fn wait_for_news(page: &Session, needle: &str) -> Result<()> {
-    const SCRIPT: &str = "return Array.from(document.querySelectorAll('#news li.news-item'))\
-                          .map(function (item) { return item.textContent; });";
-    poll_until(
-        TIMEOUT,
-        &format!("a news item containing {needle:?}"),
-        || {
-            let items = strings(page.execute(SCRIPT, Vec::new())?)?;
-            if items.iter().any(|item| item.contains(needle)) {
-                Ok(Check::Done(()))
-            } else {
-                Ok(Check::Waiting(format!("#news items: {items:?}")))
-            }
-        },
-    )
+    page.wait_for_news(needle, TIMEOUT)
 }
 
 /// One `#log li.entry`, read in a single script call (not one WebDriver call per field).

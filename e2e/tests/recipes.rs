@@ -664,23 +664,5 @@ fn wait_connected(page: &Session) -> Result<()> {
 
 /// Waits for an item of `#news` whose text contains `needle`.
 fn wait_for_news(page: &Session, needle: &str) -> Result<()> {
-    const SCRIPT: &str = "return Array.from(document.querySelectorAll('#news li.news-item'))\
-                          .map(function (item) { return item.textContent; });";
-    poll_until(
-        TIMEOUT,
-        &format!("a news item containing {needle:?}"),
-        || {
-            let items = page.execute(SCRIPT, Vec::new())?;
-            let found = items
-                .as_array()
-                .with_context(|| format!("the script returned {items}"))?
-                .iter()
-                .any(|item| item.as_str().is_some_and(|text| text.contains(needle)));
-            Ok(if found {
-                Check::Done(())
-            } else {
-                Check::Waiting(format!("#news items: {items}"))
-            })
-        },
-    )
+    page.wait_for_news(needle, TIMEOUT)
 }

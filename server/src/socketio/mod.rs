@@ -359,18 +359,7 @@ impl Io {
                 }
             }
         }
-        let socket = Socket::new(
-            parts,
-            conn.clone(),
-            self.me.clone(),
-            self.observer.is_some(),
-        );
-        ns.insert(&socket, rooms);
-        if !missed.is_empty() {
-            // One command for the whole replay: however long, it takes one slot of
-            // the queue (the log that holds it is bounded).
-            socket.send_frames(missed);
-        }
+        let socket = self.register(&mut ns, parts, rooms, missed, conn);
         drop(ns);
         if let Some(old) = replaced {
             // Its client has left that connection for this one. (The same
@@ -430,6 +419,20 @@ impl Io {
                 parts.base_offset = ns.last_offset();
             }
         }
+        Some(self.register(&mut ns, parts, rooms, missed, conn))
+    }
+
+    /// Makes the socket of `parts` on `conn`, puts it in `ns` in `rooms`, and
+    /// queues the frames it `missed`: under the caller's lock, so nothing sent
+    /// meanwhile is missed or doubled.
+    fn register(
+        &self,
+        ns: &mut Namespace,
+        parts: SocketParts,
+        rooms: Vec<String>,
+        missed: Vec<Frame>,
+        conn: &Arc<Connection>,
+    ) -> Socket {
         let socket = Socket::new(
             parts,
             conn.clone(),
@@ -438,9 +441,11 @@ impl Io {
         );
         ns.insert(&socket, rooms);
         if !missed.is_empty() {
+            // One command for the whole replay: however long, it takes one slot of
+            // the queue (the log that holds it is bounded).
             socket.send_frames(missed);
         }
-        Some(socket)
+        socket
     }
 
     /// Every namespace's packets up to `offset` were given out before this
