@@ -21,6 +21,7 @@ pub mod admin;
 pub mod app;
 pub mod cluster;
 pub mod config;
+mod date;
 pub mod engine;
 mod health;
 mod memory;

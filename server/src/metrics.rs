@@ -11,8 +11,8 @@
 //! `prometheus-client` (the Prometheus organisation's Rust client), in the
 //! OpenMetrics text format that Prometheus scrapes.
 
-use std::collections::HashSet;
-use std::sync::{LazyLock, Mutex, PoisonError};
+use std::collections::{HashMap, HashSet};
+use std::sync::{LazyLock, Mutex, PoisonError, RwLock};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
@@ -69,7 +69,16 @@ pub struct Metrics {
     pub packets: Family<DirectionLabels, Counter>,
     pub bytes: Family<DirectionLabels, Counter>,
     events_received: Family<EventLabels, Counter>,
+    /// The counters of `events_received` by namespace and name (`_other`
+    /// among them), found without allocating: an event is a hot path.
+    event_counters: RwLock<HashMap<String, HashMap<String, Counter>>>,
+    /// Names with a label of their own (at most [`MAX_EVENT_NAMES`]).
     event_names: Mutex<HashSet<String>>,
+    /// `engineio_packets` and `engineio_bytes` in and out, resolved once: a
+    /// connection adds to them every turn of its task.
+    traffic_counters: [Counter; 4],
+    /// `connections` on polling and on WebSocket, resolved once.
+    connection_gauges: [Gauge; 2],
     pub acks_sent: Counter,
     pub acks_received: Counter,
     pub ack_timeouts: Counter,
@@ -95,7 +104,10 @@ impl Metrics {
             packets: Family::default(),
             bytes: Family::default(),
             events_received: Family::default(),
+            event_counters: RwLock::new(HashMap::new()),
             event_names: Mutex::new(HashSet::new()),
+            traffic_counters: Default::default(),
+            connection_gauges: Default::default(),
             acks_sent: Counter::default(),
             acks_received: Counter::default(),
             ack_timeouts: Counter::default(),
@@ -194,7 +206,29 @@ impl Metrics {
             "Messages in a write to Redis that failed in flight",
             m.cluster_lost.clone(),
         );
-        Metrics { registry, ..m }
+        // Each found in a call of its own: a family's read guard must be gone
+        // before the next series of it is created.
+        let counter = |family: &Family<DirectionLabels, Counter>, direction| {
+            family.get_or_create(&DirectionLabels { direction }).clone()
+        };
+        let traffic_counters = [
+            counter(&m.packets, "in"),
+            counter(&m.bytes, "in"),
+            counter(&m.packets, "out"),
+            counter(&m.bytes, "out"),
+        ];
+        let gauge = |transport| {
+            m.connections
+                .get_or_create(&TransportLabels { transport })
+                .clone()
+        };
+        let connection_gauges = [gauge("polling"), gauge("websocket")];
+        Metrics {
+            registry,
+            traffic_counters,
+            connection_gauges,
+            ..m
+        }
     }
 
     /// The text exposition of every metric.
@@ -207,7 +241,22 @@ impl Metrics {
 
     /// Counts an event `name` received on `namespace`.
     pub fn event_received(&self, namespace: &str, name: &str) {
-        let known = {
+        let known = self
+            .event_counters
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(namespace)
+            .and_then(|names| names.get(name))
+            .cloned();
+        known
+            .unwrap_or_else(|| self.event_counter(namespace, name))
+            .inc();
+    }
+
+    /// The counter of a (namespace, name) pair met for the first time: its own
+    /// label while there are fewer than [`MAX_EVENT_NAMES`], else `_other`.
+    fn event_counter(&self, namespace: &str, name: &str) -> Counter {
+        let labelled = {
             let mut names = self
                 .event_names
                 .lock()
@@ -216,9 +265,16 @@ impl Metrics {
         };
         let labels = EventLabels {
             namespace: namespace.to_owned(),
-            event: if known { name } else { "_other" }.to_owned(),
+            event: if labelled { name } else { "_other" }.to_owned(),
         };
-        self.events_received.get_or_create(&labels).inc();
+        let counter = self.events_received.get_or_create(&labels).clone();
+        self.event_counters
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(namespace.to_owned())
+            .or_default()
+            .insert(name.to_owned(), counter.clone());
+        counter
     }
 
     /// A socket of `namespace` joined (`delta` 1) or left (-1) on `transport`.
@@ -233,35 +289,24 @@ impl Metrics {
 
     /// An Engine.IO connection opened (`delta` 1) or went (-1) on `transport`.
     pub fn connection(&self, transport: &'static str, delta: i64) {
-        self.connections
-            .get_or_create(&TransportLabels { transport })
-            .inc_by(delta);
+        self.connection_gauges[usize::from(transport == "websocket")].inc_by(delta);
     }
 
     /// Open Engine.IO connections: all of them, and those still on long-polling.
     pub fn open_connections(&self) -> (i64, i64) {
-        let on = |transport| {
-            self.connections
-                .get_or_create(&TransportLabels { transport })
-                .get()
-        };
-        let polling = on("polling");
-        (polling + on("websocket"), polling)
+        let [polling, websocket] = &self.connection_gauges;
+        (polling.get() + websocket.get(), polling.get())
     }
 
     /// Engine.IO packets and bytes, in and out, reported so far by every
     /// connection (each reports once per turn of its task).
     pub fn traffic_totals(&self) -> Traffic {
-        let read = |family: &Family<DirectionLabels, Counter>, direction| {
-            family
-                .get(&DirectionLabels { direction })
-                .map_or(0, |counter| counter.get())
-        };
+        let [packets_in, bytes_in, packets_out, bytes_out] = &self.traffic_counters;
         Traffic {
-            packets_in: read(&self.packets, "in"),
-            bytes_in: read(&self.bytes, "in"),
-            packets_out: read(&self.packets, "out"),
-            bytes_out: read(&self.bytes, "out"),
+            packets_in: packets_in.get(),
+            bytes_in: bytes_in.get(),
+            packets_out: packets_out.get(),
+            bytes_out: bytes_out.get(),
         }
     }
 
@@ -309,21 +354,14 @@ impl Metrics {
 
     /// Packets and bytes a connection counted since it last reported.
     pub fn traffic(&self, traffic: &mut Traffic) {
+        let [packets_in, bytes_in, packets_out, bytes_out] = &self.traffic_counters;
         if traffic.packets_in > 0 {
-            self.packets
-                .get_or_create(&DirectionLabels { direction: "in" })
-                .inc_by(traffic.packets_in);
-            self.bytes
-                .get_or_create(&DirectionLabels { direction: "in" })
-                .inc_by(traffic.bytes_in);
+            packets_in.inc_by(traffic.packets_in);
+            bytes_in.inc_by(traffic.bytes_in);
         }
         if traffic.packets_out > 0 {
-            self.packets
-                .get_or_create(&DirectionLabels { direction: "out" })
-                .inc_by(traffic.packets_out);
-            self.bytes
-                .get_or_create(&DirectionLabels { direction: "out" })
-                .inc_by(traffic.bytes_out);
+            packets_out.inc_by(traffic.packets_out);
+            bytes_out.inc_by(traffic.bytes_out);
         }
         *traffic = Traffic::default();
     }

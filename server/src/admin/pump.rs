@@ -391,17 +391,9 @@ impl Pump {
                 args,
                 at,
             } => {
-                let mut event = Vec::with_capacity(1 + args.len());
-                event.push(Value::String(name));
-                event.extend(args.into_values());
                 self.tell(
                     "event_received",
-                    vec![
-                        json!(nsp),
-                        json!(id),
-                        Value::Array(event),
-                        json!(iso8601(at)),
-                    ],
+                    vec![json!(nsp), json!(id), event(name, args), json!(iso8601(at))],
                 );
             }
             Message::EventSent {
@@ -411,10 +403,7 @@ impl Pump {
                 args,
                 at,
             } => {
-                let mut event = Vec::with_capacity(1 + args.len());
-                event.push(Value::String(name));
-                event.extend(args.into_values());
-                let event = Value::Array(event);
+                let event = event(name, args);
                 for id in ids {
                     self.tell(
                         "event_sent",
@@ -446,4 +435,12 @@ impl Pump {
         self.picture.rebuild(&self.io);
         self.tell("all_sockets", vec![Value::Array(self.picture.all())]);
     }
+}
+
+/// An event as the UI shows it: `[name, ...args]`.
+fn event(name: String, args: Args) -> Value {
+    let mut event = Vec::with_capacity(1 + args.len());
+    event.push(Value::String(name));
+    event.extend(args.into_values());
+    Value::Array(event)
 }

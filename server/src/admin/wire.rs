@@ -23,21 +23,6 @@ pub(crate) fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// Days since 1970-01-01 → (year, month 1–12, day 1–31), proleptic Gregorian
-/// (Howard Hinnant's `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
 /// The parts of the UTC time `ms` after the epoch.
 struct Utc {
     year: i64,
@@ -48,14 +33,13 @@ struct Utc {
     hour: u64,
     minute: u64,
     second: u64,
-    millis: u64,
 }
 
 impl Utc {
     fn at(ms: u64) -> Utc {
         let days = (ms / 86_400_000) as i64;
         let in_day = ms % 86_400_000;
-        let (year, month, day) = civil_from_days(days);
+        let (year, month, day) = crate::date::civil_from_days(days);
         Utc {
             year,
             month,
@@ -65,18 +49,13 @@ impl Utc {
             hour: in_day / 3_600_000,
             minute: in_day / 60_000 % 60,
             second: in_day / 1000 % 60,
-            millis: in_day % 1000,
         }
     }
 }
 
 /// JavaScript's `new Date(ms).toJSON()`: `2026-12-06T17:00:34.679Z`.
 pub(crate) fn iso8601(ms: u64) -> String {
-    let t = Utc::at(ms);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        t.year, t.month, t.day, t.hour, t.minute, t.second, t.millis
-    )
+    crate::date::iso8601((ms / 1000) as i64, (ms % 1000) as u32)
 }
 
 /// JavaScript's `new Date(ms).toString()` in UTC:

@@ -241,14 +241,18 @@ impl SocketIoMachine {
 
     fn leave(&mut self, nsp: &str, reason: &DisconnectReason) {
         if let Some((socket, handler)) = self.sockets.remove(nsp) {
-            let rooms = socket.rooms();
+            // Its rooms, read before it leaves them, only for an observer: a
+            // disconnect otherwise neither locks the namespace twice nor allocates.
+            let rooms = self.io.is_observed().then(|| socket.rooms());
             self.io.leave_namespace(&socket, reason);
             crate::metrics::metrics().socket(nsp, socket.transport(), -1);
-            self.io.observe(Observed::Disconnected {
-                socket: &socket,
-                reason,
-                rooms: &rooms,
-            });
+            if let Some(rooms) = rooms {
+                self.io.observe(Observed::Disconnected {
+                    socket: &socket,
+                    reason,
+                    rooms: &rooms,
+                });
+            }
             handler.on_disconnect(&socket, reason);
         }
     }

@@ -433,12 +433,7 @@ impl Io {
         missed: Vec<Frame>,
         conn: &Arc<Connection>,
     ) -> Socket {
-        let socket = Socket::new(
-            parts,
-            conn.clone(),
-            self.me.clone(),
-            self.observer.is_some(),
-        );
+        let socket = Socket::new(parts, conn.clone(), self.me.clone(), self.is_observed());
         ns.insert(&socket, rooms);
         if !missed.is_empty() {
             // One command for the whole replay: however long, it takes one slot of
@@ -650,6 +645,11 @@ impl Io {
 
     pub(crate) fn cluster(&self) -> Option<&Arc<dyn Cluster>> {
         self.cluster.as_ref()
+    }
+
+    /// Whether an observer watches the sockets.
+    pub(crate) fn is_observed(&self) -> bool {
+        self.observer.is_some()
     }
 
     /// Whether the observer wants to hear of events sent.

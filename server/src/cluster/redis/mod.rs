@@ -399,6 +399,15 @@ fn server_side_emit(io: &Arc<Io>, nsp: &str, packet: Vec<Value>, ack: Option<Ser
     );
 }
 
+/// A stream entry's fields as text or bytes (what `Message::from_entry` reads).
+fn entry_fields(entry: &redis::streams::StreamId) -> impl Iterator<Item = (&str, &[u8])> {
+    entry.map.iter().filter_map(|(name, value)| match value {
+        redis::Value::BulkString(bytes) => Some((name.as_str(), bytes.as_slice())),
+        redis::Value::SimpleString(text) => Some((name.as_str(), text.as_bytes())),
+        _ => None,
+    })
+}
+
 fn target(opts: Opts) -> Target {
     Target {
         rooms: opts.rooms,

@@ -2,14 +2,12 @@
 //! this server's own log begins (the server started after the client's last
 //! event, as in a rolling restart behind a sticky balancer).
 
-use std::sync::Arc;
-
 use redis::streams::StreamRangeReply;
 use serde_json::Value;
 
-use super::{RedisCluster, target};
+use super::{RedisCluster, entry_fields, target};
 use crate::cluster::wire::{Body, Message};
-use crate::socketio::{Offset, Pending, Session, event_frames};
+use crate::socketio::{Offset, Session, event_frames};
 use protocol::{Args, Frame};
 
 /// Entries read at once.
@@ -17,19 +15,7 @@ const PAGE: usize = 500;
 
 impl RedisCluster {
     /// See [`Cluster::replay`](crate::socketio::Cluster::replay).
-    pub(super) fn replay_range(
-        self: Arc<Self>,
-        nsp: &str,
-        after: Offset,
-        until: Offset,
-        session: &Session,
-    ) -> Pending<Option<Vec<Frame>>> {
-        let nsp = nsp.to_owned();
-        let session = session.clone();
-        Box::pin(async move { self.read_range(&nsp, after, until, &session).await })
-    }
-
-    async fn read_range(
+    pub(super) async fn read_range(
         &self,
         nsp: &str,
         after: Offset,
@@ -72,11 +58,6 @@ impl RedisCluster {
             let read = entries.ids.len();
             for entry in entries.ids {
                 from.clone_from(&entry.id);
-                let fields = entry.map.iter().filter_map(|(name, value)| match value {
-                    redis::Value::BulkString(bytes) => Some((name.as_str(), bytes.as_slice())),
-                    redis::Value::SimpleString(text) => Some((name.as_str(), text.as_bytes())),
-                    _ => None,
-                });
                 let Ok(Some(Message {
                     nsp: entry_nsp,
                     body:
@@ -86,7 +67,7 @@ impl RedisCluster {
                             request_id: None,
                         },
                     ..
-                })) = Message::from_entry(fields)
+                })) = Message::from_entry(entry_fields(&entry))
                 else {
                     continue;
                 };

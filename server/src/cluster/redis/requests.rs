@@ -468,7 +468,8 @@ impl Cluster for RedisCluster {
         until: Offset,
         session: &Session,
     ) -> Pending<Option<Vec<Frame>>> {
-        self.replay_range(nsp, after, until, session)
+        let (nsp, session) = (nsp.to_owned(), session.clone());
+        Box::pin(async move { self.read_range(&nsp, after, until, &session).await })
     }
 
     fn broadcast_with_ack(

@@ -14,8 +14,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::{
-    BACKOFF, BATCH, COMMAND_TIMEOUT, Outgoing, RedisCluster, pause, retry_after, server_side_emit,
-    target,
+    BACKOFF, BATCH, COMMAND_TIMEOUT, Outgoing, RedisCluster, entry_fields, pause, retry_after,
+    server_side_emit, target,
 };
 use crate::cluster::wire::{Body, Message};
 use crate::socketio::{Broadcast, Io, Offset};
@@ -275,12 +275,7 @@ impl RedisCluster {
     }
 
     fn receive(&self, io: &Arc<Io>, entry: &redis::streams::StreamId) {
-        let fields = entry.map.iter().filter_map(|(name, value)| match value {
-            redis::Value::BulkString(bytes) => Some((name.as_str(), bytes.as_slice())),
-            redis::Value::SimpleString(text) => Some((name.as_str(), text.as_bytes())),
-            _ => None,
-        });
-        let fields: Vec<(&str, &[u8])> = fields.collect();
+        let fields: Vec<(&str, &[u8])> = entry_fields(entry).collect();
         match Message::from_entry(fields.iter().copied()) {
             Ok(Some(message)) if message.uid != self.uid => apply(io, &entry.id, message),
             Ok(Some(message)) => {
